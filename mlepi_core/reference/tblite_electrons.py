@@ -1,0 +1,171 @@
+"""The electron reference: GFN1-xTB through tblite, split into real-space blocks.
+
+tblite solves a periodic cell at the Gamma point only. Its converged Fock matrix
+F = S C diag(eps) C^T S (C^T S C = 1) and overlap S of a supercell are split into
+atom-pair blocks H_ij(R), S_ij(R) by the minimal-image convention: the Gamma
+element between atoms i and j is assigned to the one lattice vector R that puts
+j closest to i, and kept if that distance is below r_c. This is exact for pairs
+within r_c when the cell is wide enough (DESIGN.md section 4: r_c = 6 A on a 6x6
+AB bilayer reproduces tblite's eigenvalues to ~0.03 meV).
+
+Trap avoided here: ``res.get("hamiltonian-matrix")`` is the *core* Hamiltonian
+H0 before self-consistency, not the label we want.
+
+Orbital order per carbon atom: s, p_y, p_z, p_x (real harmonics m = -1, 0, +1 as
+in e3nn), checked in the tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from ..graph import neighbour_pairs
+from ..seams import Blocks
+from ..units import BOHR_A, HARTREE_EV, KB_EV_PER_K
+
+OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
+DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (DESIGN.md section 4)
+ELECTRONIC_T_K = 300.0  # Kelvin, Fermi smearing of the SCF
+SHELLS = {1: (0,), 6: (0, 1), 5: (0, 1), 7: (0, 1), 8: (0, 1)}  # GFN1 valence shells (l) per Z
+
+
+def _load_tblite():
+    """Import tblite, first exposing OpenBLAS globally so tblite's BLAS calls use it.
+
+    The tblite wheel bundles reference netlib BLAS/LAPACK; OpenBLAS (Debian
+    libopenblas0-pthread, installed by our set-up) gives identical results 4-10x
+    faster. Without it the reference still runs, slowly.
+    """
+    if os.path.exists(OPENBLAS) and os.environ.get("MLEPI_NO_OPENBLAS") != "1":
+        ctypes.CDLL(OPENBLAS, mode=ctypes.RTLD_GLOBAL)
+    else:
+        warnings.warn("OpenBLAS not found: tblite runs on its bundled reference BLAS (slow)")
+    from tblite.interface import Calculator
+
+    return Calculator
+
+
+@dataclass
+class TBLiteResult:
+    """One converged GFN1-xTB calculation at Gamma, in engine units."""
+
+    energy: float  # eV
+    forces: np.ndarray  # (N, 3) eV/A
+    fock: np.ndarray  # (M, M) eV, converged Fock matrix F = S C eps C^T S
+    overlap: np.ndarray  # (M, M)
+    orbital_energies: np.ndarray  # (M,) eV
+    occupations: np.ndarray  # (M,) electrons per orbital (0..2)
+    norb: np.ndarray  # (N,) orbitals per atom
+
+
+def orbitals_per_atom(numbers: np.ndarray) -> np.ndarray:
+    """Number of GFN1-xTB basis functions of each atom (s: 1, s+p: 4)."""
+    try:
+        return np.array([sum(2 * l + 1 for l in SHELLS[int(z)]) for z in numbers])
+    except KeyError as err:
+        raise ValueError(f"element Z={err.args[0]} has no GFN1 basis defined in mlepi") from None
+
+
+def check_cell_for_cutoff(cell: np.ndarray, r_c: float) -> None:
+    """Raise ValueError unless every in-plane lattice vector is at least 2 r_c + 1 A long.
+
+    Then at most one periodic image of an atom lies within r_c of another, so the
+    minimal-image split of the Gamma-point matrices is unambiguous.
+    """
+    a1, a2 = np.asarray(cell)[:2]
+    shortest = min(np.linalg.norm(v) for v in (a1, a2, a1 + a2, a1 - a2))
+    if shortest < 2 * r_c + 1:
+        raise ValueError(f"cell too small for r_c = {r_c} A: its shortest in-plane lattice "
+                         f"vector is {shortest:.2f} A, need >= {2 * r_c + 1:.2f} A "
+                         f"(use a larger supercell)")
+
+
+class GFN1Reference:
+    """GFN1-xTB (tblite) as Hamiltonian model and (slow, quantum) force model."""
+
+    elements = frozenset({"H", "B", "C", "N", "O"})
+
+    def __init__(self, r_c: float = DEFAULT_RC, electronic_temperature: float = ELECTRONIC_T_K,
+                 accuracy: float = 1.0):
+        self.r_c = r_c
+        self.electronic_temperature = electronic_temperature
+        self.accuracy = accuracy
+        self._calculator = _load_tblite()
+
+    def solve(self, atoms: Atoms) -> TBLiteResult:
+        """Run one SCF calculation of ``atoms`` (periodic, Gamma point)."""
+        bad = set(atoms.get_chemical_symbols()) - self.elements
+        if bad:
+            raise ValueError(f"GFN1 reference in mlepi supports {sorted(self.elements)}, "
+                             f"not {sorted(bad)}")
+        calc = self._calculator("GFN1-xTB", atoms.numbers, atoms.positions / BOHR_A,
+                                lattice=np.asarray(atoms.cell) / BOHR_A,
+                                periodic=np.array([True, True, True]))
+        calc.set("verbosity", 0)
+        calc.set("save-integrals", 1)
+        calc.set("accuracy", self.accuracy)
+        calc.set("temperature", self.electronic_temperature * KB_EV_PER_K / HARTREE_EV)
+        res = calc.singlepoint()
+        s = res.get("overlap-matrix")
+        c = res.get("orbital-coefficients")
+        eps = res.get("orbital-energies")
+        sc = s @ c
+        fock = (sc * eps) @ sc.T
+        return TBLiteResult(
+            energy=float(res.get("energy")) * HARTREE_EV,
+            forces=-res.get("gradient") * HARTREE_EV / BOHR_A,
+            fock=0.5 * (fock + fock.T) * HARTREE_EV,
+            overlap=s,
+            orbital_energies=eps * HARTREE_EV,
+            occupations=res.get("orbital-occupations"),
+            norb=orbitals_per_atom(atoms.numbers),
+        )
+
+    def split_blocks(self, atoms: Atoms, result: TBLiteResult, r_c: float | None = None) -> Blocks:
+        """Minimal-image split of Gamma-point F and S into pair blocks within ``r_c``."""
+        r_c = self.r_c if r_c is None else r_c
+        check_cell_for_cutoff(atoms.cell, r_c)
+        i, j, shift, _ = neighbour_pairs(atoms, r_c)
+        n = len(atoms)
+        i = np.concatenate([np.arange(n), i])
+        j = np.concatenate([np.arange(n), j])
+        shift = np.concatenate([np.zeros((n, 3), dtype=np.int64), shift])
+        order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
+        i, j, shift = i[order], j[order], shift[order]
+        norb = result.norb
+        nmax = int(norb.max())
+        start = np.concatenate([[0], np.cumsum(norb)[:-1]])
+        # orbital index table padded with the last valid index; padded entries are zeroed
+        idx = start[:, None] + np.minimum(np.arange(nmax)[None, :], norb[:, None] - 1)
+        valid = np.arange(nmax)[None, :] < norb[:, None]
+        mask = valid[i][:, :, None] & valid[j][:, None, :]
+        rows, cols = idx[i][:, :, None], idx[j][:, None, :]
+        h = np.where(mask, result.fock[rows, cols], 0.0)
+        s = np.where(mask, result.overlap[rows, cols], 0.0)
+        return Blocks(i=i, j=j, R=shift, h=h, s=s, norb=norb.copy(),
+                      meta={"source": "GFN1-xTB (tblite)", "r_c_A": r_c, "units": "H: eV",
+                            "electronic_temperature_K": self.electronic_temperature})
+
+    def blocks(self, structures: Sequence[Atoms]) -> list[Blocks]:
+        """Hamiltonian-model seam: real-space blocks of every structure."""
+        return [self.split_blocks(a, self.solve(a)) for a in structures]
+
+    def energies_forces(self, structures: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Force-model seam (GFN1 energies and forces; not our force reference, see README)."""
+        results = [self.solve(a) for a in structures]
+        return np.array([r.energy for r in results]), [r.forces for r in results]
+
+    def as_ase_calculator(self):
+        """tblite's own ASE calculator with the same settings."""
+        _load_tblite()
+        from tblite.ase import TBLite
+
+        return TBLite(method="GFN1-xTB", accuracy=self.accuracy,
+                      electronic_temperature=self.electronic_temperature, verbosity=0)

@@ -1,0 +1,312 @@
+"""Layered structures: builders, loading, layer detection and input validation.
+
+Every structure is an `ase.Atoms` in Angstrom with in-plane lattice vectors in the
+xy plane, the stacking direction along z, vacuum along z, and an integer array
+``atoms.arrays["layer"]`` (0 = lowest layer) that the heterogeneous graph reads.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import read
+
+from .units import BILAYER_D, GRAPHENE_A
+
+VACUUM_A = 20.0  # Angstrom of vacuum the builders put along z (>= 15 by design)
+LAYER_GAP_A = 1.5  # Angstrom: a z-gap wider than this starts a new layer
+MIN_VACUUM_A = 8.0  # Angstrom: a loaded cell needs at least this much empty z
+MIN_DISTANCE_A = 0.5  # Angstrom: closer atoms count as overlapping
+
+# Shifts of layer 2 in units of the primitive vectors (a1, a2) for named stackings.
+# With A at 0 and B at (a1 + a2)/3, AB puts layer 2's A over layer 1's B.
+STACKING_SHIFTS = {
+    "AA": (0.0, 0.0),
+    "AB": (1 / 3, 1 / 3),
+    "BA": (2 / 3, 2 / 3),
+    "SP": (1 / 2, 1 / 2),
+}
+
+
+class StructureError(ValueError):
+    """A structure mlepi cannot use, with a message that names the problem."""
+
+
+def _primitive_vectors(a: float) -> np.ndarray:
+    """Graphene's in-plane primitive vectors a1, a2 (rows, Angstrom), 60 degrees apart."""
+    return a * np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+
+
+def _layer_basis(a: float) -> np.ndarray:
+    """Cartesian in-plane positions of the A and B sites of a graphene layer."""
+    a12 = _primitive_vectors(a)
+    return np.array([[0.0, 0.0], (a12[0] + a12[1]) / 3])
+
+
+def _stack(layers_xy: list[np.ndarray], cell_xy: np.ndarray, d: float, vacuum: float) -> Atoms:
+    """Stack 2D layers (lists of xy positions) along z, centred in a cell with vacuum."""
+    n_layers = len(layers_xy)
+    height = d * (n_layers - 1) + vacuum
+    z0 = vacuum / 2
+    pos, tags = [], []
+    for ell, xy in enumerate(layers_xy):
+        pos.append(np.column_stack([xy, np.full(len(xy), z0 + ell * d)]))
+        tags.append(np.full(len(xy), ell))
+    cell = np.zeros((3, 3))
+    cell[:2, :2] = cell_xy
+    cell[2, 2] = height
+    atoms = Atoms("C" * sum(len(x) for x in layers_xy), positions=np.concatenate(pos),
+                  cell=cell, pbc=[True, True, True])
+    atoms.arrays["layer"] = np.concatenate(tags).astype(int)
+    atoms.wrap()
+    return atoms
+
+
+def monolayer(a: float = GRAPHENE_A, vacuum: float = VACUUM_A) -> Atoms:
+    """Primitive cell of monolayer graphene (2 atoms)."""
+    return _stack([_layer_basis(a)], _primitive_vectors(a), 0.0, vacuum)
+
+
+def bilayer(stacking: str | tuple[float, float] = "AB", d: float = BILAYER_D,
+            a: float = GRAPHENE_A, vacuum: float = VACUUM_A) -> Atoms:
+    """Primitive cell of bilayer graphene (4 atoms).
+
+    ``stacking`` is "AA", "AB", "BA", "SP" or a general in-plane shift of layer 2
+    given as fractional coordinates (s1, s2) of the primitive vectors; ``d`` is the
+    interlayer distance in Angstrom.
+    """
+    if isinstance(stacking, str):
+        key = stacking.upper()
+        if key not in STACKING_SHIFTS:
+            raise StructureError(f"unknown stacking {stacking!r}; use one of "
+                                 f"{sorted(STACKING_SHIFTS)} or a shift (s1, s2)")
+        shift = STACKING_SHIFTS[key]
+    else:
+        shift = tuple(float(s) for s in stacking)
+        if len(shift) != 2:
+            raise StructureError("a stacking shift is two fractional coordinates (s1, s2)")
+    if d <= 0:
+        raise StructureError(f"interlayer distance must be positive, got {d} A")
+    a12 = _primitive_vectors(a)
+    basis = _layer_basis(a)
+    top = basis + shift[0] * a12[0] + shift[1] * a12[1]
+    return _stack([basis, top], a12, d, vacuum)
+
+
+def twist_angle(m: int, n: int) -> float:
+    """Twist angle in degrees of the commensurate bilayer (m, n).
+
+    cos(theta) = (m^2 + 4mn + n^2) / (2 (m^2 + mn + n^2)); (m, m+1) gives the
+    familiar series 21.79, 13.17, 9.43, ..., (30, 31) = 1.08 degrees.
+    """
+    c = (m * m + 4 * m * n + n * n) / (2.0 * (m * m + m * n + n * n))
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def _lattice_sites(a12: np.ndarray, basis: np.ndarray, cell_xy: np.ndarray) -> np.ndarray:
+    """All sites of the lattice (a12, basis) inside the supercell cell_xy (rows)."""
+    inv = np.linalg.inv(cell_xy)
+    # Corners of the supercell in lattice coordinates bound the integer range needed.
+    corners = np.array([[0, 0], cell_xy[0], cell_xy[1], cell_xy[0] + cell_xy[1]]) @ np.linalg.inv(a12)
+    lo = np.floor(corners.min(axis=0)).astype(int) - 1
+    hi = np.ceil(corners.max(axis=0)).astype(int) + 1
+    i, j = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
+    points = np.stack([i.ravel(), j.ravel()], axis=1) @ a12
+    sites = (points[:, None, :] + basis[None, :, :]).reshape(-1, 2)
+    frac = sites @ inv
+    eps = 1e-8
+    inside = np.all((frac >= -eps) & (frac < 1 - eps), axis=1)
+    frac = np.mod(frac[inside] + eps, 1.0) - eps
+    return np.clip(frac, 0.0, None) @ cell_xy
+
+
+def twisted_bilayer(m: int, n: int, d: float = BILAYER_D, a: float = GRAPHENE_A,
+                    vacuum: float = VACUUM_A) -> Atoms:
+    """Commensurate twisted bilayer graphene (m, n), AA-aligned at the origin.
+
+    Layer 1 is unrotated with superlattice vectors T1 = m a1 + n a2,
+    T2 = -n a1 + (m + n) a2; layer 2 is layer 1 rotated by ``twist_angle(m, n)``,
+    which maps its lattice vector n a1 + m a2 onto T1. The cell holds
+    4 (m^2 + mn + n^2) atoms when gcd(m, n) = 1 and m - n is not a multiple of 3
+    (11,164 for (30, 31), 1.08 degrees). When m - n = 3k, (T1 + T2)/3 = k a1 + (k + n) a2
+    is already a coincidence vector, and the primitive cell it spans with its
+    60-degree rotation holds a third of that.
+    """
+    if m < 1 or n < 1 or m == n:
+        raise StructureError(f"twisted bilayer needs positive m != n, got ({m}, {n})")
+    if gcd(m, n) != 1:
+        raise StructureError(f"(m, n) = ({m}, {n}) share a factor; use the coprime pair")
+    a12 = _primitive_vectors(a)
+    basis = _layer_basis(a)
+    cell_xy = np.array([m * a12[0] + n * a12[1], -n * a12[0] + (m + n) * a12[1]])
+    if (m - n) % 3 == 0:
+        # T1, T2 span three primitive moire cells here; (T1 + T2)/3 is a lattice vector
+        # of both layers, and T2' is T1' turned by 60 degrees (a1 -> a2, a2 -> a2 - a1).
+        k = (m - n) // 3
+        cell_xy = np.array([k * a12[0] + (k + n) * a12[1],
+                            -(k + n) * a12[0] + (2 * k + n) * a12[1]])
+    theta = np.radians(twist_angle(m, n))
+    # Rotate so that layer 2's vector n a1 + m a2 lands on T1 (sign fixed by construction).
+    v = n * a12[0] + m * a12[1]
+    t1 = cell_xy[0]
+    sign = np.sign(v[0] * t1[1] - v[1] * t1[0]) or 1.0
+    c, s = np.cos(sign * theta), np.sin(sign * theta)
+    rot = np.array([[c, -s], [s, c]])
+    bottom = _lattice_sites(a12, basis, cell_xy)
+    top = _lattice_sites(a12 @ rot.T, basis @ rot.T, cell_xy)
+    n_expected = 2 * (m * m + m * n + n * n)
+    if (m - n) % 3 == 0:
+        n_expected //= 3
+    if len(bottom) != n_expected or len(top) != n_expected:
+        raise StructureError(f"twisted ({m}, {n}): found {len(bottom)}/{len(top)} sites per "
+                             f"layer, expected {n_expected}")
+    atoms = _stack([bottom, top], cell_xy, d, vacuum)
+    atoms.info["twist_mn"] = (m, n)
+    atoms.info["twist_deg"] = twist_angle(m, n)
+    return atoms
+
+
+def supercell(atoms: Atoms, n1: int, n2: int | None = None) -> Atoms:
+    """In-plane n1 x n2 x 1 supercell, keeping layer labels (ordered as ASE repeats)."""
+    n2 = n1 if n2 is None else n2
+    if n1 < 1 or n2 < 1:
+        raise StructureError(f"supercell sizes must be >= 1, got {n1} x {n2}")
+    return atoms.repeat((n1, n2, 1))
+
+
+def build(name: str, size: int = 1, **kwargs) -> Atoms:
+    """Build a named structure: 'monolayer', 'AA', 'AB', 'BA', 'SP' or 'tbg:m,n'.
+
+    ``size`` gives an n x n x 1 supercell.
+    """
+    key = name.strip()
+    if key.lower() == "monolayer":
+        atoms = monolayer(**kwargs)
+    elif key.lower().startswith("tbg:"):
+        try:
+            m, n = (int(x) for x in key[4:].split(","))
+        except ValueError:
+            raise StructureError(f"twisted bilayer is written 'tbg:m,n', got {name!r}") from None
+        atoms = twisted_bilayer(m, n, **kwargs)
+    else:
+        atoms = bilayer(key, **kwargs)
+    return supercell(atoms, size) if size > 1 else atoms
+
+
+# --- layers -----------------------------------------------------------------------
+
+def _unwrapped_z(atoms: Atoms) -> np.ndarray:
+    """z of every atom (Angstrom) unwrapped across the periodic z boundary.
+
+    The widest empty z-gap is taken as the vacuum; heights are measured upwards from
+    its middle, so a layer that straddles the cell's z boundary stays contiguous and
+    the lowest layer is the one just above the vacuum.
+    """
+    height = atoms.cell[2, 2]
+    z = np.mod(atoms.positions[:, 2], height)
+    zs = np.sort(z)
+    gaps = np.diff(np.append(zs, zs[0] + height))  # last one wraps around the cell
+    k = int(np.argmax(gaps))
+    middle = zs[k] + gaps[k] / 2
+    return np.mod(z - middle, height)
+
+
+def detect_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> np.ndarray:
+    """Layer index of every atom from its z coordinate (0 = lowest layer).
+
+    Atoms are sorted by z (periodic along z); a gap wider than ``gap`` Angstrom
+    starts a new layer, and the widest gap is the vacuum that separates the top
+    layer from the bottom one's periodic image.
+    """
+    if len(atoms) == 0:
+        return np.zeros(0, dtype=int)
+    z = _unwrapped_z(atoms)
+    order = np.argsort(z, kind="stable")
+    layer_sorted = np.concatenate([[0], np.cumsum(np.diff(z[order]) > gap)])
+    layers = np.empty(len(z), dtype=int)
+    layers[order] = layer_sorted
+    return layers
+
+
+def assign_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> Atoms:
+    """Give ``atoms`` a "layer" array: explicit tags if present, else detected from z.
+
+    Explicit tags are an existing "layer" array or, in files that carry them,
+    non-trivial ASE tags; they are renumbered 0, 1, ... in order of height.
+    """
+    if "layer" in atoms.arrays:
+        raw = np.asarray(atoms.arrays["layer"]).astype(int)
+    elif len(np.unique(atoms.get_tags())) > 1:
+        raw = atoms.get_tags().astype(int)
+    else:
+        atoms.arrays["layer"] = detect_layers(atoms, gap)
+        return atoms
+    labels = np.unique(raw)
+    z = _unwrapped_z(atoms)  # so that a layer across the z boundary ranks by its true height
+    heights = [z[raw == lab].mean() for lab in labels]
+    rank = {lab: r for r, lab in enumerate(labels[np.argsort(heights)])}
+    atoms.arrays["layer"] = np.array([rank[v] for v in raw], dtype=int)
+    return atoms
+
+
+# --- validation and loading ---------------------------------------------------------
+
+def validate(atoms: Atoms, elements: set[str] | None = None,
+             min_vacuum: float = MIN_VACUUM_A, min_distance: float = MIN_DISTANCE_A) -> Atoms:
+    """Check that ``atoms`` is a layered slab mlepi can use; raise StructureError if not.
+
+    Checks: periodic in-plane with the in-plane vectors in the xy plane and the third
+    along z, at least ``min_vacuum`` Angstrom of empty space along z, no two atoms
+    closer than ``min_distance``, and (if given) only the elements a model knows.
+    """
+    if len(atoms) == 0:
+        raise StructureError("the structure has no atoms")
+    cell = np.asarray(atoms.cell)
+    if not (atoms.pbc[0] and atoms.pbc[1]) or np.linalg.norm(cell[0]) < 1e-6 \
+            or np.linalg.norm(cell[1]) < 1e-6:
+        raise StructureError("no in-plane periodicity: the cell needs two periodic in-plane "
+                             "lattice vectors (a1, a2)")
+    if abs(cell[0, 2]) > 1e-6 or abs(cell[1, 2]) > 1e-6 or np.linalg.norm(cell[2, :2]) > 1e-6 \
+            or cell[2, 2] <= 0:
+        raise StructureError("the in-plane lattice vectors must lie in the xy plane and the "
+                             "third along +z (the stacking direction)")
+    if elements is not None:
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+        if unknown:
+            raise StructureError(f"element(s) {', '.join(unknown)} not known to this model "
+                                 f"(it knows {', '.join(sorted(elements))})")
+    height = cell[2, 2]
+    zs = np.sort(np.mod(atoms.positions[:, 2], height))
+    vacuum = np.max(np.diff(np.append(zs, zs[0] + height)))
+    if vacuum < min_vacuum:
+        raise StructureError(f"no vacuum: the widest empty z-gap is {vacuum:.2f} A, need at "
+                             f"least {min_vacuum} A along z (is this a bulk crystal?)")
+    from vesin import NeighborList  # local import: only validation and graphs need it
+
+    i, j, d = NeighborList(cutoff=min_distance, full_list=False).compute(
+        atoms.positions, cell, [True, True, False], quantities="ijd")
+    if len(i):
+        k = int(np.argmin(d))
+        raise StructureError(f"overlapping atoms: {int(i[k])} and {int(j[k])} are "
+                             f"{d[k]:.3f} A apart (minimum {min_distance} A)")
+    return atoms
+
+
+def load(path: str | Path, index: int | str = 0, elements: set[str] | None = None,
+         gap: float = LAYER_GAP_A) -> Atoms:
+    """Read a structure from any file ASE reads, validate it and assign layers."""
+    path = Path(path)
+    if not path.is_file():
+        raise StructureError(f"no such file: {path}")
+    try:
+        atoms = read(path, index=index)
+    except Exception as err:  # ASE raises many types; the user needs the file named
+        raise StructureError(f"cannot read {path} as a structure ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else 'no details'})") from err
+    if isinstance(atoms, list):
+        raise StructureError(f"{path} holds several structures; pick one with an index")
+    validate(atoms, elements=elements)
+    return assign_layers(atoms, gap)

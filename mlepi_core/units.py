@@ -1,0 +1,20 @@
+"""Physical constants and unit conversions: the only place they are defined.
+
+Inside the engine everything is in Angstrom, eV, amu and Kelvin; k-vectors are in
+1/Angstrom including the factor 2*pi. Other units appear only at the edges
+(tblite: bohr and Hartree; phonopy: THz).
+"""
+
+BOHR_A = 0.52917721067  # Angstrom per bohr (CODATA 2014, as tblite)
+HARTREE_EV = 27.211386024367243  # eV per Hartree
+KB_EV_PER_K = 8.617333262e-5  # Boltzmann constant, eV/K
+HBAR_EV_S = 6.582119569e-16  # reduced Planck constant, eV s
+
+# Velocity: (1/hbar) dE/dk with dE/dk in eV*Angstrom, result in 10^6 m/s.
+VELOCITY_1E6_M_PER_S_PER_EV_A = 1e-10 / HBAR_EV_S / 1e6  # 0.1519267...
+
+THZ_TO_CM1 = 33.35640951981521  # 1 THz in cm^-1
+THZ_TO_MEV = 4.135667696  # 1 THz in meV
+
+GRAPHENE_A = 2.46  # Angstrom, lattice constant of graphene (REBO equilibrium, experiment)
+BILAYER_D = 3.38  # Angstrom, interlayer distance at the REBO+KC equilibrium
