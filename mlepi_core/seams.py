@@ -36,8 +36,8 @@ class Blocks:
     ``j[p]`` in the cell displaced by the integer lattice vector ``R[p]``:
     ``h[p, a, b] = <i, a, 0| H |j, b, R>`` in eV, ``s[p]`` likewise for the overlap.
     Blocks are padded to the largest orbital count; ``norb[i]`` is the number of
-    orbitals of atom i (4 for carbon s, p_y, p_z, p_x in tblite's and e3nn's order,
-    real harmonics m = -1, 0, +1). On-site blocks are the pairs i == j, R == 0.
+    orbitals of atom i (4 for carbon: s, p_y, p_z, p_x in tblite's order,
+    real harmonics m = -1, 0, +1; e3nn 0.6 wants p as (x, y, z)). On-site blocks are the pairs i == j, R == 0.
     Hermiticity means the pair (j, i, -R) is present with block h[p].T.
     """
 

@@ -11,8 +11,10 @@ AB bilayer reproduces tblite's eigenvalues to ~0.03 meV).
 Trap avoided here: ``res.get("hamiltonian-matrix")`` is the *core* Hamiltonian
 H0 before self-consistency, not the label we want.
 
-Orbital order per carbon atom: s, p_y, p_z, p_x (real harmonics m = -1, 0, +1 as
-in e3nn), checked in the tests.
+Orbital order per carbon atom: s, p_y, p_z, p_x (real harmonics m = -1, 0, +1,
+standard signs; checked on C2 dimers in the tests). Note that e3nn 0.6 orders l = 1
+as (x, y, z) with D(R) = R, so the p block maps to e3nn's basis by the permutation
+``P_TO_E3NN`` (no sign change).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..units import BOHR_A, HARTREE_EV, KB_EV_PER_K
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
 DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (DESIGN.md section 4)
 ELECTRONIC_T_K = 300.0  # Kelvin, Fermi smearing of the SCF
+P_TO_E3NN = [2, 0, 1]  # tblite (p_y, p_z, p_x)[P_TO_E3NN] = e3nn's (x, y, z)
 SHELLS = {1: (0,), 6: (0, 1), 5: (0, 1), 7: (0, 1), 8: (0, 1)}  # GFN1 valence shells (l) per Z
 
 

@@ -1,0 +1,178 @@
+"""`mlepi ...`: the command line over the engine (the dashboard drives the same calls)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .structures import StructureError
+
+
+def force_model_from_name(name: str, intralayer: str = "rebo"):
+    """'empirical' (REBO+KC, LAMMPS), 'gfn1' (tblite) or 'module:Class' (any ASE calculator)."""
+    if name == "empirical":
+        from .reference.lammps_forces import EmpiricalForceReference
+
+        return EmpiricalForceReference(intralayer=intralayer)
+    if name == "gfn1":
+        from .reference.tblite_electrons import GFN1Reference
+
+        return GFN1Reference()
+    if ":" in name:
+        from .reference.ase_adapter import AseForceModel
+
+        module, cls = name.split(":", 1)
+        try:
+            calculator = getattr(importlib.import_module(module), cls)()
+        except (ImportError, AttributeError) as err:
+            raise SystemExit(f"mlepi: cannot create ASE calculator {name!r}: {err}") from None
+        return AseForceModel(calculator)
+    raise SystemExit(f"mlepi: unknown force model {name!r} (empirical, gfn1 or module:Class)")
+
+
+def cmd_demo(args) -> int:
+    """A short tour: build AB bilayer graphene, its graph, reference phonons and bands."""
+    from .electrons import bloch_matrices, solve_bands
+    from .graph import build_graph
+    from .phonons import harmonic_phonons
+    from .reference.lammps_forces import EmpiricalForceReference
+    from .reference.tblite_electrons import GFN1Reference
+    from .structures import bilayer, supercell
+    from .units import THZ_TO_CM1
+
+    t0 = time.time()
+    prim = bilayer("AB")
+    cell = supercell(prim, 6)
+    g = build_graph(cell)
+    print(f"AB bilayer graphene 6x6x1: {len(cell)} atoms, "
+          f"{len(g.edges['intra'])} intra-layer and {len(g.edges['inter'])} inter-layer edges (r_c 6 A)")
+    phonon = harmonic_phonons(prim, EmpiricalForceReference(), 6)
+    freqs = np.sort(phonon.get_frequencies([0, 0, 0])) * THZ_TO_CM1
+    print("Gamma phonons, REBO+KC reference (cm^-1): " + " ".join(f"{f:.0f}" for f in freqs))
+    ref = GFN1Reference()
+    res = ref.solve(cell)
+    blocks = ref.split_blocks(cell, res)
+    e = solve_bands(*bloch_matrices(blocks, [[0, 0, 0]]))[0]
+    n_occ = int(round(res.occupations.sum() / 2))
+    mid = 0.5 * (e[n_occ - 1] + e[n_occ])
+    near = e[(e > mid - 0.5) & (e < mid + 0.5)] - mid
+    print(f"GFN1-xTB at Gamma of the 6x6 cell (K folds here), levels within 0.5 eV of mid-gap (eV): "
+          + " ".join(f"{x:+.3f}" for x in near))
+    print(f"block split r_c 6 A: {len(blocks.i)} atom-pair blocks; |E(blocks) - E(tblite)| max "
+          f"{1e3 * np.abs(e - res.orbital_energies).max():.3f} meV")
+    print(f"done in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_build(args) -> int:
+    """Build a named structure and write it (extxyz keeps the layer labels)."""
+    from ase.io import write
+
+    from .structures import build
+
+    atoms = build(args.name, args.size)
+    write(args.output, atoms)
+    extra = f", twist {atoms.info['twist_deg']:.3f} deg" if "twist_deg" in atoms.info else ""
+    print(f"{args.name} x{args.size}: {len(atoms)} atoms, "
+          f"{len(set(atoms.arrays['layer']))} layers{extra} -> {args.output}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    """Load a structure file, validate it and report layers and edges."""
+    from .graph import build_graph
+    from .structures import load
+
+    atoms = load(args.file, elements=set(args.elements.split(",")) if args.elements else None)
+    layers = np.bincount(atoms.arrays["layer"])
+    g = build_graph(atoms, {"intra": args.cutoff, "inter": args.cutoff})
+    print(f"{args.file}: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
+          f"{len(layers)} layer(s) of {', '.join(map(str, layers))} atoms; "
+          f"{len(g.edges['intra'])} intra / {len(g.edges['inter'])} inter edges within {args.cutoff} A")
+    return 0
+
+
+def cmd_data_phonon(args) -> int:
+    from .data.generate import PhononSetConfig, generate_phonon_set
+
+    cfg = PhononSetConfig(n_configs=args.n, size=args.size, seed=args.seed)
+    t0 = time.time()
+    path = generate_phonon_set(args.out, cfg, force_model_from_name(args.reference))
+    size_mb = path.stat().st_size / 1e6
+    print(f"phonon set: {cfg.n_configs} configurations -> {path} ({size_mb:.1f} MB, "
+          f"{time.time() - t0:.0f} s)")
+    return 0
+
+
+def cmd_data_electron(args) -> int:
+    from .data.generate import ElectronSetConfig, generate_electron_set
+    from .reference.tblite_electrons import GFN1Reference
+
+    cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
+                            twisted=() if args.no_twisted else ElectronSetConfig.twisted)
+    t0 = time.time()
+    out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces),
+                                GFN1Reference(r_c=args.cutoff))
+    size_mb = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 1e6
+    print(f"electron set -> {out} ({size_mb:.0f} MB, {time.time() - t0:.0f} s)")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlepi", description="Electron-phonon interactions in layered "
+                                "materials from ML force fields and Hamiltonians (MLEPI).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="a one-minute tour on AB bilayer graphene with the references")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
+    s.add_argument("name")
+    s.add_argument("-n", "--size", type=int, default=1, help="n x n x 1 supercell")
+    s.add_argument("-o", "--output", required=True, help="output file (any format ASE writes)")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("info", help="load and validate a structure file; show layers and edges")
+    s.add_argument("file")
+    s.add_argument("--cutoff", type=float, default=6.0, help="edge cutoff in Angstrom")
+    s.add_argument("--elements", help="comma-separated elements a model knows, e.g. C")
+    s.set_defaults(func=cmd_info)
+
+    data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
+    s = data.add_parser("phonon", help="perturbed 4x4 AB bilayers with energies and forces (extxyz)")
+    s.add_argument("--out", default="data/phonon")
+    s.add_argument("--n", type=int, default=2000, help="number of configurations")
+    s.add_argument("--size", type=int, default=4, help="n x n x 1 supercell")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--reference", default="empirical",
+                   help="force reference: empirical (REBO+KC), gfn1, or module:Class of an ASE calculator")
+    s.set_defaults(func=cmd_data_phonon)
+    s = data.add_parser("electron", help="thermal 6x6 AB bilayers + twisted cells with H, S (DeepH layout)")
+    s.add_argument("--out", default="data/electron")
+    s.add_argument("--n", type=int, default=300, help="number of bilayer configurations")
+    s.add_argument("--size", type=int, default=6, help="n x n x 1 supercell")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cutoff", type=float, default=6.0, help="block cutoff r_c in Angstrom")
+    s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
+    s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells")
+    s.set_defaults(func=cmd_data_electron)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (StructureError, FileNotFoundError, ValueError) as err:
+        print(f"mlepi: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
