@@ -159,11 +159,12 @@ def measure(intralayer: str) -> dict:
 
 
 def main() -> None:
-    results = {"experiment_cm1": EXPERIMENT_CM1, "machine": platform.processor() or platform.machine(),
+    results = {"experiment_cm1": EXPERIMENT_CM1,
+               "machine": platform.processor() or platform.machine(),
                "potentials": {k: measure(k) for k in ("rebo", "lcbop")}}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'':12s}" + "".join(f"{k:>12s}" for k in results["potentials"]) + f"{'expt.':>12s}")
+    print(f"{'':15s}" + "".join(f"{k:>12s}" for k in results["potentials"]) + f"{'expt.':>12s}")
     rows = [("a (A)", lambda r: r["a_A"], "2.46"),
             ("d (A)", lambda r: r["d_A"], "3.35"),
             ("d flat (A)", lambda r: r["d_flat_A"], ""),
@@ -175,7 +176,7 @@ def main() -> None:
              for k, v in EXPERIMENT_CM1.items()]
     rows.append(("s/call 144", lambda r: r["gamma"]["seconds_per_force_call"], ""))
     for label, get, expt in rows:
-        print(f"{label:12s}" + "".join(f"{get(r):>12}" for r in results["potentials"].values())
+        print(f"{label:15s}" + "".join(f"{get(r):>12}" for r in results["potentials"].values())
               + f"{expt:>12s}")
     print(f"wrote {OUT}")
 

@@ -1,0 +1,236 @@
+"""Generation of the phonon and electron data sets (DESIGN.md section 5).
+
+Both generators are deterministic for a seed (configuration j draws from
+SeedSequence([seed, j, stream]) whatever else is generated), resumable (finished
+pieces on disk are skipped; a changed configuration refuses to mix with them) and
+never leave a half-written file (every file is written to a temporary name and
+renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from tqdm import tqdm
+
+from .. import __version__
+from ..seams import ForceModel, HamiltonianModel
+from ..structures import bilayer, supercell, twisted_bilayer
+from ..units import BILAYER_D
+from .deeph import write_deeph, write_split
+from .extxyz import read_extxyz, write_extxyz
+
+CONFIG_STREAM, STACKING_STREAM = 1, 2  # keys that separate this module's streams from phonopy's
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def split_indices(n: int, fractions: tuple[float, ...], seed: int,
+                  names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, list[int]]:
+    """Random split of range(n) by ``fractions`` (rounded, the last part takes the rest)."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0])).permutation(n)
+    bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    return {name: sorted(int(x) for x in part) for name, part in zip(names, np.split(perm, bounds))}
+
+
+def _rng(seed: int, j: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, j, stream]))
+
+
+def _check_or_record_config(folder: Path, config: dict) -> None:
+    """Refuse to resume into a folder made with another configuration."""
+    path = folder / "generation.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != config:
+            raise ValueError(f"{folder} holds a data set generated with another configuration "
+                             f"({path}); remove it or choose another --out")
+    else:
+        atomic_write_text(path, json.dumps(config, indent=1, sort_keys=True))
+
+
+# --- phonon set ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PhononSetConfig:
+    """Perturbed n x n AB bilayers labelled by a force model (the paper's 4x4, 2,000 configurations).
+
+    Each configuration: random Gaussian displacements with a per-configuration
+    standard deviation drawn uniformly from [0, max_sigma_a] Angstrom (measured with
+    the reference: thermal samples of a 4x4 AB bilayer carry mean |F| components of
+    1.63, 1.65, 1.75, 1.97 eV/A at 0, 300, 600, 1000 K, as uncorrelated displacements
+    of 0.035-0.04 A do, so 0.06 A reaches well above 300 K; beyond ~0.1 A the
+    Kolmogorov-Crespi normals break down as second neighbours come within 2 A), with probability
+    ``shift_fraction`` a random relative in-plane translation of layer 2 (else AB),
+    with probability ``d_fraction`` an interlayer distance uniform in ``d_range``.
+    """
+
+    n_configs: int = 2000
+    size: int = 4
+    seed: int = 0
+    max_sigma_a: float = 0.06
+    shift_fraction: float = 0.5
+    d_fraction: float = 0.3
+    d_range: tuple[float, float] = (3.0, 3.9)
+    d0: float = BILAYER_D
+    fractions: tuple[float, float, float] = (0.81, 0.09, 0.10)
+    chunk: int = 50
+
+
+def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
+    """Configuration j of the phonon set (unlabelled)."""
+    rng = _rng(cfg.seed, j, CONFIG_STREAM)
+    shift = tuple(rng.uniform(0, 1, 2)) if rng.uniform() < cfg.shift_fraction else "AB"
+    d = rng.uniform(*cfg.d_range) if rng.uniform() < cfg.d_fraction else cfg.d0
+    sigma = rng.uniform(0, cfg.max_sigma_a)
+    atoms = supercell(bilayer(shift, d=d), cfg.size)
+    atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
+    atoms.positions = np.round(atoms.positions, 8)  # label exactly what extxyz stores (%.8f)
+    atoms.info.update(config_id=j, sigma_a=sigma, d_a=d,
+                      stacking=shift if isinstance(shift, str) else f"{shift[0]:.6f},{shift[1]:.6f}")
+    return atoms
+
+
+def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel,
+                        progress: bool = True) -> Path:
+    """Label the phonon set with ``model`` into ``out/phonon_set.xyz`` (+ metadata.json)."""
+    out = Path(out)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    _check_or_record_config(out, {"kind": "phonon", **asdict(cfg), "reference": type(model).__name__})
+    t0 = time.time()
+    starts = range(0, cfg.n_configs, cfg.chunk)
+    with tqdm(total=cfg.n_configs, desc="phonon set", unit="cfg", disable=not progress) as bar:
+        for c0 in starts:
+            path = parts / f"configs_{c0:06d}.xyz"
+            ids = range(c0, min(c0 + cfg.chunk, cfg.n_configs))
+            if not path.exists():
+                frames = [phonon_config(cfg, j) for j in ids]
+                energies, forces = model.energies_forces(frames)
+                for atoms, e, f in zip(frames, energies, forces):
+                    atoms.info["energy"] = float(e)
+                    atoms.arrays["forces"] = np.asarray(f)
+                write_extxyz(path, frames)
+            bar.update(len(ids))
+    split = split_indices(cfg.n_configs, cfg.fractions, cfg.seed)
+    which = {j: name for name, ids in split.items() for j in ids}
+    frames = [f for c0 in starts for f in read_extxyz(parts / f"configs_{c0:06d}.xyz")]
+    for atoms in frames:
+        atoms.info["split"] = which[int(atoms.info["config_id"])]
+    target = out / "phonon_set.xyz"
+    write_extxyz(target, frames)
+    meta = {"kind": "phonon", "file": target.name, "config": asdict(cfg),
+            "reference": type(model).__name__, "n_atoms": len(frames[0]),
+            "split_counts": {k: len(v) for k, v in split.items()}, "split": split,
+            "units": {"energy": "eV", "forces": "eV/A", "positions": "A"},
+            "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
+    atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1))
+    shutil.rmtree(parts)
+    return target
+
+
+# --- electron set -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ElectronSetConfig:
+    """Thermal Monte Carlo samples of an n x n AB bilayer labelled by a Hamiltonian model.
+
+    Sample j: temperature uniform in ``temperature_range`` K, displacements from the
+    force constants of ``force_model`` (quantum harmonic, phonopy), and with
+    probability ``shift_fraction`` a random rigid in-plane translation of layer 2
+    (all local stackings, as in twisted bilayers). Held out: twisted bilayers
+    (m, n, in-plane repeats), each rigid and once with Gaussian displacements of
+    ``twisted_sigma_a`` Angstrom. Split 6:2:2 as in the paper.
+    """
+
+    n_configs: int = 300
+    size: int = 6
+    seed: int = 0
+    temperature_range: tuple[float, float] = (0.0, 600.0)
+    shift_fraction: float = 0.5
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    twisted: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 3, 2), (3, 4, 1), (4, 5, 1), (6, 7, 1))
+    twisted_sigma_a: float = 0.03
+
+
+def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[list, list]:
+    """(bilayer sample makers, twisted makers): lists of (name, callable -> Atoms)."""
+    from ..phonons import harmonic_phonons, relax_positions
+    from ..sampling import ThermalSampler
+
+    cache: dict = {}
+
+    def sampler() -> ThermalSampler:
+        if "sampler" not in cache:  # built on first use: a finished set never needs it
+            primitive = relax_positions(bilayer("AB"), force_model)
+            cache["primitive"] = primitive
+            cache["sampler"] = ThermalSampler(harmonic_phonons(primitive, force_model, cfg.size),
+                                              primitive)
+        return cache["sampler"]
+
+    def bilayer_sample(j: int) -> Atoms:
+        rng = _rng(cfg.seed, j, CONFIG_STREAM)
+        temperature = rng.uniform(*cfg.temperature_range)
+        atoms = sampler().samples(temperature, first=j, count=1, seed=cfg.seed)[0]
+        if rng.uniform() < cfg.shift_fraction:
+            a12 = np.asarray(cache["primitive"].cell)[:2]
+            top = atoms.arrays["layer"] == 1
+            atoms.positions[top] += rng.uniform(0, 1, 2) @ a12
+            atoms.wrap()
+        atoms.info.update(config_id=j, temperature_k=temperature)
+        return atoms
+
+    def twisted_sample(m: int, n: int, reps: int, k: int) -> Atoms:
+        atoms = supercell(twisted_bilayer(m, n), reps)
+        if k:
+            rng = _rng(cfg.seed, 1000 * m + n, STACKING_STREAM)
+            atoms.positions += rng.normal(0.0, cfg.twisted_sigma_a, atoms.positions.shape)
+        return atoms
+
+    bilayers = [(f"ab{cfg.size}_{j:05d}", lambda j=j: bilayer_sample(j)) for j in range(cfg.n_configs)]
+    twisted = [(f"tbg_{m}_{n}_x{r}_{k}", lambda m=m, n=n, r=r, k=k: twisted_sample(m, n, r, k))
+               for m, n, r in cfg.twisted for k in (0, 1)]
+    return bilayers, twisted
+
+
+def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: ForceModel,
+                          hamiltonian_model: HamiltonianModel, progress: bool = True) -> Path:
+    """Label the electron set into ``out/<name>/`` (DeepH layout) plus ``out/split.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_or_record_config(out, {"kind": "electron", **json.loads(json.dumps(asdict(cfg))),
+                                  "force_model": type(force_model).__name__,
+                                  "hamiltonian_model": type(hamiltonian_model).__name__})
+    bilayers, twisted = electron_configs(cfg, force_model)
+    t0 = time.time()
+    for name, make in tqdm(bilayers + twisted, desc="electron set", unit="cfg", disable=not progress):
+        if (out / name).exists():
+            continue
+        atoms = make()
+        (blocks,) = hamiltonian_model.blocks([atoms])
+        write_deeph(out / name, atoms, blocks)
+    parts = split_indices(cfg.n_configs, cfg.fractions, cfg.seed)
+    names = [n for n, _ in bilayers]
+    split = {k: [names[j] for j in v] for k, v in parts.items()}
+    split["twisted"] = [n for n, _ in twisted]
+    split["seed"] = cfg.seed
+    write_split(out, split)
+    meta = {"kind": "electron", "config": json.loads(json.dumps(asdict(cfg))),
+            "force_model": type(force_model).__name__,
+            "hamiltonian_model": type(hamiltonian_model).__name__,
+            "split_counts": {k: len(v) for k, v in split.items() if k != "seed"},
+            "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
+    atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1))
+    return out
