@@ -93,7 +93,7 @@ def test_deeph_files_follow_deeph_conventions(tmp_path, atoms):
     with h5py.File(folder / "hamiltonians.h5", "r") as f:
         stored = f[f"[{R[0]}, {R[1]}, {R[2]}, {i + 1}, {j + 1}]"][()]  # 1-based atoms
         assert len(f) == len(blocks.i)
-    # DeepH's files order p as (px, py, pz); Blocks as e3nn's (py, pz, px).
+    # DeepH's files order p as (px, py, pz); Blocks as m = -1, 0, 1 (py, pz, px).
     e3nn_from_file = [0, 2, 3, 1]
     assert np.array_equal(stored[np.ix_(e3nn_from_file, e3nn_from_file)], blocks.h[p])
 

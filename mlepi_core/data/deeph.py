@@ -19,7 +19,8 @@ layer.dat             mlepi's optional extra: layer index per atom (0 = lowest)
 
 Orbital order: the files use DeepH's order, OpenMX's real harmonics (p = px, py, pz;
 d = dz2, dx2-y2, dxy, dxz, dyz), so DeepH-pack and DeepH-E3 read our data as their own.
-In memory a ``Blocks`` uses e3nn's order (p = py, pz, px; d = dxy, dyz, dz2, dxz,
+In memory a ``Blocks`` uses the real-harmonic order m = -l..l (tblite's, DeepH-E3's
+"wiki" order; p = py, pz, px; d = dxy, dyz, dz2, dxz,
 dx2-y2), the permutation DeepH-E3 itself applies (``Us_openmx2wiki`` in
 ``deephe3/e3modules.py``, no sign changes). A permutation is exact, and text is
 written with 19 significant digits, so a write/read round trip is bit for bit.
@@ -46,7 +47,7 @@ class DataFormatError(ValueError):
     """A data file mlepi cannot read; the message names the file and the problem."""
 
 
-# e3nn component k of a shell with angular momentum l is DeepH/OpenMX component [l][k]
+# In-memory (m = -l..l, "wiki") component k of a shell with angular momentum l is DeepH/OpenMX component [l][k]
 # (deephe3/e3modules.py, Us_openmx2wiki).
 _OPENMX_TO_E3NN = {0: [0], 1: [1, 2, 0], 2: [2, 4, 0, 3, 1], 3: [6, 4, 2, 0, 1, 3, 5]}
 _E3NN_NAMES = {0: ["s"], 1: ["py", "pz", "px"], 2: ["dxy", "dyz", "dz2", "dxz", "dx2-y2"],
@@ -60,12 +61,12 @@ _STRUCTURE_FILES = ("element.dat", "orbital_types.dat", "lat.dat", "site_positio
 
 
 def orbital_names(orbital_types: list[int]) -> str:
-    """Names of one atom's orbitals in e3nn order, e.g. [0, 1] -> "s,py,pz,px"."""
+    """Names of one atom's orbitals in the in-memory m = -l..l order, e.g. [0, 1] -> "s,py,pz,px"."""
     return ",".join(n for ell in orbital_types for n in _E3NN_NAMES[ell])
 
 
-def _e3nn_from_file(orbital_types: list[int]) -> np.ndarray:
-    """Index array p with block_e3nn[a] = block_file[p[a]] for one atom's orbitals."""
+def _memory_from_file(orbital_types: list[int]) -> np.ndarray:
+    """Index array p with block_memory[a] = block_file[p[a]] for one atom's orbitals."""
     idx, offset = [], 0
     for ell in orbital_types:
         idx.extend(offset + k for k in _OPENMX_TO_E3NN[ell])
@@ -106,10 +107,10 @@ def _resolve_orbital_types(blocks: Blocks, orbital_types) -> list[list[int]]:
             raise ValueError(f"atom {a}: orbital_types {t} do not give its {blocks.norb[a]} "
                              "orbitals (l = 0..3, 2l+1 each)")
     if any(ell > 0 for t in types for ell in t):
-        allowed = {orbital_names(t) for t in types} | {"e3nn"}
+        allowed = {orbital_names(t) for t in types} | {"wiki"}
         if blocks.orbital_order not in allowed:
-            raise ValueError(f"Blocks.orbital_order {blocks.orbital_order!r} is not e3nn's order "
-                             f"({' or '.join(sorted(allowed))}); the writer permutes from e3nn's")
+            raise ValueError(f"Blocks.orbital_order {blocks.orbital_order!r} is not the in-memory m = -l..l order "
+                             f"({' or '.join(sorted(allowed))}); the writer permutes from it")
     return types
 
 
@@ -132,11 +133,11 @@ def _check_blocks(atoms: Atoms, blocks: Blocks) -> None:
 
 
 def _padded_perm(types: list[list[int]], nmax: int, inverse: bool) -> np.ndarray:
-    """(N, nmax) per-atom orbital permutation e3nn <- file (or its inverse), padding fixed."""
+    """(N, nmax) per-atom orbital permutation memory <- file (or its inverse), padding fixed."""
     out = np.tile(np.arange(nmax), (len(types), 1))
     cache = {}
     for a, t in enumerate(types):
-        p = cache.setdefault(tuple(t), _e3nn_from_file(t))
+        p = cache.setdefault(tuple(t), _memory_from_file(t))
         out[a, :len(p)] = np.argsort(p) if inverse else p
     return out
 
@@ -407,7 +408,7 @@ def read_deeph(folder: str | Path) -> tuple[Atoms, Blocks]:
     perm = _padded_perm(types, nmax, inverse=False)
     h, s = _permute(h, kk[:, 0], kk[:, 1], perm), _permute(s, kk[:, 0], kk[:, 1], perm)
     same = len({tuple(t) for t in types}) == 1
-    order = info.get("orbital_order") or (orbital_names(types[0]) if same and n else "e3nn")
+    order = info.get("orbital_order") or (orbital_names(types[0]) if same and n else "wiki")
     meta = dict(info.get("meta", {}))
     meta.update(fermi_level=float(info.get("fermi_level", 0.0)), orbital_types=types)
     blocks = Blocks(i=kk[:, 0].copy(), j=kk[:, 1].copy(), R=kk[:, 2:].copy(), h=h, s=s,
