@@ -142,7 +142,7 @@ def test_rotation_and_translation_invariance(rebo, displaced_ab3):
 def test_cached_instance_follows_new_positions(displaced_ab3):
     # A LAMMPS instance is reused for the same cell and layers: its results must equal
     # a fresh instance's for each structure, in any order.
-    ref, fresh = EmpiricalForceReference("rebo"), EmpiricalForceReference("rebo", cache_size=0)
+    ref, fresh = EmpiricalForceReference("rebo", cache_size=4), EmpiricalForceReference("rebo")
     other = displaced_ab3.copy()
     other.positions += np.random.default_rng(3).normal(0.0, 0.05, other.positions.shape)
     e, f = ref.energies_forces([displaced_ab3, other, displaced_ab3])
@@ -151,6 +151,10 @@ def test_cached_instance_follows_new_positions(displaced_ab3):
         assert energy == pytest.approx(e_fresh[0], abs=1e-9)
         assert np.abs(forces - f_fresh).max() < 1e-9
     assert e[2] == pytest.approx(e[0], abs=1e-9) and abs(e[1] - e[0]) > 1e-3
+    # the default (fresh instance per structure) is bitwise independent of history
+    e_a, f_a = fresh.energies_forces([displaced_ab3, other])
+    e_b, f_b = fresh.energies_forces([other, displaced_ab3])
+    assert e_a[0] == e_b[1] and np.array_equal(f_a[0], f_b[1])
     ref.close()
     fresh.close()
 

@@ -52,6 +52,7 @@ def _rng(seed: int, j: int, stream: int) -> np.random.Generator:
 def _check_or_record_config(folder: Path, config: dict) -> None:
     """Refuse to resume into a folder made with another configuration."""
     path = folder / "generation.json"
+    config = json.loads(json.dumps(config))  # tuples -> lists, as read back
     if path.exists():
         old = json.loads(path.read_text())
         if old != config:
@@ -210,7 +211,7 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
     """Label the electron set into ``out/<name>/`` (DeepH layout) plus ``out/split.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_or_record_config(out, {"kind": "electron", **json.loads(json.dumps(asdict(cfg))),
+    _check_or_record_config(out, {"kind": "electron", **asdict(cfg),
                                   "force_model": type(force_model).__name__,
                                   "hamiltonian_model": type(hamiltonian_model).__name__})
     bilayers, twisted = electron_configs(cfg, force_model)

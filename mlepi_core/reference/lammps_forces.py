@@ -228,15 +228,17 @@ class EmpiricalForceReference:
     ``CH.rebo``); the interlayer term is always Kolmogorov-Crespi (``CC.KC-full``,
     normals from each atom's own layer). Carbon only.
 
-    One LAMMPS instance is kept per (in-plane cell, atom count, layer assignment),
-    at most ``cache_size`` of them, so that a stream of displaced copies of one
-    supercell only moves atoms and recomputes.
+    By default every structure gets a fresh LAMMPS instance, so its numbers depend
+    on the structure alone, bit for bit (a reused instance carries its neighbour
+    bins and box from earlier calls into the last digits); creating one costs about
+    1 ms for 64 atoms. ``cache_size > 0`` keeps that many instances per (in-plane
+    cell, atom count, layer assignment) and only moves atoms between calls.
     """
 
     elements = frozenset({"C"})
 
     def __init__(self, intralayer: str = DEFAULT_INTRALAYER, taper: bool = True,
-                 cutoff: float = KC_CUTOFF_A, cache_size: int = 4):
+                 cutoff: float = KC_CUTOFF_A, cache_size: int = 0):
         if intralayer not in INTRALAYER_FILES:
             raise ValueError(f"unknown intralayer potential {intralayer!r}; use one of "
                              f"{sorted(INTRALAYER_FILES)}")

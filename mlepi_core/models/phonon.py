@@ -1,0 +1,254 @@
+"""HedgeNet-Phonon: a heterogeneous E(3)-equivariant MACE-style force field (DESIGN.md section 6).
+
+Every message-passing layer t holds one ``InteractionBlock`` per relation (``intra``,
+``inter``) in an ``nn.ModuleDict`` keyed by relation name; each sees only its own
+edges, with its own cutoff, and their A-bases are summed (Eq. 4 of the MLEPI paper):
+
+    A_i^t = sum_r f_r^t(h^t, edges_r),   h_i^{t+1} = ProductBasis(A_i^t) + sc(h_i^t),
+
+followed by a per-layer readout. The energy of a structure is
+
+    E = sum_i [ E0(z_i) + s * sum_t readout_t(h_i^t) ]   (eV)
+
+with E0 per-element reference energies (least squares on the training set) and s an
+energy scale (eV, the training RMS force times 1 A), and forces are F = -dE/dr by
+autograd, exactly conservative. The homogeneous baseline is the same class with the
+single relation ``all``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+from e3nn import o3
+from torch import nn
+
+from ..graph import HeteroGraph, build_graph, batch_graphs
+from ..structures import StructureError, assign_layers, validate
+from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductBasisBlock,
+                     natural_irreps)
+
+
+@dataclass(frozen=True)
+class HedgeNetPhononConfig:
+    """Architecture of HedgeNet-Phonon; everything needed to rebuild it (units: A, eV).
+
+    ``cutoffs`` maps each relation to its cutoff in Angstrom ({"intra": .., "inter": ..}
+    for HedgeNet, {"all": ..} for the homogeneous baseline). ``hidden_irreps`` has one
+    multiplicity (the channel count); the last layer keeps only its scalars, as in
+    MACE. ``max_ell`` is the l_max of the spherical harmonics and of the A-basis.
+    ``avg_num_neighbors``, ``atomic_energies_ev`` and ``energy_scale_ev`` are data
+    statistics, filled in from the training set before training.
+    """
+
+    elements: tuple[str, ...] = ("C",)
+    cutoffs: Mapping[str, float] = field(default_factory=lambda: {"intra": 5.0, "inter": 6.0})
+    hidden_irreps: str = "16x0e+16x1o"
+    max_ell: int = 2
+    num_layers: int = 2
+    correlation: int = 3
+    num_bessel: int = 8
+    envelope_p: int = 5
+    radial_hidden: tuple[int, ...] = (32, 32)
+    readout_hidden: int = 16
+    avg_num_neighbors: Mapping[str, float] | None = None
+    atomic_energies_ev: Mapping[str, float] | None = None
+    energy_scale_ev: float = 1.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["elements"] = list(self.elements)
+        d["radial_hidden"] = list(self.radial_hidden)
+        d["cutoffs"] = dict(self.cutoffs)
+        for k in ("avg_num_neighbors", "atomic_energies_ev"):
+            d[k] = None if d[k] is None else dict(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "HedgeNetPhononConfig":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {sorted(unknown)}")
+        for k in ("elements", "radial_hidden"):
+            if k in d:
+                d[k] = tuple(d[k])
+        for k in ("cutoffs", "avg_num_neighbors", "atomic_energies_ev"):
+            if d.get(k) is not None:
+                d[k] = {str(a): float(b) for a, b in dict(d[k]).items()}
+        return cls(**d)
+
+
+class HedgeLayer(nn.Module):
+    """One message-passing layer: interactions per relation (summed), product basis, readout."""
+
+    def __init__(self, relations: Sequence[str], cutoffs: Mapping[str, float], node_irreps: o3.Irreps,
+                 a_irreps: o3.Irreps, out_irreps: o3.Irreps, cfg: HedgeNetPhononConfig, first: bool,
+                 last: bool):
+        super().__init__()
+        avg = cfg.avg_num_neighbors or {}
+        self.interactions = nn.ModuleDict({
+            rel: InteractionBlock(node_irreps, a_irreps, cutoffs[rel], sh_lmax=cfg.max_ell,
+                                  num_bessel=cfg.num_bessel, envelope_p=cfg.envelope_p,
+                                  radial_hidden=tuple(cfg.radial_hidden),
+                                  avg_num_neighbors=float(avg.get(rel, 1.0)))
+            for rel in relations})
+        self.product = ProductBasisBlock(a_irreps, out_irreps, cfg.correlation, len(cfg.elements),
+                                         node_irreps=node_irreps, use_sc=not first)
+        self.readout = NonLinearReadout(out_irreps, cfg.readout_hidden) if last else LinearReadout(out_irreps)
+
+    def forward(self, h, species, vectors: Mapping[str, torch.Tensor], graph: HeteroGraph):
+        a = None
+        for rel, block in self.interactions.items():
+            a_r = block(h, vectors[rel], graph.edges[rel].index)
+            a = a_r if a is None else a + a_r
+        h = self.product(a, species, h)
+        return h, self.readout(h)
+
+
+class HedgeNetPhonon(nn.Module):
+    """Energies (eV) and forces (eV/A) of a batched ``HeteroGraph``; see the module docstring."""
+
+    def __init__(self, config: HedgeNetPhononConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        if not cfg.cutoffs:
+            raise ValueError("the model needs at least one relation with a cutoff")
+        self.relations = list(cfg.cutoffs)
+        self.cutoffs = {rel: float(rc) for rel, rc in cfg.cutoffs.items()}
+        hidden = o3.Irreps(cfg.hidden_irreps)
+        muls = {mul for mul, _ in hidden}
+        if len(muls) != 1 or hidden[0].ir != o3.Irrep("0e"):
+            raise ValueError(f"hidden_irreps needs one multiplicity and scalars first, got {hidden}")
+        channels = muls.pop()
+        a_irreps = natural_irreps(channels, cfg.max_ell)
+        scalars = o3.Irreps(f"{channels}x0e")
+        n_el = len(cfg.elements)
+        z_to_index = torch.full((len(chemical_symbols),), -1, dtype=torch.long)
+        for k, sym in enumerate(cfg.elements):
+            z_to_index[atomic_numbers[sym]] = k
+        self.register_buffer("z_to_index", z_to_index, persistent=False)
+        e0 = cfg.atomic_energies_ev or {}
+        self.register_buffer("atomic_energies",
+                             torch.tensor([float(e0.get(s, 0.0)) for s in cfg.elements]))
+        self.energy_scale = float(cfg.energy_scale_ev)
+        self.embedding = o3.Linear(o3.Irreps(f"{n_el}x0e"), scalars)
+        layers, node_irreps = [], scalars
+        for t in range(cfg.num_layers):
+            last = t == cfg.num_layers - 1
+            out_irreps = scalars if last else hidden
+            layers.append(HedgeLayer(self.relations, self.cutoffs, node_irreps, a_irreps, out_irreps,
+                                     cfg, first=t == 0, last=last))
+            node_irreps = out_irreps
+        self.layers = nn.ModuleList(layers)
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(self.config.elements)
+
+    def species(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Element index of each atom; StructureError for an element the model does not know."""
+        idx = self.z_to_index[numbers]
+        if bool((idx < 0).any()):
+            bad = sorted({chemical_symbols[int(z)] for z in numbers[idx < 0]})
+            raise StructureError(f"element(s) {', '.join(bad)} not known to this model "
+                                 f"(it knows {', '.join(self.elements)})")
+        return idx
+
+    def check_graph(self, graph: HeteroGraph) -> None:
+        """The graph must carry every relation of the model, built with at least its cutoff."""
+        for rel, rc in self.cutoffs.items():
+            if rel not in graph.edges:
+                raise ValueError(f"graph has no {rel!r} edges; build it with cutoffs {self.cutoffs}")
+            if graph.cutoffs.get(rel, 0.0) < rc - 1e-9:
+                raise ValueError(f"graph's {rel!r} cutoff {graph.cutoffs.get(rel)} A is below the "
+                                 f"model's {rc} A")
+
+    def forward(self, graph: HeteroGraph, compute_forces: bool = True,
+                training: bool = False) -> dict[str, torch.Tensor]:
+        """{"energy": (B,) eV, "forces": (N, 3) eV/A, "node_energy": (N,) eV}.
+
+        ``training`` keeps the graph of the force computation for a loss on forces.
+        """
+        self.check_graph(graph)
+        species = self.species(graph.numbers)
+        positions = graph.positions
+        if compute_forces:
+            positions = positions.detach().requires_grad_(True)
+        with torch.set_grad_enabled(compute_forces or torch.is_grad_enabled()):
+            vectors = {rel: graph.edge_vectors(rel, positions) for rel in self.relations}
+            one_hot = nn.functional.one_hot(species, len(self.elements)).to(positions.dtype)
+            h = self.embedding(one_hot)
+            node_energy = self.atomic_energies[species]
+            interaction = torch.zeros_like(node_energy)
+            for layer in self.layers:
+                h, e_t = layer(h, species, vectors, graph)
+                interaction = interaction + e_t
+            node_energy = node_energy + self.energy_scale * interaction
+            energy = node_energy.new_zeros(graph.n_structures).index_add(0, graph.batch, node_energy)
+            out = {"energy": energy, "node_energy": node_energy}
+            if compute_forces:
+                (grad,) = torch.autograd.grad(energy.sum(), positions, create_graph=training)
+                out["forces"] = -grad
+        return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class MLForceModel:
+    """A trained HedgeNet-Phonon behind the ForceModel seam (mlepi_core.seams).
+
+    ``energies_forces(structures)`` validates each structure (elements the model knows,
+    vacuum, no overlaps), builds its heterogeneous graph with the model's cutoffs
+    (layers from ``arrays["layer"]`` or detected from z) and evaluates batches of at
+    most ``max_batch_atoms`` atoms on ``device`` in ``dtype``.
+    """
+
+    def __init__(self, network: HedgeNetPhonon, metadata: Mapping | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float64,
+                 max_batch_atoms: int = 4096):
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.dtype = dtype
+        self.network = network.to(device=self.device, dtype=dtype).eval()
+        self.metadata = dict(metadata or {})
+        self.elements = frozenset(network.elements)
+        self.cutoffs = dict(network.cutoffs)
+        self.max_batch_atoms = int(max_batch_atoms)
+
+    def __repr__(self) -> str:
+        return (f"MLForceModel(elements={sorted(self.elements)}, cutoffs={self.cutoffs}, "
+                f"device={self.device}, dtype={self.dtype})")
+
+    def _graph(self, atoms: Atoms) -> HeteroGraph:
+        validate(atoms, elements=set(self.elements))
+        if "layer" not in atoms.arrays:
+            atoms = assign_layers(atoms.copy())
+        return build_graph(atoms, self.cutoffs, dtype=self.dtype)
+
+    def energies_forces(self, structures: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Energies (eV, shape (B,)) and forces (eV/A, one (N_b, 3) array each)."""
+        graphs = [self._graph(a) for a in structures]  # validate everything before computing
+        energies, forces = [], []
+        start = 0
+        while start < len(graphs):
+            stop, n = start, 0
+            while stop < len(graphs) and (stop == start or n + graphs[stop].n_atoms <= self.max_batch_atoms):
+                n += graphs[stop].n_atoms
+                stop += 1
+            batch = batch_graphs(graphs[start:stop]).to(self.device, self.dtype)
+            out = self.network(batch, compute_forces=True)
+            energies.append(out["energy"].detach().cpu().numpy().astype(np.float64))
+            f = out["forces"].detach().cpu().numpy().astype(np.float64)
+            counts = np.cumsum([g.n_atoms for g in graphs[start:stop]])[:-1]
+            forces.extend(np.split(f, counts))
+            start = stop
+        return np.concatenate(energies) if energies else np.zeros(0), forces

@@ -1,0 +1,59 @@
+"""The command line: commands listed, structures built and loaded, clear errors on bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from mlepi_core.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mlepi_core.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "build", "info", "data"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        main(["data", "--help"])
+    out = capsys.readouterr().out
+    assert "phonon" in out and "electron" in out
+
+
+def test_build_then_info_roundtrip(tmp_path, capsys):
+    path = tmp_path / "tbg.extxyz"
+    assert main(["build", "tbg:2,3", "-o", str(path)]) == 0
+    assert "76 atoms" in capsys.readouterr().out
+    assert main(["info", str(path), "--elements", "C"]) == 0
+    out = capsys.readouterr().out
+    assert "2 layer(s) of 38, 38 atoms" in out
+
+
+def test_bad_file_gives_a_clear_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "notes.xyz"
+    bad.write_text("this is not a structure\n")
+    result = run_cli("info", str(bad))
+    assert result.returncode == 2
+    assert "mlepi: error: cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_element_and_missing_file_are_clear(tmp_path, capsys):
+    from ase.io import write
+
+    from mlepi_core.structures import bilayer, supercell
+
+    atoms = supercell(bilayer("AB"), 2)
+    atoms.symbols[0] = "N"
+    path = tmp_path / "bn.extxyz"
+    write(path, atoms)
+    assert main(["info", str(path), "--elements", "C"]) == 2
+    assert "element(s) N not known" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "missing.cif")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Data-set generation: deterministic for a seed, resumable, atomic, split recorded."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlepi_core.data.deeph import read_deeph, read_split
+from mlepi_core.data.extxyz import read_extxyz
+from mlepi_core.data.generate import (ElectronSetConfig, PhononSetConfig, electron_configs,
+                                      generate_electron_set, generate_phonon_set, split_indices)
+from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+from mlepi_core.reference.tblite_electrons import GFN1Reference
+
+SMALL = PhononSetConfig(n_configs=10, size=2, seed=7, chunk=3)
+
+
+@pytest.fixture(scope="module")
+def forces():
+    return EmpiricalForceReference()
+
+
+def test_phonon_set_same_seed_same_file(tmp_path, forces):
+    a = generate_phonon_set(tmp_path / "a", SMALL, forces, progress=False)
+    b = generate_phonon_set(tmp_path / "b", SMALL, forces, progress=False)
+    assert a.read_bytes() == b.read_bytes()
+    other = PhononSetConfig(**{**SMALL.__dict__, "seed": 8})
+    c = generate_phonon_set(tmp_path / "c", other, forces, progress=False)
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_phonon_set_labels_and_split(tmp_path, forces):
+    path = generate_phonon_set(tmp_path / "p", SMALL, forces, progress=False)
+    frames = read_extxyz(path)
+    assert len(frames) == SMALL.n_configs and len(frames[0]) == 4 * SMALL.size ** 2
+    meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
+    split = {f.info["config_id"]: f.info["split"] for f in frames}
+    for name, ids in meta["split"].items():
+        assert all(split[j] == name for j in ids)
+    # labels are the reference's own numbers for the stored positions
+    e, f = forces.energies_forces(frames[:2])
+    for k in range(2):
+        assert abs(e[k] - frames[k].info["energy"]) < 1e-9
+        assert np.abs(f[k] - frames[k].arrays["forces"]).max() < 1e-7
+    assert not (tmp_path / "p" / "parts").exists()
+
+
+def test_phonon_set_resumes_after_interruption(tmp_path):
+    flaky = EmpiricalForceReference()
+    calls = []
+
+    def interrupted_on_third_chunk(frames):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return EmpiricalForceReference.energies_forces(flaky, frames)
+
+    flaky.energies_forces = interrupted_on_third_chunk
+    with pytest.raises(KeyboardInterrupt):
+        generate_phonon_set(tmp_path / "r", SMALL, flaky, progress=False)
+    forces = EmpiricalForceReference()
+    parts = sorted(p.name for p in (tmp_path / "r" / "parts").iterdir())
+    assert parts == ["configs_000000.xyz", "configs_000003.xyz"]  # whole chunks only
+    assert not (tmp_path / "r" / "phonon_set.xyz").exists()
+    resumed = generate_phonon_set(tmp_path / "r", SMALL, forces, progress=False)
+    fresh = generate_phonon_set(tmp_path / "f", SMALL, forces, progress=False)
+    assert resumed.read_bytes() == fresh.read_bytes()
+
+
+def test_resume_refuses_another_configuration(tmp_path, forces):
+    generate_phonon_set(tmp_path / "x", SMALL, forces, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        generate_phonon_set(tmp_path / "x", PhononSetConfig(n_configs=5, size=2), forces, progress=False)
+
+
+def test_split_fractions_and_determinism():
+    s = split_indices(2000, (0.81, 0.09, 0.10), seed=0)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [1620, 180, 200]
+    assert sorted(sum(s.values(), [])) == list(range(2000))
+    assert s == split_indices(2000, (0.81, 0.09, 0.10), seed=0)
+
+
+def test_electron_set_is_deterministic_and_in_deeph_layout(tmp_path, forces):
+    cfg = ElectronSetConfig(n_configs=2, size=6, seed=1, twisted=(), fractions=(0.5, 0.5, 0.0))
+    ref = GFN1Reference()
+    out_a = generate_electron_set(tmp_path / "a", cfg, forces, ref, progress=False)
+    out_b = generate_electron_set(tmp_path / "b", cfg, forces, ref, progress=False)
+    split = read_split(out_a)
+    assert sorted(split["train"] + split["val"] + split["test"]) == ["ab6_00000", "ab6_00001"]
+    for name in ("ab6_00000", "ab6_00001"):
+        atoms_a, blocks_a = read_deeph(out_a / name)
+        atoms_b, blocks_b = read_deeph(out_b / name)
+        assert np.array_equal(atoms_a.positions, atoms_b.positions)
+        assert np.abs(blocks_a.h - blocks_b.h).max() < 1e-9  # SCF to tblite's accuracy, same numbers
+        assert np.array_equal(blocks_a.R, blocks_b.R)
+        assert np.bincount(atoms_a.arrays["layer"]).tolist() == [72, 72]
+    # thermal samples differ from each other and from the ideal lattice
+    pa = read_deeph(out_a / "ab6_00000")[0].positions
+    pb = read_deeph(out_a / "ab6_00001")[0].positions
+    assert np.abs(pa - pb).max() > 0.01
+
+
+def test_twisted_held_out_cells_are_wide_enough_for_rc(forces):
+    from mlepi_core.reference.tblite_electrons import check_cell_for_cutoff
+
+    _, twisted = electron_configs(ElectronSetConfig(), forces)
+    names = [n for n, _ in twisted]
+    assert len(names) == 10
+    for name, make in twisted[::2]:
+        atoms = make()
+        check_cell_for_cutoff(atoms.cell, 6.0)
+        assert set(atoms.arrays["layer"]) == {0, 1}
