@@ -129,6 +129,60 @@ def cmd_data_electron(args) -> int:
     return 0
 
 
+def cmd_train_phonon(args) -> int:
+    """Train HedgeNet-Phonon (or a homogeneous baseline) from a YAML config; resumes by default."""
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig.load(args.config)
+    overrides = {k: v for k, v in (("output_dir", args.output), ("data", args.data),
+                                   ("max_steps", args.max_steps), ("max_epochs", args.max_epochs),
+                                   ("device", args.device), ("num_threads", args.threads))
+                 if v is not None}
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+    if cfg.task != "phonon":
+        raise ValueError(f"{args.config} is a {cfg.task!r} config, not a phonon one")
+    result = train(cfg, resume=not args.no_resume)
+    if "stopped" in result:
+        print(f"stopped at step {result['step']} ({result['stopped']}); run the same command to resume")
+        return 0
+    for split in ("val", "test"):
+        m = result.get(split)
+        if m:
+            print(f"{split:>5}: energy MAE {m['energy_mae_mev_per_atom']:.3f} meV/atom, force MAE "
+                  f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)")
+    print(f"model -> {result['model_dir']}, metrics -> {Path(cfg.output_dir) / 'metrics.json'}")
+    return 0
+
+
+def cmd_evaluate_phonon(args) -> int:
+    """Energy and force errors of a saved phonon model on the splits of an extxyz data set."""
+    from .training import evaluate_model
+
+    model_dir = Path(args.model)
+    if (model_dir / "model" / "metadata.json").is_file():  # a training run folder
+        model_dir = model_dir / "model"
+    data = args.data
+    if data is None:
+        meta = json.loads((model_dir / "metadata.json").read_text()) \
+            if (model_dir / "metadata.json").is_file() else {}
+        data = (meta.get("training_data") or {}).get("path") or "data/phonon/phonon_set.xyz"
+    out = evaluate_model(model_dir, data, splits=args.splits.split(","), batch_size=args.batch_size,
+                         device=args.device, dtype=args.dtype)
+    for split in args.splits.split(","):
+        m = out.get(split)
+        if m:
+            print(f"{split:>5}: energy MAE {m['energy_mae_mev_per_atom']:.3f} meV/atom (RMSE "
+                  f"{m['energy_rmse_mev_per_atom']:.3f}), force MAE {m['force_mae_mev_per_a']:.2f} "
+                  f"meV/A (RMSE {m['force_rmse_mev_per_a']:.2f}), {m['n_structures']} structures")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print(f"metrics -> {args.out}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlepi", description="Electron-phonon interactions in layered "
                                 "materials from ML force fields and Hamiltonians (MLEPI).")
@@ -167,6 +221,31 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
     s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells")
     s.set_defaults(func=cmd_data_electron)
+
+    train = sub.add_parser("train", help="train a network from a config file").add_subparsers(
+        dest="target", required=True)
+    s = train.add_parser("phonon", help="HedgeNet-Phonon or a homogeneous baseline (configs/phonon_*.yaml)")
+    s.add_argument("config", help="YAML config (see configs/phonon_hedgenet.yaml)")
+    s.add_argument("--output", help="run folder (overrides output_dir)")
+    s.add_argument("--data", help="extxyz data set (overrides data)")
+    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
+    s.add_argument("--max-epochs", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train_phonon)
+    ev = sub.add_parser("evaluate", help="errors of a trained network on a data set").add_subparsers(
+        dest="target", required=True)
+    s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model")
+    s.add_argument("model", help="model folder, or a training run folder holding model/")
+    s.add_argument("--data", help="extxyz data set (default: the one the model was trained on)")
+    s.add_argument("--splits", default="val,test", help="comma-separated splits")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    s.add_argument("--out", help="write the metrics as JSON here")
+    s.set_defaults(func=cmd_evaluate_phonon)
     return p
 
 

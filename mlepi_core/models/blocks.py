@@ -89,20 +89,98 @@ def edge_tp_instructions(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_targ
     """'uvu' paths of node features x spherical harmonics into the irreps of ``irreps_target``.
 
     Returns (irreps_mid, instructions): one output segment per path, as in MACE, so that
-    the following linear layer mixes paths and channels.
+    the following linear layer mixes paths and channels; segments are ordered by output
+    irrep (all 0e paths first, then 1o, ...).
     """
     targets = {ir for _, ir in irreps_target}
-    mid, instructions = [], []
+    paths = []
     for i, (mul, ir_in) in enumerate(irreps_in):
         for j, (_, ir_sh) in enumerate(irreps_sh):
             for ir_out in ir_in * ir_sh:
                 if ir_out in targets:
-                    instructions.append((i, j, len(mid), "uvu", True))
-                    mid.append((mul, ir_out))
-    return o3.Irreps(mid), instructions
+                    paths.append((ir_out, i, j, mul))
+    paths.sort(key=lambda p: (p[0].l, p[0].p * (-1) ** p[0].l < 0))  # stable: natural parity first
+    mid = o3.Irreps([(mul, ir_out) for ir_out, _, _, mul in paths])
+    instructions = [(i, j, k, "uvu", True) for k, (_, i, j, _) in enumerate(paths)]
+    return mid, instructions
 
 
 # --- interaction ----------------------------------------------------------------------------
+
+def _uniform_mul(irreps: o3.Irreps, what: str) -> int:
+    muls = {mul for mul, _ in irreps}
+    if len(muls) != 1:
+        raise ValueError(f"{what} needs one multiplicity for all irreps, got {irreps}")
+    return muls.pop()
+
+
+def to_channels(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """e3nn layout (N, irreps.dim) with one multiplicity C -> (N, dim per channel, C)."""
+    mul = _uniform_mul(irreps, "to_channels")
+    parts = [x[:, sl].reshape(-1, mul, ir.dim).transpose(1, 2) for sl, (_, ir) in zip(irreps.slices(), irreps)]
+    return torch.cat(parts, dim=1)
+
+
+def from_channels(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """Inverse of ``to_channels``: (N, dim per channel, C) -> e3nn layout (N, irreps.dim)."""
+    parts, start = [], 0
+    for _, ir in irreps:
+        parts.append(x[:, start:start + ir.dim].transpose(1, 2).reshape(x.shape[0], -1))
+        start += ir.dim
+    return torch.cat(parts, dim=-1)
+
+
+class EdgeTensorProduct(nn.Module):
+    """Channel-wise ('uvu') tensor product of sender features with edge harmonics, summed on receivers.
+
+    m_i = sum_{j in N(i)} sum_paths w_{ij, path, c} [h_j,c (x) Y(r_ij)]_path, with one output
+    segment per path (e3nn's irreps layout). The map is exactly
+    ``o3.TensorProduct(node_irreps, sh_irreps, irreps_out, instructions=[... 'uvu' ...],
+    shared_weights=False)`` followed by a scatter-sum; the Clebsch-Gordan coefficients
+    (with e3nn's normalisation) are taken from that e3nn product once, at
+    construction, and applied per edge as one (C x d_in) @ (d_in x d_out) matrix product
+    instead of one small kernel per path and per multiplicity, which is what makes
+    training affordable on a CPU.
+    """
+
+    def __init__(self, node_irreps: str | o3.Irreps, sh_irreps: str | o3.Irreps,
+                 target_irreps: str | o3.Irreps):
+        super().__init__()
+        self.node_irreps = o3.Irreps(node_irreps)
+        self.sh_irreps = o3.Irreps(sh_irreps)
+        self.mul = _uniform_mul(self.node_irreps, "EdgeTensorProduct")
+        unit_in = o3.Irreps([(1, ir) for _, ir in self.node_irreps])
+        unit_mid, instructions = edge_tp_instructions(unit_in, self.sh_irreps, o3.Irreps(target_irreps))
+        unit_tp = o3.TensorProduct(unit_in, self.sh_irreps, unit_mid, instructions,
+                                   shared_weights=True, internal_weights=False, compile_right=True)
+        with torch.no_grad():  # (d_sh, d_in, d_out): the product for unit path weights
+            cg = unit_tp.right(torch.eye(self.sh_irreps.dim), torch.ones(unit_tp.weight_numel))
+        self.d_in, self.d_out = unit_in.dim, unit_mid.dim
+        # stored as (d_sh, d_out * d_in) so that Y @ cg is each edge's (d_out, d_in) coupling matrix
+        self.register_buffer("cg", cg.transpose(1, 2).reshape(self.sh_irreps.dim, self.d_out * self.d_in))
+        self.n_paths = len(instructions)
+        self.irreps_out = o3.Irreps([(self.mul, ir) for _, ir in unit_mid])
+        self.unit_out = unit_mid
+        self.instructions = [(i, j, k, "uvu", True) for i, j, k, *_ in instructions]
+        path_of = torch.cat([torch.full((ir.dim,), k, dtype=torch.long) for k, (_, ir) in enumerate(unit_mid)])
+        self.register_buffer("path_of_component", path_of, persistent=False)
+        self.weight_numel = self.n_paths * self.mul  # e3nn order: path-major, then channel
+
+    def forward(self, node_feats: torch.Tensor, edge_attrs: torch.Tensor, weights: torch.Tensor,
+                index: torch.Tensor) -> torch.Tensor:
+        """node_feats (N, node_irreps.dim); edge_attrs (E, sh dim); weights (E, weight_numel);
+        index (2, E) sender, receiver -> (N, irreps_out.dim) summed messages."""
+        sender, receiver = index
+        n_edges = edge_attrs.shape[0]
+        x = to_channels(node_feats, self.node_irreps).index_select(0, sender)  # (E, d_in, C)
+        coupling = (edge_attrs @ self.cg).view(n_edges, self.d_out, self.d_in)
+        messages = torch.bmm(coupling, x)  # (E, d_out, C)
+        w = weights.view(n_edges, self.n_paths, self.mul).index_select(1, self.path_of_component)
+        messages = (messages * w).reshape(n_edges, self.d_out * self.mul)
+        out = messages.new_zeros(node_feats.shape[0], self.d_out * self.mul)
+        out.index_add_(0, receiver, messages)
+        return from_channels(out.view(-1, self.d_out, self.mul), self.unit_out)
+
 
 class InteractionBlock(nn.Module):
     """Equivariant messages of one relation (Eq. 4 of the MLEPI paper uses one per relation).
@@ -128,26 +206,19 @@ class InteractionBlock(nn.Module):
         self.radial = RadialEmbedding(r_max, num_bessel, envelope_p)
         self.sh = o3.SphericalHarmonics(self.sh_irreps, normalize=True, normalization="component")
         self.linear_up = o3.Linear(self.node_irreps, self.node_irreps)
-        mid, instructions = edge_tp_instructions(self.node_irreps, self.sh_irreps, self.target_irreps)
-        self.conv_tp = o3.TensorProduct(self.node_irreps, self.sh_irreps, mid, instructions,
-                                        shared_weights=False, internal_weights=False)
+        self.conv_tp = EdgeTensorProduct(self.node_irreps, self.sh_irreps, self.target_irreps)
         self.radial_mlp = enn.FullyConnectedNet([num_bessel, *radial_hidden, self.conv_tp.weight_numel],
                                                 torch.nn.functional.silu)
-        self.linear = o3.Linear(mid, self.target_irreps)
+        self.linear = o3.Linear(self.conv_tp.irreps_out, self.target_irreps)
 
     def forward(self, node_feats: torch.Tensor, vectors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """node_feats (N, node_irreps.dim); vectors (E, 3) r_ij in Angstrom; index (2, E) sender, receiver.
 
         Returns the A-basis (N, target_irreps.dim).
         """
-        sender, receiver = index
-        lengths = vectors.norm(dim=-1)
-        weights = self.radial_mlp(self.radial(lengths))
-        h = self.linear_up(node_feats)
-        messages = self.conv_tp(h[sender], self.sh(vectors), weights)
-        out = messages.new_zeros(node_feats.shape[0], messages.shape[1])
-        out.index_add_(0, receiver, messages)
-        return self.linear(out) / self.avg_num_neighbors
+        weights = self.radial_mlp(self.radial(vectors.norm(dim=-1)))
+        messages = self.conv_tp(self.linear_up(node_feats), self.sh(vectors), weights, index)
+        return self.linear(messages) / self.avg_num_neighbors
 
 
 # --- symmetric product basis -------------------------------------------------------------

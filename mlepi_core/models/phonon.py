@@ -117,7 +117,16 @@ class HedgeNetPhonon(nn.Module):
     def __init__(self, config: HedgeNetPhononConfig):
         super().__init__()
         self.config = config
-        cfg = config
+        # Built in float64 so that the fixed coefficients (Clebsch-Gordan, Bessel
+        # frequencies) are exact; cast the finished network with .to(dtype).
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            self._build(config)
+        finally:
+            torch.set_default_dtype(previous)
+
+    def _build(self, cfg: HedgeNetPhononConfig) -> None:
         if not cfg.cutoffs:
             raise ValueError("the model needs at least one relation with a cutoff")
         self.relations = list(cfg.cutoffs)
@@ -151,6 +160,25 @@ class HedgeNetPhonon(nn.Module):
     @property
     def elements(self) -> tuple[str, ...]:
         return tuple(self.config.elements)
+
+    LEARNED_BUFFERS = ("atomic_energies",)
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and fitted buffers only: what a saved model needs (the fixed coefficients
+        are rebuilt exactly from the architecture)."""
+        keep = {n for n, _ in self.named_parameters()} | set(self.LEARNED_BUFFERS)
+        return {k: v for k, v in self.state_dict().items() if k in keep}
+
+    def load_learned_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Inverse of ``learned_state_dict``; raises RuntimeError on missing or extra entries."""
+        expected = set(self.learned_state_dict())
+        missing, extra = expected - set(state), set(state) - expected
+        if missing or extra:
+            raise RuntimeError(f"state does not fit: missing {sorted(missing)[:5]}, "
+                               f"unexpected {sorted(extra)[:5]}")
+        result = self.load_state_dict(dict(state), strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(f"unexpected entries {result.unexpected_keys[:5]}")
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Element index of each atom; StructureError for an element the model does not know."""
