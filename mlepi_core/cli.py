@@ -14,12 +14,12 @@ import numpy as np
 from .structures import StructureError
 
 
-def force_model_from_name(name: str, intralayer: str = "rebo"):
-    """'empirical' (REBO+KC, LAMMPS), 'gfn1' (tblite) or 'module:Class' (any ASE calculator)."""
-    if name == "empirical":
+def force_model_from_name(name: str):
+    """'empirical' (LCBOP+KC), 'rebo' (REBO+KC), 'gfn1' (tblite) or 'module:Class' (ASE calculator)."""
+    if name in ("empirical", "lcbop", "rebo"):
         from .reference.lammps_forces import EmpiricalForceReference
 
-        return EmpiricalForceReference(intralayer=intralayer)
+        return EmpiricalForceReference(**({"intralayer": "rebo"} if name == "rebo" else {}))
     if name == "gfn1":
         from .reference.tblite_electrons import GFN1Reference
 
@@ -34,6 +34,49 @@ def force_model_from_name(name: str, intralayer: str = "rebo"):
             raise SystemExit(f"mlepi: cannot create ASE calculator {name!r}: {err}") from None
         return AseForceModel(calculator)
     raise SystemExit(f"mlepi: unknown force model {name!r} (empirical, gfn1 or module:Class)")
+
+
+def structure_from_arg(arg: str, elements=None):
+    """A structure file (any ASE format) or a builder name (AB, monolayer, tbg:m,n, ...)."""
+    from .structures import build, load
+
+    if Path(arg).exists():
+        return load(arg, elements=elements)
+    try:
+        return build(arg)
+    except StructureError as err:
+        raise StructureError(f"{arg!r} is neither a file nor a structure name ({err})") from None
+
+
+def cmd_phonons(args) -> int:
+    """Dispersion, DOS and supercell modes from a force model (and optionally a second one)."""
+    from .phonons import (density_of_states, dispersion, harmonic_phonons, relax_positions,
+                          supercell_modes, write_dispersion)
+
+    atoms = structure_from_arg(args.structure)
+    curves, dos = {}, {}
+    for name in [args.forces] + ([args.compare] if args.compare else []):
+        model = force_model_from_name(name)
+        cell = atoms if args.no_relax else relax_positions(atoms, model)
+        phonon = harmonic_phonons(cell, model, args.supercell)
+        curves[name] = dispersion(phonon)
+        dos[name] = density_of_states(phonon)
+        if name == args.forces:
+            q, freqs, vecs = supercell_modes(phonon)
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            np.savez(out / f"supercell_modes_{args.supercell}x{args.supercell}.npz",
+                     q_frac=q, freq_thz=freqs, eigenvectors=vecs)
+    summary = write_dispersion(args.out, curves, unit=args.unit, dos=dos,
+                               title=f"{args.structure}, {args.supercell}x{args.supercell}x1 force constants")
+    for name, s in summary["models"].items():
+        rms = {k: v for k, v in s.items() if k.startswith("rms")}
+        print(f"{name}: Gamma ({args.unit}) {' '.join(f'{f:.1f}' for f in s['gamma_freqs'])}; "
+              f"imaginary modes on the path: {s['n_imaginary']}"
+              + (f" (largest {s['max_imag']:.1f})" if s["n_imaginary"] else "")
+              + "".join(f"; {k} {v:.2f}" for k, v in rms.items()))
+    print(f"wrote {args.out}/dispersion.png, dispersion.json, dispersion_*.csv, supercell_modes_*.npz")
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -202,6 +245,17 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--cutoff", type=float, default=6.0, help="edge cutoff in Angstrom")
     s.add_argument("--elements", help="comma-separated elements a model knows, e.g. C")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("phonons", help="phonon dispersion, DOS and supercell modes (phonopy)")
+    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n)")
+    s.add_argument("--forces", default="empirical",
+                   help="force model: empirical (LCBOP+KC), gfn1, module:Class (ASE calculator)")
+    s.add_argument("--compare", help="a second force model drawn on the same plot")
+    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 force-constant supercell")
+    s.add_argument("--unit", default="cm1", choices=["cm1", "thz", "mev"])
+    s.add_argument("--no-relax", action="store_true", help="skip relaxing positions first")
+    s.add_argument("--out", default="results/phonons")
+    s.set_defaults(func=cmd_phonons)
 
     data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
     s = data.add_parser("phonon", help="perturbed 4x4 AB bilayers with energies and forces (extxyz)")

@@ -7,6 +7,10 @@ rule. Frequencies leave phonopy in THz and are converted at the edge.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
@@ -15,6 +19,7 @@ from phonopy import Phonopy
 from phonopy.structure.atoms import PhonopyAtoms
 
 from .seams import ForceModel
+from .units import THZ_TO_CM1, THZ_TO_MEV
 
 DISPLACEMENT_A = 0.01  # Angstrom, finite-displacement amplitude
 
@@ -95,3 +100,155 @@ def harmonic_phonons(primitive: Atoms, model: ForceModel, size: int | tuple[int,
     if symmetrize:
         phonon.symmetrize_force_constants()
     return phonon
+
+
+# --- dispersion, DOS, outputs --------------------------------------------------------
+
+FREQUENCY_UNITS = {"cm1": THZ_TO_CM1, "thz": 1.0, "mev": THZ_TO_MEV}
+UNIT_LABELS = {"cm1": "cm$^{-1}$", "thz": "THz", "mev": "meV"}
+
+
+def convert_frequencies(freq_thz: np.ndarray, unit: str) -> np.ndarray:
+    """THz (phonopy) -> ``unit`` ('cm1', 'thz' or 'mev'); imaginary modes stay negative."""
+    try:
+        return np.asarray(freq_thz) * FREQUENCY_UNITS[unit.lower()]
+    except KeyError:
+        raise ValueError(f"unknown frequency unit {unit!r}; use cm1, thz or mev") from None
+
+
+def hexagonal_path(cell: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Gamma-M-K-Gamma in fractional coordinates of a hexagonal in-plane cell.
+
+    Works for 60- and 120-degree lattice vectors alike: K is the fractional point
+    (1/3, 1/3), (2/3, 1/3) or (1/3, 2/3) that lies at |b|/sqrt(3), the zone corner.
+    Raises ValueError if the in-plane cell is not hexagonal.
+    """
+    a1, a2 = np.asarray(cell)[:2, :2]
+    cosang = a1 @ a2 / (np.linalg.norm(a1) * np.linalg.norm(a2))
+    if abs(np.linalg.norm(a1) - np.linalg.norm(a2)) > 1e-6 or abs(abs(cosang) - 0.5) > 1e-6:
+        raise ValueError("the in-plane cell is not hexagonal (|a1| = |a2|, 60 or 120 degrees)")
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(cell)).T  # rows b1, b2, b3 in 1/A
+    corner = np.linalg.norm(recip[0]) / np.sqrt(3)
+    k = next(np.array([x, y, 0.0]) for x, y in ((1 / 3, 1 / 3), (2 / 3, 1 / 3), (1 / 3, 2 / 3))
+             if abs(np.linalg.norm(np.array([x, y, 0.0]) @ recip) - corner) < 1e-8)
+    gamma, m = np.zeros(3), np.array([0.5, 0.0, 0.0])
+    return [("Γ", gamma), ("M", m), ("K", k), ("Γ", gamma)]
+
+
+@dataclass
+class Dispersion:
+    """Phonon bands along a path: frequencies in THz, distances in 1/A (2*pi included)."""
+
+    labels: list[str]
+    label_distances: np.ndarray  # (n_labels,)
+    distances: np.ndarray  # (n_q,)
+    q_frac: np.ndarray  # (n_q, 3)
+    freq_thz: np.ndarray  # (n_q, n_bands)
+
+
+def dispersion(phonon: Phonopy, points_per_segment: int = 51,
+               path: list[tuple[str, np.ndarray]] | None = None) -> Dispersion:
+    """Bands along ``path`` (default Gamma-M-K-Gamma of the primitive cell)."""
+    path = path or hexagonal_path(phonon.primitive.cell)
+    segments = [np.linspace(a[1], b[1], points_per_segment) for a, b in zip(path[:-1], path[1:])]
+    phonon.run_band_structure(segments, labels=[p[0] for p in path])
+    bands = phonon.get_band_structure_dict()
+    recip = 2 * np.pi * np.linalg.inv(phonon.primitive.cell).T
+    q = np.concatenate(segments)
+    steps = np.linalg.norm(np.diff(q @ recip, axis=0), axis=1)
+    dist = np.concatenate([[0.0], np.cumsum(steps)])
+    # segments share their end points: zero-length steps keep the label positions right
+    ends = np.cumsum([len(s) for s in segments]) - 1
+    return Dispersion(labels=[p[0] for p in path],
+                      label_distances=np.concatenate([[0.0], dist[ends]]),
+                      distances=dist, q_frac=q, freq_thz=np.concatenate(bands["frequencies"]))
+
+
+def density_of_states(phonon: Phonopy, mesh: int = 48, sigma_thz: float = 0.25,
+                      pitch_thz: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Total phonon DOS on a mesh x mesh x 1 grid: (frequencies THz, states per THz per cell)."""
+    phonon.run_mesh([mesh, mesh, 1], is_gamma_center=True)
+    phonon.run_total_dos(sigma=sigma_thz, freq_pitch=pitch_thz, use_tetrahedron_method=False)
+    dos = phonon.get_total_dos_dict()
+    return dos["frequency_points"], dos["total_dos"]
+
+
+def supercell_modes(phonon: Phonopy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Modes of the force-constant supercell: its commensurate q-points (fractional, of the
+    primitive cell), frequencies (THz) and eigenvectors (n_q, 3n, 3n) as phonopy defines them."""
+    from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
+
+    q = get_commensurate_points(phonon.supercell_matrix)
+    result = phonon.run_qpoints(q, with_eigenvectors=True)
+    return q, result.frequencies, result.eigenvectors
+
+
+def imaginary_frequencies(freq_thz: np.ndarray, tol_thz: float = 1e-3) -> np.ndarray:
+    """The imaginary frequencies (as negative THz values) below -tol_thz; never dropped silently."""
+    f = np.asarray(freq_thz).ravel()
+    return f[f < -tol_thz]
+
+
+def write_dispersion(folder: str | Path, curves: dict[str, Dispersion], unit: str = "cm1",
+                     dos: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                     title: str = "") -> dict:
+    """Write CSV + JSON (per model) and a PNG plot overlaying all ``curves``.
+
+    Returns a summary: per model the lowest frequency, imaginary-mode count and the
+    Gamma frequencies, in ``unit``; with two or more curves, the RMS difference of
+    each to the first (same path and sampling).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"unit": unit, "models": {}}
+    names = list(curves)
+    for name, c in curves.items():
+        f = convert_frequencies(c.freq_thz, unit)
+        header = "distance_inv_A,qa,qb,qc," + ",".join(f"band{b}_{unit}" for b in range(f.shape[1]))
+        rows = np.column_stack([c.distances, c.q_frac, f])
+        np.savetxt(folder / f"dispersion_{name}.csv", rows, delimiter=",", header=header, comments="")
+        imag = convert_frequencies(imaginary_frequencies(c.freq_thz), unit)
+        summary["models"][name] = {
+            "min_freq": float(f.min()), "n_imaginary": int(len(imag)),
+            "max_imag": float(-imag.min()) if len(imag) else 0.0,
+            "gamma_freqs": np.round(np.sort(f[0]), 2).tolist()}
+    if len(names) > 1:
+        ref = convert_frequencies(curves[names[0]].freq_thz, unit)
+        for name in names[1:]:
+            other = convert_frequencies(curves[name].freq_thz, unit)
+            summary["models"][name]["rms_vs_" + names[0]] = float(np.sqrt(np.mean((other - ref) ** 2)))
+    (folder / "dispersion.json").write_text(json.dumps(summary, indent=1))
+
+    ncols = 2 if dos else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(7 if dos else 5, 4.5), sharey=True,
+                             gridspec_kw={"width_ratios": [3, 1]} if dos else None, squeeze=False)
+    ax = axes[0, 0]
+    styles = [dict(color="k", lw=1.6), dict(color="tab:red", lw=1.0, ls="--"),
+              dict(color="tab:blue", lw=1.0, ls=":")]
+    for (name, c), style in zip(curves.items(), styles):
+        f = convert_frequencies(c.freq_thz, unit)
+        for b in range(f.shape[1]):
+            ax.plot(c.distances, f[:, b], label=name if b == 0 else None, **style)
+    first = curves[names[0]]
+    for x in first.label_distances:
+        ax.axvline(x, color="0.7", lw=0.6)
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.set_xticks(first.label_distances, first.labels)
+    ax.set_xlim(first.distances[0], first.distances[-1])
+    ax.set_ylabel(f"frequency ({UNIT_LABELS[unit]})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    if dos:
+        for (name, (freq, d)), style in zip(dos.items(), styles):
+            axes[0, 1].plot(d / FREQUENCY_UNITS[unit], convert_frequencies(freq, unit), **style)
+        axes[0, 1].set_xlabel("DOS")
+        axes[0, 1].set_xticks([])
+    fig.tight_layout()
+    fig.savefig(folder / "dispersion.png", dpi=150)
+    plt.close(fig)
+    return summary
