@@ -152,7 +152,6 @@ def dispersion(phonon: Phonopy, points_per_segment: int = 51,
     path = path or hexagonal_path(phonon.primitive.cell)
     segments = [np.linspace(a[1], b[1], points_per_segment) for a, b in zip(path[:-1], path[1:])]
     phonon.run_band_structure(segments, labels=[p[0] for p in path])
-    bands = phonon.get_band_structure_dict()
     recip = 2 * np.pi * np.linalg.inv(phonon.primitive.cell).T
     q = np.concatenate(segments)
     steps = np.linalg.norm(np.diff(q @ recip, axis=0), axis=1)
@@ -161,7 +160,8 @@ def dispersion(phonon: Phonopy, points_per_segment: int = 51,
     ends = np.cumsum([len(s) for s in segments]) - 1
     return Dispersion(labels=[p[0] for p in path],
                       label_distances=np.concatenate([[0.0], dist[ends]]),
-                      distances=dist, q_frac=q, freq_thz=np.concatenate(bands["frequencies"]))
+                      distances=dist, q_frac=q,
+                      freq_thz=np.concatenate(phonon.band_structure.frequencies))
 
 
 def density_of_states(phonon: Phonopy, mesh: int = 48, sigma_thz: float = 0.25,
@@ -169,8 +169,8 @@ def density_of_states(phonon: Phonopy, mesh: int = 48, sigma_thz: float = 0.25,
     """Total phonon DOS on a mesh x mesh x 1 grid: (frequencies THz, states per THz per cell)."""
     phonon.run_mesh([mesh, mesh, 1], is_gamma_center=True)
     phonon.run_total_dos(sigma=sigma_thz, freq_pitch=pitch_thz, use_tetrahedron_method=False)
-    dos = phonon.get_total_dos_dict()
-    return dos["frequency_points"], dos["total_dos"]
+    dos = phonon.total_dos
+    return np.asarray(dos.frequency_points), np.asarray(dos.dos)
 
 
 def supercell_modes(phonon: Phonopy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
