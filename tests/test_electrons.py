@@ -1,0 +1,94 @@
+"""Bands from blocks: Bloch sums, near-Fermi solves and unfolding of supercell states."""
+
+import numpy as np
+import pytest
+import torch
+
+from mlepi_core.electrons import (BlockTensors, Unfolder, bloch_sum, solve_generalized,
+                                  solve_near)
+from mlepi_core.reference.tblite_electrons import GFN1Reference
+from mlepi_core.seams import Blocks
+from mlepi_core.structures import bilayer, supercell
+
+
+@pytest.fixture(scope="module")
+def pristine():
+    """Reference blocks of a pristine 6x6 AB bilayer (K and K' fold onto Gamma)."""
+    prim = bilayer("AB")
+    sc = supercell(prim, 6)
+    (blocks,) = GFN1Reference().blocks([sc])
+    return prim, sc, blocks
+
+
+def primitive_blocks(blocks: Blocks, prim, sc) -> Blocks:
+    """Blocks of the 4-atom primitive cell read off the pristine supercell's first copy.
+
+    An independent path to the primitive bands: the primitive cell is too small for
+    tblite's minimal-image split at r_c = 6 A, but the supercell's rows of atoms 0-3
+    hold every primitive-cell hopping within 6 A.
+    """
+    n_prim = len(prim)
+    rows = blocks.i < n_prim  # ASE's repeat keeps the primitive cell as atoms 0..3
+    target = sc.positions[blocks.j[rows]] + blocks.R[rows] @ np.asarray(sc.cell)
+    frac = np.linalg.solve(np.asarray(prim.cell).T, (target[:, None, :] - prim.positions[None]).transpose(0, 2, 1))
+    # which primitive atom nu sits at target - R_prim: the one with integer fractional offset
+    is_int = np.all(np.abs(frac - np.round(frac)) < 1e-6, axis=1)
+    nu = is_int.argmax(axis=1)
+    r_prim = np.round(frac[np.arange(len(nu)), :, nu]).astype(int)
+    return Blocks(i=blocks.i[rows], j=nu, R=r_prim, h=blocks.h[rows], s=blocks.s[rows],
+                  norb=blocks.norb[:n_prim])
+
+
+def test_near_fermi_solver_matches_full_diagonalisation(pristine):
+    prim, sc, blocks = pristine
+    bt = BlockTensors.from_blocks(blocks, sc.positions, sc.cell)
+    k = torch.tensor([[0.03, 0.05, 0.0], [0.11, -0.02, 0.0]])
+    h, s = bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
+    e_full, _, _ = solve_generalized(h, s)
+    sigma = float(e_full[0, 287:289].mean())  # mid-gap: 288 occupied orbitals
+    e, c = solve_near(h, s, sigma, 8)
+    for kk in range(2):
+        nearest = e_full[kk][torch.argsort((e_full[kk] - sigma).abs())[:8]].sort().values
+        assert torch.allclose(e[kk], nearest, atol=1e-8)
+    norm = torch.einsum("kmn,kmp,kpn->kn", c.conj(), s, c).real
+    assert torch.allclose(norm, torch.ones_like(norm), atol=1e-10)
+
+
+def test_unfolding_pristine_supercell_gives_primitive_bands(pristine):
+    prim, sc, blocks = pristine
+    unfolder = Unfolder(prim.cell, sc.positions, sc.cell, blocks.norb)
+    bt = BlockTensors.from_blocks(blocks, sc.positions, sc.cell)
+    recip_p = 2 * np.pi * np.linalg.inv(np.asarray(prim.cell)).T
+    recip_s = 2 * np.pi * np.linalg.inv(np.asarray(sc.cell)).T
+    k = np.array([[0.1, 0.05, 0.0], [2 / 3 + 0.01, 1 / 3, 0.0], [0.37, 0.21, 0.0]]) @ recip_p
+    h, s = bloch_sum(bt, torch.as_tensor(k), "h"), bloch_sum(bt, torch.as_tensor(k), "s")
+    e, c, _ = solve_generalized(h, s)
+    g_all = np.array([(a, b, 0) for a in range(6) for b in range(6)]) @ recip_s
+    w = unfolder.weights(c, s, g_all)  # (K, 36, M)
+    assert torch.allclose(w.sum(dim=1), torch.ones_like(w[:, 0]), atol=1e-9)  # sum rule
+    # weights are 0 or 1 per degenerate group (states of symmetry-related primitive k
+    # that fold onto the same supercell point mix freely within their group)
+    pb = primitive_blocks(blocks, prim, sc)
+    bt_p = BlockTensors.from_blocks(pb, prim.positions, prim.cell)
+    e_prim, _, _ = solve_generalized(bloch_sum(bt_p, torch.as_tensor(k), "h"),
+                                     bloch_sum(bt_p, torch.as_tensor(k), "s"))
+    for kk in range(len(k)):
+        group = torch.cumsum(torch.cat([torch.tensor([1]), (e[kk].diff() > 1e-7).long()]), 0)
+        w_group = torch.zeros(int(group.max()) + 1, dtype=w.dtype).index_add_(0, group, w[kk, 0])
+        assert (w_group - w_group.round()).abs().max() < 1e-6
+        counts = w_group.round().long()
+        unfolded = torch.repeat_interleave(torch.zeros_like(w_group).index_add_(
+            0, group, e[kk]) / torch.bincount(group, minlength=len(w_group)).clamp(min=1), counts)
+        assert len(unfolded) == 16  # 4 atoms x 4 orbitals
+        # 0.5 meV: tblite's SCF (accuracy 1) leaves equivalent atoms' on-site blocks
+        # 1e-5 eV apart, and the primitive blocks come from one copy only
+        assert torch.allclose(unfolded, e_prim[kk], atol=5e-4)
+
+
+def test_unfolder_rejects_a_cell_that_is_not_a_supercell(pristine):
+    prim, sc, blocks = pristine
+    shaken = sc.positions + np.random.default_rng(0).normal(0.0, 0.1, sc.positions.shape)
+    with pytest.raises(ValueError, match="not a supercell"):
+        Unfolder(prim.cell, shaken, sc.cell, blocks.norb)
+    with pytest.raises(ValueError, match="multiple"):
+        Unfolder(prim.cell, sc.positions, np.diag([10.0, 10.0, 20.0]), blocks.norb)
