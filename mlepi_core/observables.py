@@ -1,0 +1,189 @@
+"""Observables of a sample: band energies near K, the Fermi velocity, running statistics.
+
+The Fermi velocity (DESIGN.md section 10) is one function used everywhere:
+band energies at primitive k = K + q e for q in ``q_values`` (1/A, 0.3-0.5 eV from
+E_F) and 12 directions e around K (every 30 degrees), taken as first moments of the
+unfolded spectral weight in windows around the undisplaced lattice's bands; v_F is
+(1/hbar) x the mean least-squares slope |dE/dq| of the bands near E_F (electron and
+hole branches, both valleys). It is insensitive to the spurious gap that commensurate
+K-point phonons open at K itself. Time reversal (real H(R)) gives E(K + q e) =
+E(K' - q e), so 6 directions solved at K serve all 12, and K' comes from the same
+supercell k when K' - K is a supercell reciprocal vector (n x n with 3 | n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from ase import Atoms
+from scipy.optimize import least_squares
+
+from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized, solve_near
+from .seams import Blocks
+from .units import VELOCITY_1E6_M_PER_S_PER_EV_A
+
+Q_VALUES = (0.06, 0.08, 0.10)  # 1/A
+DIRECTIONS_DEG = tuple(range(0, 180, 30))  # the other six follow by time reversal
+
+
+def valley_points(primitive_cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian K and K' (1/A) of a hexagonal primitive cell (K' = -K modulo G)."""
+    from .phonons import hexagonal_path
+
+    k_frac = dict(hexagonal_path(primitive_cell))["K"]
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(primitive_cell)).T
+    return k_frac @ recip, -k_frac @ recip
+
+
+@dataclass
+class BandProbe:
+    """Everything the Fermi-velocity measurement needs that does not depend on the sample.
+
+    Built once from the undisplaced supercell's blocks: the k-points, the unfolder, the
+    pristine band energies per (k, valley) that define the windows, the pristine
+    eigenvectors that warm-start every sample's solve, and the static v_F.
+    """
+
+    primitive: Atoms
+    ideal: Atoms
+    n_bands: int  # bands followed per valley: 4 (bilayer), 2 (monolayer)
+    q_values: tuple[float, ...] = Q_VALUES
+    directions_deg: tuple[int, ...] = DIRECTIONS_DEG
+    device: str | None = None
+    k_cart: np.ndarray = field(init=False)
+    valley_g: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        k_valley, kp_valley = valley_points(self.primitive.cell)
+        dirs = np.radians(np.asarray(self.directions_deg, dtype=float))
+        e = np.column_stack([np.cos(dirs), np.sin(dirs), np.zeros_like(dirs)])
+        # k[q, d] = K + q e_d ; grid (n_q, n_dir)
+        self.k_cart = k_valley[None, None, :] + np.asarray(self.q_values)[:, None, None] * e[None]
+        recip_sc = 2 * np.pi * np.linalg.inv(np.asarray(self.ideal.cell)).T
+        shift = kp_valley - k_valley
+        frac = np.linalg.solve(recip_sc.T, shift)
+        if np.abs(frac - np.round(frac)).max() > 1e-6:
+            raise ValueError("K' does not fold onto K in this supercell: use n x n with n a "
+                             "multiple of 3 (6x6, 9x9, 12x12, ...)")
+        self.valley_g = np.array([np.zeros(3), shift])  # weights on k and k + (K' - K)
+
+    @property
+    def n_k(self) -> int:
+        return self.k_cart.shape[0] * self.k_cart.shape[1]
+
+    def prepare(self, pristine: Blocks) -> "BandProbe":
+        """Pristine bands, windows and warm-start vectors from the undisplaced lattice."""
+        self.unfolder = Unfolder(self.primitive.cell, self.ideal.positions, self.ideal.cell,
+                                 pristine.norb)
+        n_occ = int(round(self.valence_electrons(self.ideal) / 2))
+        h, s = self._bloch(pristine)
+        e, c, _ = solve_generalized(h, s)
+        self.sigma = float(0.5 * (e[:, n_occ - 1].max() + e[:, n_occ].min()))
+        self.n_states = 2 * self.n_bands + 4  # both valleys plus a margin
+        near = torch.argsort((e - self.sigma).abs(), dim=1)[:, : 2 * self.n_states + 4]
+        self.guess = torch.gather(c, 2, near[:, None, :].expand(-1, c.shape[1], -1))
+        energies, vectors = solve_near(h, s, self.sigma, self.n_states, guess=self.guess)
+        self.pristine_bands = self._moments(energies, self.unfolder.weights(vectors, s, self.valley_g))
+        self.static = self.fermi_velocity(self.pristine_bands)
+        return self
+
+    @staticmethod
+    def valence_electrons(atoms: Atoms) -> int:
+        valence = {1: 1, 5: 3, 6: 4, 7: 5, 8: 6}
+        return int(sum(valence[int(z)] for z in atoms.numbers))
+
+    def _bloch(self, blocks: Blocks) -> tuple[torch.Tensor, torch.Tensor]:
+        bt = BlockTensors.from_blocks(blocks, self.ideal.positions, self.ideal.cell, device=self.device)
+        k = torch.as_tensor(self.k_cart.reshape(-1, 3), device=self.device)
+        return bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
+
+    def band_energies(self, blocks: Blocks) -> np.ndarray:
+        """Band energies (n_k, 2 valleys, n_bands) in eV of one sample (any blocks on the
+        ideal supercell's atoms, displaced or not)."""
+        h, s = self._bloch(blocks)
+        e, c = solve_near(h, s, self.sigma, self.n_states, guess=self.guess)
+        return self._moments(e, self.unfolder.weights(c, s, self.valley_g))
+
+    def _moments(self, energies: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+        """First moments of the unfolded weight in windows around each valley's bands.
+
+        The window centres are the n_bands states carrying most of the valley's weight
+        (the quasiparticle peaks; a sample shifts them by tens of meV, e.g. strain moves
+        the two valleys' Dirac points apart, so fixed pristine windows would not do);
+        windows end half-way to the neighbouring centre (at least 0.1 eV outwards).
+        """
+        e = energies.cpu().numpy()  # (K, n)
+        w = weights.clamp(min=0.0).cpu().numpy()  # (K, 2, n)
+        top = np.argsort(-w, axis=-1)[..., : self.n_bands]
+        centres = np.sort(np.take_along_axis(np.broadcast_to(e[:, None, :], w.shape), top, -1), -1)
+        mid = 0.5 * (centres[..., 1:] + centres[..., :-1])
+        lower = np.concatenate([centres[..., :1] - np.maximum(mid[..., :1] - centres[..., :1], 0.1), mid], -1)
+        upper = np.concatenate([mid, centres[..., -1:] + np.maximum(centres[..., -1:] - mid[..., -1:], 0.1)], -1)
+        inside = (e[:, None, None, :] >= lower[..., None]) & (e[:, None, None, :] < upper[..., None])
+        wb = w[:, :, None, :] * inside  # (K, 2, n_bands, n)
+        return (wb * e[:, None, None, :]).sum(-1) / wb.sum(-1)
+
+    def fermi_velocity(self, bands: np.ndarray) -> float:
+        """v_F in 10^6 m/s from band energies (n_k, 2, n_bands): mean |least-squares slope|."""
+        q = np.asarray(self.q_values)
+        grid = bands.reshape(len(q), -1)  # (n_q, directions x valleys x bands)
+        qc = q - q.mean()
+        slopes = (qc[:, None] * (grid - grid.mean(axis=0))).sum(axis=0) / (qc ** 2).sum()
+        return float(np.mean(np.abs(slopes)) * VELOCITY_1E6_M_PER_S_PER_EV_A)
+
+    def four_band_fit(self, bands: np.ndarray) -> dict:
+        """Bilayer: E = e0 + s1 g/2 + s2 sqrt(g^2/4 + (hbar v q)^2) -> v (10^6 m/s), gamma_1 (eV).
+        Monolayer (2 bands): E = e0 +- sqrt(Delta^2 + (hbar v q)^2) -> v, gap 2 Delta (eV)."""
+        sorted_b = np.sort(bands.reshape(len(self.q_values), -1, self.n_bands), axis=-1)
+        y = sorted_b.reshape(-1)
+        qq = np.repeat(np.asarray(self.q_values), sorted_b.shape[1] * self.n_bands)
+        idx = np.tile(np.arange(self.n_bands), len(self.q_values) * sorted_b.shape[1])
+        if self.n_bands == 4:
+            # ascending: outer valence, inner valence, inner conduction, outer conduction
+            s1 = np.array([-1.0, 1.0, -1.0, 1.0])[idx]
+            s2 = np.array([-1.0, -1.0, 1.0, 1.0])[idx]
+
+            def model(p):
+                e0, hv, g = p
+                return e0 + s1 * g / 2 + s2 * np.sqrt(g ** 2 / 4 + (hv * qq) ** 2)
+            fit = least_squares(lambda p: model(p) - y, x0=[np.mean(y), 5.0, 0.3])
+            e0, hv, g = fit.x
+            return {"v_1e6_m_per_s": float(abs(hv) * VELOCITY_1E6_M_PER_S_PER_EV_A),
+                    "gamma1_ev": float(abs(g)), "e0_ev": float(e0)}
+        sign = np.where(idx == 0, -1.0, 1.0)
+
+        def model(p):
+            e0, hv, d = p
+            return e0 + sign * np.sqrt(d ** 2 + (hv * qq) ** 2)
+        fit = least_squares(lambda p: model(p) - y, x0=[np.mean(y), 5.0, 0.01])
+        e0, hv, d = fit.x
+        return {"v_1e6_m_per_s": float(abs(hv) * VELOCITY_1E6_M_PER_S_PER_EV_A),
+                "gap_ev": float(2 * abs(d)), "e0_ev": float(e0)}
+
+
+@dataclass
+class RunningStats:
+    """Mean and standard error of a stream of values, mergeable (Chan et al.'s parallel formula)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, x: float) -> "RunningStats":
+        return self.merge(RunningStats(1, float(x), 0.0))
+
+    def merge(self, other: "RunningStats") -> "RunningStats":
+        n = self.n + other.n
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta ** 2 * self.n * other.n / n
+        self.n = n
+        return self
+
+    @property
+    def std_error(self) -> float:
+        return float(np.sqrt(self.m2 / (self.n - 1) / self.n)) if self.n > 1 else float("nan")
