@@ -81,7 +81,7 @@ class BandProbe:
         h, s = self._bloch(pristine)
         e, c, _ = solve_generalized(h, s)
         self.sigma = float(0.5 * (e[:, n_occ - 1].max() + e[:, n_occ].min()))
-        self.n_states = 2 * self.n_bands + 4  # both valleys plus a margin
+        self.n_states = 2 * self.n_bands  # both valleys' bands; the next levels are ~1 eV away
         near = torch.argsort((e - self.sigma).abs(), dim=1)[:, : 2 * self.n_states + 4]
         self.guess = torch.gather(c, 2, near[:, None, :].expand(-1, c.shape[1], -1))
         energies, vectors = solve_near(h, s, self.sigma, self.n_states, guess=self.guess)
