@@ -152,7 +152,8 @@ class EdgeTensorProduct(nn.Module):
         unit_in = o3.Irreps([(1, ir) for _, ir in self.node_irreps])
         unit_mid, instructions = edge_tp_instructions(unit_in, self.sh_irreps, o3.Irreps(target_irreps))
         unit_tp = o3.TensorProduct(unit_in, self.sh_irreps, unit_mid, instructions,
-                                   shared_weights=True, internal_weights=False, compile_right=True)
+                                   shared_weights=True, internal_weights=False, compile_left_right=False,
+                                   compile_right=True, _optimize_einsums=False)  # used once, here
         with torch.no_grad():  # (d_sh, d_in, d_out): the product for unit path weights
             cg = unit_tp.right(torch.eye(self.sh_irreps.dim), torch.ones(unit_tp.weight_numel))
         self.d_in, self.d_out = unit_in.dim, unit_mid.dim

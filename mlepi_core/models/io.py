@@ -1,0 +1,186 @@
+"""Saved models: a folder with weights, metadata.json and the config that made it.
+
+    model/
+      weights.pt       state_dict of the network (torch.save)
+      metadata.json    kind, architecture settings, elements, cutoffs (A), irreps, units,
+                       training-data hash, metrics, code version, weights hash
+      config.yaml      the training config of the run (when there is one)
+
+``load_model(path)`` is the one call that brings a model back: it checks the metadata
+(format, kind, units, code version, weights hash, elements and cutoffs against the
+architecture) before building the network, and returns it behind the ForceModel seam
+(``MLForceModel``), which refuses structures with elements the model does not know.
+A folder is written under a temporary name and renamed into place, so a reader never
+sees half a model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import yaml
+
+from .. import __version__
+from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, count_parameters
+
+MODEL_FORMAT = 1
+WEIGHTS_FILE = "weights.pt"
+METADATA_FILE = "metadata.json"
+CONFIG_FILE = "config.yaml"
+UNITS = {"length": "A", "energy": "eV", "forces": "eV/A"}
+ARCHITECTURES = {"HedgeNetPhonon": (HedgeNetPhonon, HedgeNetPhononConfig, "phonon")}
+
+
+class ModelFormatError(ValueError):
+    """A saved model folder that mlepi cannot load, with the reason."""
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json_default(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, (set, frozenset, tuple)):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def save_model(path: str | Path, model: HedgeNetPhonon, *, train_config: Mapping | None = None,
+               metrics: Mapping | None = None, training_data: Mapping | None = None) -> Path:
+    """Write ``model`` (weights in float64 for portability) to the folder ``path``; returns it."""
+    path = Path(path)
+    name = type(model).__name__
+    if name not in ARCHITECTURES:
+        raise TypeError(f"cannot save a {name}; known architectures: {sorted(ARCHITECTURES)}")
+    cfg = model.config
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        state = {k: (v.detach().to("cpu", torch.float64) if v.is_floating_point() else v.detach().cpu())
+                 for k, v in model.learned_state_dict().items()}
+        torch.save(state, tmp / WEIGHTS_FILE)
+        meta = {
+            "format": MODEL_FORMAT,
+            "kind": ARCHITECTURES[name][2],
+            "architecture": name,
+            "model_config": cfg.to_dict(),
+            "elements": list(cfg.elements),
+            "cutoffs_a": dict(cfg.cutoffs),
+            "relations": list(cfg.cutoffs),
+            "hidden_irreps": cfg.hidden_irreps,
+            "max_ell": cfg.max_ell,
+            "num_layers": cfg.num_layers,
+            "correlation": cfg.correlation,
+            "n_parameters": count_parameters(model),
+            "units": dict(UNITS),
+            "training_data": dict(training_data) if training_data else None,
+            "metrics": dict(metrics) if metrics else {},
+            "code_version": __version__,
+            "torch_version": torch.__version__,
+            "e3nn_version": __import__("e3nn").__version__,
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+        }
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1, default=_json_default))
+        if train_config is not None:
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(
+                dict(train_config), default=_json_default)), sort_keys=False))
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """metadata.json of a saved model folder, checked for format, kind and units."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFormatError(f"{path}: no such model folder")
+    for f in (WEIGHTS_FILE, METADATA_FILE):
+        if not (path / f).is_file():
+            raise ModelFormatError(f"{path}: not a saved mlepi model (missing {f})")
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise ModelFormatError(f"{path / METADATA_FILE}: unreadable ({err})") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"{path}: model format {meta.get('format')!r}, this mlepi reads "
+                               f"format {MODEL_FORMAT}")
+    if meta.get("architecture") not in ARCHITECTURES:
+        raise ModelFormatError(f"{path}: unknown architecture {meta.get('architecture')!r}")
+    if meta.get("units") != UNITS:
+        raise ModelFormatError(f"{path}: units {meta.get('units')} differ from mlepi's {UNITS}")
+    return meta
+
+
+def _check_version(saved: str | None, path: Path) -> None:
+    if saved is None:
+        raise ModelFormatError(f"{path}: metadata has no code_version")
+    major = lambda v: v.split(".")[0]  # noqa: E731
+    if major(saved) != major(__version__):
+        raise ModelFormatError(f"{path}: saved by mlepi {saved}, incompatible with {__version__}")
+    if saved != __version__:
+        warnings.warn(f"{path}: saved by mlepi {saved}, loading with {__version__}", stacklevel=3)
+
+
+def load_model(path: str | Path, device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float64, max_batch_atoms: int = 4096) -> MLForceModel:
+    """The model saved in the folder ``path``, validated, as a ForceModel on ``device``/``dtype``.
+
+    Float64 by default: phonons take finite differences of its forces.
+    """
+    path = Path(path)
+    meta = read_metadata(path)
+    _check_version(meta.get("code_version"), path)
+    net_cls, cfg_cls, _ = ARCHITECTURES[meta["architecture"]]
+    try:
+        cfg = cfg_cls.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFormatError(f"{path}: bad model_config in metadata ({err})") from None
+    if list(cfg.elements) != list(meta.get("elements", [])):
+        raise ModelFormatError(f"{path}: elements {meta.get('elements')} disagree with the "
+                               f"architecture's {list(cfg.elements)}")
+    if {k: float(v) for k, v in meta.get("cutoffs_a", {}).items()} != dict(cfg.cutoffs):
+        raise ModelFormatError(f"{path}: cutoffs {meta.get('cutoffs_a')} disagree with the "
+                               f"architecture's {dict(cfg.cutoffs)}")
+    weights = path / WEIGHTS_FILE
+    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+        raise ModelFormatError(f"{weights}: contents do not match the hash in metadata.json")
+    network = net_cls(cfg)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        network.load_learned_state_dict(state)
+    except RuntimeError as err:
+        raise ModelFormatError(f"{path}: weights do not fit the architecture "
+                               f"({str(err).splitlines()[0]})") from None
+    return MLForceModel(network, metadata=meta, device=device, dtype=dtype,
+                        max_batch_atoms=max_batch_atoms)
+
+
+def update_metrics(path: str | Path, metrics: Mapping) -> None:
+    """Merge ``metrics`` into a saved model's metadata.json (atomically)."""
+    path = Path(path)
+    meta = read_metadata(path)
+    meta["metrics"] = {**meta.get("metrics", {}), **dict(metrics)}
+    tmp = path / f".{METADATA_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(meta, indent=1, default=_json_default))
+    os.replace(tmp, path / METADATA_FILE)
