@@ -15,7 +15,12 @@ from .structures import StructureError
 
 
 def force_model_from_name(name: str):
-    """'empirical' (LCBOP+KC), 'rebo' (REBO+KC), 'gfn1' (tblite) or 'module:Class' (ASE calculator)."""
+    """'empirical' (LCBOP+KC), 'rebo' (REBO+KC), 'gfn1' (tblite), 'module:Class' (ASE
+    calculator) or the folder of a trained model (e.g. assets/models/phonon)."""
+    if Path(name).is_dir():
+        from .models import load_model
+
+        return load_model(name)
     if name in ("empirical", "lcbop", "rebo"):
         from .reference.lammps_forces import EmpiricalForceReference
 
@@ -33,7 +38,8 @@ def force_model_from_name(name: str):
         except (ImportError, AttributeError) as err:
             raise SystemExit(f"mlepi: cannot create ASE calculator {name!r}: {err}") from None
         return AseForceModel(calculator)
-    raise SystemExit(f"mlepi: unknown force model {name!r} (empirical, gfn1 or module:Class)")
+    raise SystemExit(f"mlepi: unknown force model {name!r} (empirical, rebo, gfn1, module:Class "
+                     f"or a model folder)")
 
 
 def structure_from_arg(arg: str, elements=None):
@@ -57,11 +63,13 @@ def cmd_phonons(args) -> int:
     curves, dos = {}, {}
     for name in [args.forces] + ([args.compare] if args.compare else []):
         model = force_model_from_name(name)
+        name = "ML" if Path(name).is_dir() else name.replace(":", "_").replace("/", "_")
+        main_model = not curves
         cell = atoms if args.no_relax else relax_positions(atoms, model)
         phonon = harmonic_phonons(cell, model, args.supercell)
         curves[name] = dispersion(phonon)
         dos[name] = density_of_states(phonon)
-        if name == args.forces:
+        if main_model:
             q, freqs, vecs = supercell_modes(phonon)
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
