@@ -122,6 +122,13 @@ def cmd_demo(args) -> int:
     err = 1e3 * np.abs(e - res.orbital_energies)
     print(f"block split r_c 6 A: {len(blocks.i)} atom-pair blocks; eigenvalues vs tblite: "
           f"MAE {err.mean():.3f} meV, max {err.max():.3f} meV")
+    from .observables import BandProbe
+
+    probe = BandProbe(prim, cell, n_bands=4).prepare(blocks)
+    fit = probe.four_band_fit(probe.pristine_bands)
+    print(f"static Fermi velocity (slope definition, K + q e, q 0.06-0.10 1/A, 12 directions): "
+          f"{probe.static:.3f} x 10^6 m/s; four-band fit: v {fit['v_1e6_m_per_s']:.3f} x 10^6 m/s, "
+          f"gamma_1 {fit['gamma1_ev']:.3f} eV (GFN1-xTB numbers, not graphene's)")
     print(f"done in {time.time() - t0:.1f} s")
     return 0
 
