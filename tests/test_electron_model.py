@@ -1,0 +1,430 @@
+"""HedgeNet-Electron: equivariance, Hermiticity, permutations, heterogeneity, training, data alignment.
+
+Small displaced 2x2 bilayers (16 atoms, ~1,100 edges within 6 A), a tiny float64
+network, and Slater-Koster-like synthetic targets (equivariant and Hermitian by
+construction, in tblite's orbital order) so that no reference solve is needed.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+
+from mlepi_core.data.deeph import DataFormatError, write_deeph, write_split
+from mlepi_core.data.electron_dataset import (ElectronDataset, LabelError, collate_electron, load_split,
+                                              make_sample, pair_index)
+from mlepi_core.electrons import bloch_matrices
+from mlepi_core.graph import build_graph, neighbour_pairs
+from mlepi_core.models.electron import (ONSITE, BlockMap, HedgeNetElectron, HedgeNetElectronConfig,
+                                        MLHamiltonianModel, block_errors, normalised_block_mse,
+                                        reverse_edge_index)
+from mlepi_core.reference.tblite_electrons import P_TO_E3NN
+from mlepi_core.seams import Blocks
+from mlepi_core.structures import StructureError, bilayer, monolayer, supercell
+
+HETERO = {"intra": 6.0, "inter": 6.0}
+HOMO = {"all": 6.0}
+TINY = dict(hidden_irreps="4x0e+4x1o+4x1e+4x2e", num_layers=2, radial_hidden=(8,), num_gaussians=8)
+TOL = 1e-10  # float64 equivariance; what is left is rounding (~1e-14 measured)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Build the networks in float64 (their Clebsch-Gordan tables follow the default dtype).
+
+    One thread: these tensors are small, and on a shared machine extra threads only wait.
+    """
+    old, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(old)
+    torch.set_num_threads(threads)
+
+
+def displaced(atoms, seed, sigma=0.05):
+    atoms = atoms.copy()
+    atoms.positions += np.random.default_rng(seed).normal(0.0, sigma, atoms.positions.shape)
+    return atoms
+
+
+def small_bilayer(seed=0):
+    return displaced(supercell(bilayer("AB"), 2), seed)
+
+
+def p_rotation(R: torch.Tensor) -> torch.Tensor:
+    """D(R) on one atom's orbitals in tblite's order (s, p_y, p_z, p_x)."""
+    perm = np.argsort(P_TO_E3NN).tolist()  # tblite p component a is e3nn component perm[a]
+    D = torch.eye(4, dtype=R.dtype)
+    D[1:, 1:] = R[perm][:, perm]
+    return D
+
+
+def sk_blocks(atoms, rc=6.0) -> Blocks:
+    """Slater-Koster-like H (eV) and S blocks of s, p carbon within ``rc``, tblite order.
+
+    Hoppings are two-centre functions of r_ij (sp along the bond, pp = V_pi 1 + (V_sigma -
+    V_pi) u u^T); on-site energies depend on the neighbourhood, S_ii = 1. Hermitian and
+    equivariant by construction.
+    """
+    i, j, shift, d = neighbour_pairs(atoms, rc)
+    r = atoms.positions[j] + shift @ np.asarray(atoms.cell) - atoms.positions[i]
+    u = (r / d[:, None])[:, [1, 2, 0]]  # tblite's (p_y, p_z, p_x)
+    f = np.exp(-(d - 1.42) / 0.6)
+
+    def block(ss, sp, pi, sigma):
+        b = np.zeros((len(d), 4, 4))
+        b[:, 0, 0] = ss
+        b[:, 0, 1:] = sp[:, None] * u
+        b[:, 1:, 0] = -sp[:, None] * u
+        b[:, 1:, 1:] = pi[:, None, None] * np.eye(3) + (sigma - pi)[:, None, None] * u[:, :, None] * u[:, None, :]
+        return b
+
+    n = len(atoms)
+    env = np.bincount(i, weights=f, minlength=n)
+    h_on = np.zeros((n, 4, 4))
+    h_on[:, 0, 0] = -14.0 + 0.2 * env
+    h_on[:, 1:, 1:] = (-10.0 + 0.1 * env)[:, None, None] * np.eye(3)
+    s_on = np.tile(np.eye(4), (n, 1, 1))
+    return Blocks(i=np.concatenate([np.arange(n), i]), j=np.concatenate([np.arange(n), j]),
+                  R=np.concatenate([np.zeros((n, 3), dtype=np.int64), shift]),
+                  h=np.concatenate([h_on, block(-5 * f, 4 * f, -2.7 * f, 6 * f)]),
+                  s=np.concatenate([s_on, block(0.3 * f, -0.25 * f, 0.2 * f, -0.3 * f)]),
+                  norb=np.full(n, 4), meta={"r_c_A": rc})
+
+
+def tiny_model(cutoffs=HETERO, seed=0, fit_on=None, **kw):
+    torch.manual_seed(seed)
+    cfg = HedgeNetElectronConfig(cutoffs=cutoffs, avg_num_neighbors={k: 20.0 for k in cutoffs},
+                                 **{**TINY, **kw})
+    model = HedgeNetElectron(cfg)
+    atoms = fit_on if fit_on is not None else [small_bilayer(1)]
+    data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in atoms], cutoffs)
+    model.fit_normalisation(data.normalisation_items())
+    return model
+
+
+def block_rows_rotation(bm: BlockMap, R: torch.Tensor) -> torch.Tensor:
+    """D(R) acting on BlockMap's irreps rows ((type, m, copy) layout)."""
+    mats = []
+    for ir, k in bm.segments:
+        mats.append(torch.kron(ir.D_from_matrix(R), torch.eye(k)))
+    return torch.block_diag(*mats)
+
+
+# --- the output-to-block map ----------------------------------------------------------------
+
+def test_block_map_conventions_and_equivariance():
+    bm = BlockMap((0, 1))
+    assert bm.dim == 16 and str(bm.irreps_out) == "2x0e+2x1o+1x1e+1x2e"
+    assert torch.allclose(bm.matrix @ bm.matrix.T, torch.eye(16), atol=1e-14)  # orthogonal
+    # a 1o vector v = (x, y, z) in the s-p slot is the s-p block (v_y, v_z, v_x) in tblite order
+    v = torch.tensor([0.3, -0.5, 0.8])
+    y = torch.zeros(16)
+    y[[2, 4, 6]] = v  # rows of 1o: (m, copy) -> copy 0 (s x p) at rows 2, 4, 6
+    block = bm(y)
+    assert torch.allclose(block[0, 1:], v[[1, 2, 0]], atol=1e-14)
+    assert torch.allclose(block[1:, :], torch.zeros(3, 4), atol=1e-14)
+    # D(R) on the irreps is D H D^T on the block, D = blockdiag(1, R in tblite's p order)
+    R = o3.rand_matrix()
+    y = torch.randn(16)
+    D = p_rotation(R)
+    assert torch.allclose(bm(block_rows_rotation(bm, R) @ y), D @ bm(y) @ D.T, atol=1e-12)
+    # a Slater-Koster p-p block (pi 1 + (sigma - pi) u u^T) has no 1e part; inverse recovers it
+    u = torch.nn.functional.normalize(torch.randn(3), dim=0)[[1, 2, 0]]
+    pp = torch.zeros(4, 4)
+    pp[1:, 1:] = -2.7 * torch.eye(3) + 8.7 * torch.outer(u, u)
+    y = bm.inverse(pp)
+    assert y[8:11].abs().max() < 1e-14  # rows of 1e (after 2x0e, 2x1o)
+    assert y[11:].abs().max() > 1  # 2e carries the anisotropy
+    assert torch.allclose(bm(y), pp, atol=1e-14)
+
+
+def test_synthetic_targets_are_equivariant_like_the_model():
+    # guards the test data itself: rotating about z transforms sk_blocks by D H D^T
+    atoms = small_bilayer(2)
+    theta = 0.7
+    rot = atoms.copy()
+    rot.rotate(math.degrees(theta), "z", rotate_cell=True)
+    R = o3.matrix_z(torch.tensor(theta))
+    a, b = sk_blocks(atoms), sk_blocks(rot)
+    order_a = np.lexsort((a.R[:, 1], a.R[:, 0], a.j, a.i))
+    order_b = np.lexsort((b.R[:, 1], b.R[:, 0], b.j, b.i))
+    D = p_rotation(R).numpy()
+    np.testing.assert_allclose(D @ a.h[order_a] @ D.T, b.h[order_b], atol=1e-12)
+
+
+# --- (a) rotation equivariance ----------------------------------------------------------------
+
+def test_network_core_is_equivariant_under_general_3d_rotations():
+    model = tiny_model()
+    graph = build_graph(small_bilayer(3), HETERO)
+    R = o3.rand_matrix()
+    rotated = dataclasses.replace(graph, positions=graph.positions @ R.T, cell=graph.cell @ R.T)
+    out, out_rot = model(graph), model(rotated)
+    D = p_rotation(R)
+    for t in ("h", "s"):
+        for key in (ONSITE, "intra", "inter"):
+            expected = D @ out[t][key] @ D.T
+            assert (expected - out_rot[t][key]).abs().max() < TOL, (t, key)
+            assert out[t][key].abs().max() > 1e-3  # not trivially zero
+
+
+def test_full_pipeline_is_equivariant_under_rotations_about_z():
+    model = MLHamiltonianModel(tiny_model(), device="cpu")
+    atoms = small_bilayer(4)
+    theta = float(np.random.default_rng(5).uniform(0, 2 * np.pi))
+    rot = atoms.copy()
+    rot.rotate(math.degrees(theta), "z", rotate_cell=True)
+    a, b = model.blocks([atoms, rot])
+    assert np.array_equal(a.i, b.i) and np.array_equal(a.j, b.j) and np.array_equal(a.R, b.R)
+    D = p_rotation(o3.matrix_z(torch.tensor(theta))).numpy()
+    assert np.abs(D @ a.h @ D.T - b.h).max() < TOL
+    assert np.abs(D @ a.s @ D.T - b.s).max() < TOL
+
+
+# --- (b) Hermiticity ----------------------------------------------------------------------------
+
+def test_predicted_h_and_s_are_hermitian_by_construction():
+    model = MLHamiltonianModel(tiny_model(), device="cpu")
+    atoms = small_bilayer(6)
+    (blocks,) = model.blocks([atoms])
+    n = len(atoms)
+    # pairs: on-site + every edge within 6 A of both relations
+    g = build_graph(atoms, HETERO)
+    assert len(blocks.i) == n + len(g.edges["intra"]) + len(g.edges["inter"])
+    rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
+    assert (rev >= 0).all()
+    for x in (blocks.h, blocks.s):
+        assert np.array_equal(x[rev], x.transpose(0, 2, 1))  # H_ji(-R) == H_ij(R)^T exactly
+    k = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 3))
+    hk, sk = bloch_matrices(blocks, k)
+    for m in (hk, sk):
+        assert np.abs(m - m.conj().transpose(0, 2, 1)).max() < 1e-12
+
+
+# --- (c) permutations ------------------------------------------------------------------------------
+
+def test_permuting_atoms_permutes_blocks():
+    model = MLHamiltonianModel(tiny_model(), device="cpu")
+    atoms = small_bilayer(7)
+    perm = np.random.default_rng(8).permutation(len(atoms))
+    permuted = atoms[perm]  # new atom a is old atom perm[a]; layer labels travel along
+    a, b = model.blocks([atoms, permuted])
+    p = pair_index(a, perm[b.i], perm[b.j], b.R)
+    assert (p >= 0).all() and len(a.i) == len(b.i)
+    assert np.abs(a.h[p] - b.h).max() < TOL
+    assert np.abs(a.s[p] - b.s).max() < TOL
+
+
+# --- (d) heterogeneous vs homogeneous ----------------------------------------------------------------
+
+def _hetero_from_homo(homo: HedgeNetElectron, inter: str) -> HedgeNetElectron:
+    """HedgeNet with the 'all' weights as 'intra' and, for 'inter', zeros or the same weights."""
+    hetero = tiny_model(HETERO, seed=1)
+    src = homo.state_dict()
+    state = {}
+    for key, value in hetero.state_dict().items():
+        parts = key.split(".")
+        if key.endswith("edge_scale"):
+            state[key] = src[key].expand_as(value).clone()
+        elif "intra" in parts or "inter" in parts:
+            rel = "intra" if "intra" in parts else "inter"
+            copied = src[".".join("all" if x == rel else x for x in parts)]
+            state[key] = torch.zeros_like(copied) if (rel == "inter" and inter == "zero") else copied
+        else:
+            state[key] = src[key]
+    hetero.load_state_dict(state)
+    return hetero
+
+
+def test_homogeneous_equals_heterogeneous_with_inter_zeroed_on_a_monolayer():
+    homo = tiny_model(HOMO, seed=2)
+    hetero = _hetero_from_homo(homo, inter="zero")
+    atoms = displaced(supercell(monolayer(), 3), 9)
+    out_homo = homo(build_graph(atoms, HOMO))
+    out_het = hetero(build_graph(atoms, HETERO))
+    assert len(build_graph(atoms, HETERO).edges["inter"]) == 0
+    for t in ("h", "s"):
+        assert (out_homo[t][ONSITE] - out_het[t][ONSITE]).abs().max() < 1e-12
+        assert (out_homo[t]["all"] - out_het[t]["intra"]).abs().max() < 1e-12
+
+
+def test_heterogeneous_with_tied_weights_is_the_homogeneous_network_on_a_bilayer():
+    # node updates are sums over relations, so one set of weights for both relations
+    # reproduces the homogeneous network exactly: heterogeneity only adds freedom
+    homo = tiny_model(HOMO, seed=3)
+    hetero = _hetero_from_homo(homo, inter="same")
+    atoms = small_bilayer(10)
+    g_homo, g_het = build_graph(atoms, HOMO), build_graph(atoms, HETERO)
+    with torch.no_grad():
+        out_homo, out_het = homo(g_homo), hetero(g_het)
+    mb_homo = blocks_by_key(g_homo, out_homo["h"], ["all"])
+    mb_het = blocks_by_key(g_het, out_het["h"], ["intra", "inter"])
+    assert mb_homo.keys() == mb_het.keys()
+    assert max(float((mb_homo[k] - mb_het[k]).abs().max()) for k in mb_homo) < 1e-12
+
+
+def blocks_by_key(graph, out, relations):
+    result = {("on", a): out[ONSITE][a] for a in range(graph.n_atoms)}
+    for rel in relations:
+        e = graph.edges[rel]
+        for k, (i, j, s) in enumerate(zip(e.index[0].tolist(), e.index[1].tolist(), e.shift.tolist())):
+            result[(i, j, *s)] = out[rel][k]
+    return result
+
+
+# --- (e) training reduces the error ----------------------------------------------------------------
+
+def test_a_few_optimisation_steps_reduce_the_block_mse():
+    structures = [small_bilayer(11), small_bilayer(12)]
+    data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in structures], HETERO)
+    cfg = dict(TINY, avg_num_neighbors=data.avg_num_neighbors())
+    torch.manual_seed(0)
+    model = HedgeNetElectron(HedgeNetElectronConfig(cutoffs=HETERO, **cfg))
+    model.fit_normalisation(data.normalisation_items())
+    batch = collate_electron(list(data))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses, mse = [], []
+    for _ in range(30):
+        opt.zero_grad()
+        out = model(batch.graph, batch.reverse)
+        loss = sum(normalised_block_mse(model, out, batch.targets).values())
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        mse.append(float(block_errors(out, batch.targets)["h_mse"].detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert mse[-1] < 0.5 * mse[0], mse
+    # S_ii = 1 exactly: its on-site statistics have zero spread, so the scale is 0
+    out = model(batch.graph, batch.reverse)
+    assert torch.equal(out["s"][ONSITE], torch.eye(4).expand_as(out["s"][ONSITE])) or \
+        (out["s"][ONSITE] - torch.eye(4)).abs().max() < 1e-14
+
+
+# --- (f) data set alignment ----------------------------------------------------------------------------
+
+def random_blocks(atoms, rc, seed):
+    """Random (non-Hermitian) blocks on every pair within rc, shuffled: misalignment shows."""
+    i, j, shift, _ = neighbour_pairs(atoms, rc)
+    n = len(atoms)
+    i = np.concatenate([np.arange(n), i])
+    j = np.concatenate([np.arange(n), j])
+    shift = np.concatenate([np.zeros((n, 3), dtype=np.int64), shift])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(i))
+    return Blocks(i=i[order], j=j[order], R=shift[order], h=rng.normal(size=(len(i), 4, 4)),
+                  s=rng.normal(size=(len(i), 4, 4)), norb=np.full(n, 4), meta={"r_c_A": rc})
+
+
+def check_alignment(sample, blocks):
+    lookup = {(int(a), int(b), *map(int, r)): p for p, (a, b, r) in enumerate(zip(blocks.i, blocks.j, blocks.R))}
+    n = sample.graph.n_atoms
+    for a in range(n):
+        p = lookup[(a, a, 0, 0, 0)]
+        assert torch.equal(sample.targets["h"][ONSITE][a], torch.as_tensor(blocks.h[p]))
+        assert torch.equal(sample.targets["s"][ONSITE][a], torch.as_tensor(blocks.s[p]))
+    for rel, e in sample.graph.edges.items():
+        for k, (i, j, s) in enumerate(zip(e.index[0].tolist(), e.index[1].tolist(), e.shift.tolist())):
+            p = lookup[(i, j, *s)]
+            assert torch.equal(sample.targets["h"][rel][k], torch.as_tensor(blocks.h[p]))
+            assert torch.equal(sample.targets["s"][rel][k], torch.as_tensor(blocks.s[p]))
+
+
+def test_dataset_targets_are_the_blocks_of_each_edge():
+    atoms = small_bilayer(13)
+    blocks = random_blocks(atoms, 6.5, 0)  # labels reach further than the graph
+    sample = make_sample(atoms, blocks, HETERO)
+    check_alignment(sample, blocks)
+    assert sample.n_unused_labels > 0
+    for rel in HETERO:
+        assert torch.equal(sample.reverse[rel], reverse_edge_index(sample.graph.edges[rel], len(atoms)))
+    # a graph edge without a label is refused
+    e = sample.graph.edges["inter"]
+    drop = np.ones(len(blocks.i), dtype=bool)
+    drop[pair_index(blocks, e.index[0, :1].numpy(), e.index[1, :1].numpy(), e.shift[:1].numpy())] = False
+    holed = dataclasses.replace(blocks, i=blocks.i[drop], j=blocks.j[drop], R=blocks.R[drop],
+                                h=blocks.h[drop], s=blocks.s[drop])
+    with pytest.raises(LabelError, match="no label"):
+        make_sample(atoms, holed, HETERO)
+
+
+def test_collate_offsets_reverse_edges_and_targets():
+    structures = [small_bilayer(14), displaced(supercell(monolayer(), 3), 15)]
+    data = ElectronDataset.from_structures([(a, random_blocks(a, 6.0, k)) for k, a in enumerate(structures)],
+                                           HETERO)
+    batch = collate_electron(list(data))
+    for rel in HETERO:
+        assert torch.equal(batch.reverse[rel], reverse_edge_index(batch.graph.edges[rel], batch.graph.n_atoms))
+        assert len(batch.targets["h"][rel]) == len(batch.graph.edges[rel])
+    n0 = data[0].n_atoms
+    assert torch.equal(batch.targets["h"][ONSITE][n0:], data[1].targets["h"][ONSITE])
+    b32 = batch.to(dtype=torch.float32)
+    assert b32.graph.positions.dtype == torch.float32 and b32.targets["s"]["intra"].dtype == torch.float32
+
+
+def test_deeph_split_is_cached_once_and_aligned(tmp_path):
+    structures = [small_bilayer(16), small_bilayer(17)]
+    pairs = [(a, random_blocks(a, 6.0, k)) for k, a in enumerate(structures)]
+    for k, (a, b) in enumerate(pairs):
+        write_deeph(tmp_path / f"s{k}", a, b)
+    write_split(tmp_path, {"train": ["s0", "s1"], "val": [], "test": []})
+    data = load_split(tmp_path, "train", HETERO, dtype=torch.float64)
+    caches = list((tmp_path / ".cache").glob("electron_train_*.pt"))
+    assert len(caches) == 1
+    for sample, (a, b) in zip(data, pairs):
+        check_alignment(sample, b)
+    again = load_split(tmp_path, "train", HETERO, dtype=torch.float64)  # from the cache file
+    for s1, s2 in zip(data, again):
+        assert torch.equal(s1.targets["h"]["inter"], s2.targets["h"]["inter"])
+        assert torch.equal(s1.graph.edges["intra"].index, s2.graph.edges["intra"].index)
+    assert list((tmp_path / ".cache").glob("electron_train_*.pt")) == caches
+    write_split(tmp_path, {"train": ["s0", "s9"], "val": [], "test": []})  # s9 not generated yet
+    with pytest.raises(DataFormatError, match="missing"):
+        load_split(tmp_path, "train", HETERO)
+    assert len(load_split(tmp_path, "train", HETERO, missing="skip")) == 1
+
+
+# --- (g) input validation ----------------------------------------------------------------------------
+
+def test_unknown_element_is_refused():
+    net = tiny_model()
+    model = MLHamiltonianModel(net, device="cpu")
+    atoms = small_bilayer(18)
+    atoms.numbers[3] = 14  # Si
+    with pytest.raises(StructureError, match="Si"):
+        model.blocks([atoms])
+    with pytest.raises(StructureError, match="Si"):
+        net(build_graph(atoms, HETERO))
+
+
+def test_config_round_trip_and_graph_cutoff_check():
+    cfg = HedgeNetElectronConfig(cutoffs=HOMO, targets=("s",), avg_num_neighbors={"all": 68.0}, **TINY)
+    assert HedgeNetElectronConfig.from_dict(cfg.to_dict()) == cfg
+    net = HedgeNetElectron(cfg)
+    assert set(net.targets) == {"s"}
+    with pytest.raises(ValueError, match="cutoff"):
+        net(build_graph(small_bilayer(0), {"all": 5.0}))
+    with pytest.raises(ValueError, match="hidden_irreps"):
+        HedgeNetElectron(dataclasses.replace(cfg, hidden_irreps="4x0e+4x1o"))
+
+
+def test_normalisation_statistics_match_a_direct_computation():
+    structures = [small_bilayer(19), small_bilayer(20)]
+    data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in structures], HETERO)
+    model = tiny_model()
+    model.fit_normalisation(data.normalisation_items())
+    bm, norm = model.block_map, model.normalisers["h"]
+    batch = collate_electron(list(data))
+    y = bm.inverse(batch.targets["h"][ONSITE])
+    mean = y.mean(0)
+    assert torch.allclose(norm.onsite_shift[0][bm.scalar_row], mean[bm.scalar_row], atol=1e-12)
+    assert torch.all(norm.onsite_shift[0][~bm.scalar_row] == 0)
+    ye = bm.inverse(batch.targets["h"]["inter"])
+    rows_2e = slice(11, 16)  # one 2e copy: its scale is the RMS over edges and its 5 components
+    assert torch.allclose(norm.edge_scale[1][rows_2e], ye[:, rows_2e].pow(2).mean().sqrt().expand(5))
+    scalar_resid = (y - mean)[:, 0].pow(2).mean().sqrt()
+    assert torch.allclose(norm.onsite_scale[0], scalar_resid)
