@@ -24,33 +24,51 @@ IMAGINARY_TOL_CM1 = 5.0  # cm^-1: softer "imaginary" modes are numerical noise o
 
 
 class ThermalSampler:
-    """Draw thermally displaced copies of a phonopy supercell at temperature T (Kelvin)."""
+    """Draw thermally displaced copies of a phonopy supercell at temperature T (Kelvin).
 
-    def __init__(self, phonon: Phonopy, primitive: Atoms):
+    Imaginary modes (below -``imaginary_tol_cm1``) are reported with a warning and
+    excluded, like the acoustic modes at Gamma (phonopy would otherwise give them the
+    amplitude of a real mode of the same |omega|). With ``antithetic``, samples 2p
+    and 2p + 1 are +u and -u of pair p's normals, a variance reduction for
+    observables that are smooth in u.
+    """
+
+    def __init__(self, phonon: Phonopy, primitive: Atoms, imaginary_tol_cm1: float = IMAGINARY_TOL_CM1):
         if phonon.force_constants is None:
             raise ValueError("phonopy object has no force constants; produce them first")
         self.ideal = supercell_atoms(phonon, primitive)
         self._rd = RandomDisplacements(phonon.supercell, phonon.primitive,
                                        phonon.force_constants, dist_func="quantum")
-        freqs_cm1 = self._rd.frequencies * THZ_TO_CM1
-        self.n_imaginary = int(np.sum(freqs_cm1 < -IMAGINARY_TOL_CM1))
+        freqs = self._rd.frequencies  # THz, imaginary as negative
+        imaginary = freqs * THZ_TO_CM1 < -imaginary_tol_cm1
+        self.n_imaginary = int(imaginary.sum())
+        self.lowest_cm1 = float(freqs.min() * THZ_TO_CM1)
         if self.n_imaginary:
             warnings.warn(f"{self.n_imaginary} imaginary mode(s) in the sampling supercell "
-                          f"(lowest {freqs_cm1.min():.1f} cm^-1); the structure is not a minimum "
-                          f"of the force model")
+                          f"(lowest {self.lowest_cm1:.1f} cm^-1) are excluded from the sampling: "
+                          f"the structure is not a minimum of the force model")
+            self._rd.frequencies = np.where(imaginary, 0.0, freqs)  # below cutoff: no amplitude
 
-    def displacements(self, temperature: float, first: int, count: int, seed: int) -> np.ndarray:
+    def displacements(self, temperature: float, first: int, count: int, seed: int,
+                      antithetic: bool = False) -> np.ndarray:
         """Displacements (count, N, 3) in Angstrom of samples first .. first+count-1."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 K, got {temperature}")
-        normals = self._rd.draw_standard_normals(count, random_seed=seed, first_snapshot=first)
+        index = np.arange(first, first + count)
+        key = index // 2 if antithetic else index
+        lo, hi = int(key.min()), int(key.max())
+        ii, ij = self._rd.draw_standard_normals(hi - lo + 1, random_seed=seed, first_snapshot=lo)
+        pick = key - lo
+        sign = np.where(index % 2 == 1, -1.0, 1.0) if antithetic else np.ones(count)
+        normals = (ii[:, pick] * sign[None, :, None], ij[:, :, pick] * sign[None, None, :, None])
         self._rd.run(temperature, standard_normals=normals)
         return np.array(self._rd.u)
 
-    def samples(self, temperature: float, first: int, count: int, seed: int) -> list[Atoms]:
+    def samples(self, temperature: float, first: int, count: int, seed: int,
+                antithetic: bool = False) -> list[Atoms]:
         """Displaced supercells (ASE atoms with layer labels) of samples first .. first+count-1."""
         out = []
-        for u in self.displacements(temperature, first, count, seed):
+        for u in self.displacements(temperature, first, count, seed, antithetic):
             atoms = self.ideal.copy()
             atoms.positions += u
             out.append(atoms)

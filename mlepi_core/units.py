@@ -18,3 +18,8 @@ THZ_TO_MEV = 4.135667696  # 1 THz in meV
 
 GRAPHENE_A = 2.46  # Angstrom, lattice constant of graphene (REBO equilibrium, experiment)
 BILAYER_D = 3.38  # Angstrom, interlayer distance at the REBO+KC equilibrium
+
+AMU_KG = 1.66053906660e-27  # kg per atomic mass unit
+EV_J = 1.602176634e-19  # J per eV
+# omega^2 in eV / (A^2 amu) -> (rad/s)^2
+OMEGA2_SI_PER_EV_A2_AMU = EV_J / (1e-20 * AMU_KG)
