@@ -252,3 +252,24 @@ def write_dispersion(folder: str | Path, curves: dict[str, Dispersion], unit: st
     fig.savefig(folder / "dispersion.png", dpi=150)
     plt.close(fig)
     return summary
+
+
+def compare_dispersions(primitive: Atoms, model: ForceModel, reference: ForceModel, size: int = 6,
+                        points_per_segment: int = 51, relax: bool = True) -> dict:
+    """ML-vs-reference phonons of ``primitive`` in an n x n x 1 supercell (the paper's Fig. 4b).
+
+    Each model relaxes the positions for itself, then both dispersions are taken on the
+    same path and sampling. Returns the RMS difference over all bands and q-points
+    (cm^-1), the largest imaginary frequency of each (cm^-1, 0 if none beyond the
+    numerical noise of the acoustic branch at Gamma, 1e-3 THz) and both
+    ``Dispersion`` objects for plotting.
+    """
+    curves = {}
+    for name, m in (("ML", model), ("reference", reference)):
+        cell = relax_positions(primitive, m) if relax else primitive
+        curves[name] = dispersion(harmonic_phonons(cell, m, size), points_per_segment)
+    ml, ref = (convert_frequencies(curves[k].freq_thz, "cm1") for k in ("ML", "reference"))
+    imag = {k: float(max(0.0, -convert_frequencies(imaginary_frequencies(c.freq_thz), "cm1").min(initial=0.0)))
+            for k, c in curves.items()}
+    return {"rms_cm1": float(np.sqrt(np.mean((ml - ref) ** 2))), "max_imag_cm1": imag["ML"],
+            "reference_max_imag_cm1": imag["reference"], "supercell": size, "curves": curves}

@@ -7,7 +7,8 @@ import pytest
 from ase.calculators.emt import EMT
 
 from mlepi_core.cli import main
-from mlepi_core.phonons import (convert_frequencies, density_of_states, dispersion, harmonic_phonons,
+from mlepi_core.phonons import (compare_dispersions, convert_frequencies, density_of_states,
+                                dispersion, harmonic_phonons,
                                 hexagonal_path, relax_positions, supercell_modes, write_dispersion)
 from mlepi_core.reference.ase_adapter import AseForceModel
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
@@ -85,3 +86,12 @@ def test_phonons_command_writes_plot_and_data(tmp_path, capsys):
     summary = json.loads((tmp_path / "dispersion.json").read_text())
     assert summary["unit"] == "mev" and summary["models"]["empirical"]["n_imaginary"] == 0
     assert (tmp_path / "supercell_modes_3x3.npz").exists()
+
+
+def test_compare_dispersions_is_zero_for_the_same_model_and_sees_a_difference():
+    ref = EmpiricalForceReference()
+    same = compare_dispersions(bilayer("AB"), ref, ref, size=3, points_per_segment=7)
+    assert same["rms_cm1"] == 0.0 and same["max_imag_cm1"] == 0.0
+    rebo = EmpiricalForceReference(intralayer="rebo")
+    other = compare_dispersions(bilayer("AB"), rebo, ref, size=3, points_per_segment=7)
+    assert 50 < other["rms_cm1"] < 200  # REBO's optical branches sit ~100 cm^-1 above LCBOP's
