@@ -8,9 +8,12 @@ previous size, stays under --gfn1-budget seconds. Writes benchmarks/results/forc
     .venv/bin/python benchmarks/force_timing.py [--model assets/models/phonon]
 """
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP: no spinning threads
+
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path

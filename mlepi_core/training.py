@@ -1,7 +1,8 @@
 """One training loop for mlepi's networks: a config file in, checkpoints, logs and metrics out.
 
-``Trainer`` is model-agnostic: it drives a *task* (``PhononTask`` here; the electron
-network brings its own) that owns the data, builds the model and computes the loss.
+``Trainer`` is model-agnostic: it drives a *task* (``PhononTask`` or ``ElectronTask``,
+chosen by the config's ``task``) that owns the data, builds the model, computes the loss
+and names the metrics.
 The loop itself provides Adam/AdamW with a ReduceLROnPlateau or cosine schedule, an
 exponential moving average (EMA) of the weights (used for validation and for the saved
 model), early stopping on the validation loss, an optional second stage with other loss
@@ -15,6 +16,12 @@ the checkpoint records the position inside the epoch.
 Phonon loss (energies in eV, forces in eV/A):
     L = w_E * mean_b ((E_b - E_b^ref) / N_b)^2 + w_F * mean_{i,a} (F_ia - F_ia^ref)^2,
 reported as MAEs in meV/atom (energy) and meV/A (force components) on every split.
+
+Electron loss (``ElectronTask``, DESIGN.md section 7): L = w_H * L_H + w_S * L_S with
+L_t = ``normalised_block_mse`` (the MSE of the irreps of all on-site and hopping blocks
+in units of their training RMS), reported as the MAE over all matrix elements of H in
+meV and of S (dimensionless), as in Table II of the MLEPI paper, on every split of the
+DeepH data set (train, val, test and held-out ones such as "twisted").
 """
 
 from __future__ import annotations
@@ -46,19 +53,24 @@ CHECKPOINT_FORMAT = 1
 # of the steps already taken).
 RESUMABLE_CHANGES = {"max_epochs", "max_steps", "max_time_h", "patience", "progress",
                      "checkpoint_every_steps", "checkpoint_every_minutes", "log_every_steps",
-                     "num_threads", "device", "eval_batch_size", "output_dir"}
+                     "num_threads", "device", "eval_batch_size", "output_dir", "data_workers"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; serialisable to YAML/JSON (``to_dict``/``load``).
 
-    ``model`` holds the architecture settings of the task's network (for the phonon task,
-    the fields of ``HedgeNetPhononConfig``; data statistics left out are fitted on the
-    training split). Learning rates are per optimizer step; ``patience`` counts epochs
-    without a better validation loss; ``max_steps``/``max_time_h`` end a run early
-    (it stays resumable). ``limit_frames`` ({"train": 8, ...}) keeps the first frames of
-    each split, for smoke tests.
+    ``task`` picks the network: "phonon" (``data`` an extxyz file, ``model`` the fields
+    of ``HedgeNetPhononConfig``) or "electron" (``data`` the root of a DeepH data set with
+    split.json, ``model`` the fields of ``HedgeNetElectronConfig``, whose ``targets``
+    say whether H, S or both are learnt); data statistics left out of ``model`` are
+    fitted on the training split. Learning rates are per optimizer step; ``patience``
+    counts epochs without a better validation loss; ``max_steps``/``max_time_h`` end a
+    run early (it stays resumable). ``limit_frames`` ({"train": 8, ...}) keeps the first
+    frames (structures) of each split, for smoke tests. ``energy_weight``/``forces_weight``
+    (and their stage-two values) weigh the phonon loss, ``h_weight``/``s_weight`` the
+    electron loss; ``data_workers`` processes read DeepH folders the first time a split
+    is cached.
     """
 
     task: str = "phonon"
@@ -88,6 +100,9 @@ class TrainConfig:
     stage_two_energy_weight: float = 100.0
     stage_two_forces_weight: float = 10.0
     stage_two_lr: float | None = 1e-3
+    h_weight: float = 1.0
+    s_weight: float = 1.0
+    data_workers: int = 1
     ema_decay: float = 0.99
     patience: int = 30
     clip_grad_norm: float | None = 10.0
@@ -135,6 +150,8 @@ class TrainConfig:
         return path
 
     def check(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {sorted(TASKS)}, got {self.task!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.optimizer not in ("adam", "adamw"):
@@ -145,6 +162,8 @@ class TrainConfig:
             raise ValueError("batch sizes must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.h_weight < 0 or self.s_weight < 0 or self.h_weight + self.s_weight <= 0:
+            raise ValueError("h_weight and s_weight must be >= 0, not both 0")
 
 
 def _plain(x):
@@ -279,6 +298,24 @@ class PhononTask:
     metric_names = ("energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_mev_per_a",
                     "force_rmse_mev_per_a")
 
+    @staticmethod
+    def loss_weights(cfg: TrainConfig, stage: int) -> tuple[float, float]:
+        """(energy, forces) weights of the loss in training stage 1 or 2."""
+        if stage == 2:
+            return cfg.stage_two_energy_weight, cfg.stage_two_forces_weight
+        return cfg.energy_weight, cfg.forces_weight
+
+    @staticmethod
+    def postfix(m: Mapping) -> dict:
+        """What the progress bar shows of a step's metrics."""
+        return {"F": f"{m['force_mae_mev_per_a']:.0f}meV/A"}
+
+    @staticmethod
+    def describe(m: Mapping) -> str:
+        """One split's metrics in a log line."""
+        return (f"E {m.get('energy_mae_mev_per_atom', float('nan')):.2f} meV/atom, "
+                f"F {m.get('force_mae_mev_per_a', float('nan')):.1f} meV/A")
+
     def __init__(self, cfg: TrainConfig, frames: Sequence | None = None):
         from .data.extxyz import read_extxyz
         from .graph import build_graph
@@ -392,7 +429,202 @@ class PhononTask:
                           training_data=self.data_info())
 
 
-TASKS = {"phonon": PhononTask}
+# --- the electron task ----------------------------------------------------------------------
+
+# Pair kinds of the reported H errors, whatever the model's relations: on-site blocks and
+# hoppings within a layer or between layers (so a homogeneous model's "all" edges are split
+# the same way as HedgeNet's "intra"/"inter" ones, and the numbers compare).
+PAIR_KINDS = ("onsite", "intra", "inter")
+# Targets are cached in float32 (half the memory and disk of float64): H is then exact to
+# ~1e-6 eV, a thousandth of a meV, far below any MAE reported.
+ELECTRON_CACHE_DTYPE = torch.float32
+
+
+class ElectronTask:
+    """HedgeNet-Electron on a DeepH data set: H (eV) and S blocks of every graph pair.
+
+    ``cfg.data`` is the root of the data set; its split.json names the structures of
+    "train", "val", "test" and of any held-out split (e.g. "twisted"), each loaded and
+    cached on first use (``load_split``, cutoffs of the model, targets in float32).
+    Data statistics fitted on the training split: the mean number of edges per atom of
+    each relation (when ``model.avg_num_neighbors`` is left out) and the output
+    normalisation of the network (per-element on-site means, per-irrep RMS;
+    ``HedgeNetElectron.fit_normalisation``), which the loss also uses to weigh each
+    component. Loss: ``h_weight * L_H + s_weight * L_S`` with L = ``normalised_block_mse``
+    (stage two changes only the learning rate here). Metrics: MAE and RMSE over all
+    matrix elements of H in meV (``h_mae_mev``; also per pair kind, ``h_mae_mev_onsite``,
+    ``_intra``, ``_inter``) and of S, dimensionless (``s_mae``).
+    """
+
+    kind = "electron"
+
+    def __init__(self, cfg: TrainConfig):
+        from .data.deeph import read_split
+        from .models.electron import HedgeNetElectronConfig
+
+        self.cfg = cfg
+        self.data_path = Path(cfg.data)
+        split = read_split(self.data_path)
+        self.split_names = {k: list(v) for k, v in split.items() if isinstance(v, list)}
+        self._complete = {k: len(v) for k, v in self.split_names.items()}
+        if cfg.limit_frames:
+            for s, n in cfg.limit_frames.items():
+                if s in self.split_names:
+                    self.split_names[s] = self.split_names[s][: int(n)]
+        self._data: dict = {}
+        mcfg = HedgeNetElectronConfig.from_dict(cfg.model)
+        self.cutoffs = {str(k): float(v) for k, v in mcfg.cutoffs.items()}
+        self.elements = tuple(mcfg.elements)
+        self.n_orbitals = sum(2 * l + 1 for l in mcfg.shells)
+        self.targets = tuple(mcfg.targets)
+        names = []
+        if "h" in self.targets:
+            names += ["h_mae_mev", "h_rmse_mev"]
+        if "s" in self.targets:
+            names += ["s_mae", "s_rmse"]
+        if "h" in self.targets:
+            names += [f"h_mae_mev_{k}" for k in PAIR_KINDS]
+        self.metric_names = tuple(names)
+        if mcfg.avg_num_neighbors is None:
+            mcfg = replace(mcfg, avg_num_neighbors=self._train().avg_num_neighbors())
+        self.model_config = mcfg
+
+    def _train(self):
+        if not self.split_names.get("train"):
+            raise ValueError(f"{self.data_path}: split.json has no structures in 'train'")
+        return self.dataset("train")
+
+    def dataset(self, split: str):
+        """The ``ElectronDataset`` of ``split`` (loaded, checked and kept on first use)."""
+        if split not in self._data:
+            from .data.electron_dataset import ElectronDataset, load_split
+
+            names = self.split_names.get(split, [])
+            if not names:
+                raise ValueError(f"{self.data_path}: split {split!r} is empty or absent")
+            if len(names) == self._complete[split]:
+                data = load_split(self.data_path, split, self.cutoffs, dtype=ELECTRON_CACHE_DTYPE,
+                                  workers=self.cfg.data_workers, progress=self.cfg.progress)
+            else:  # limit_frames: read just those folders, no cache
+                data = ElectronDataset.from_folders([self.data_path / nm for nm in names], self.cutoffs,
+                                                    names=names, dtype=ELECTRON_CACHE_DTYPE,
+                                                    workers=self.cfg.data_workers, progress=self.cfg.progress)
+            self._check(split, data)
+            self._data[split] = data
+        return self._data[split]
+
+    def _check(self, split: str, data) -> None:
+        from ase.data import chemical_symbols
+
+        from .models.electron import ONSITE
+
+        elements = set(self.elements)
+        for smp in data:
+            symbols = {chemical_symbols[int(z)] for z in torch.unique(smp.graph.numbers)}
+            if symbols - elements:
+                raise ValueError(f"{self.data_path / smp.name}: element(s) {sorted(symbols - elements)} "
+                                 f"missing from model.elements {sorted(elements)}")
+            n = smp.targets["h"][ONSITE].shape[-1]
+            if n != self.n_orbitals:
+                raise ValueError(f"{self.data_path / smp.name}: {n} orbitals per atom, the model's "
+                                 f"shells give {self.n_orbitals}")
+
+    def split_size(self, split: str) -> int:
+        return len(self.split_names.get(split, []))
+
+    @staticmethod
+    def loss_weights(cfg: TrainConfig, stage: int) -> tuple[float, float]:
+        """(H, S) weights of the loss (the same in both stages)."""
+        return cfg.h_weight, cfg.s_weight
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh network (Clebsch-Gordan tables in float64) normalised on the training split."""
+        from .models.electron import HedgeNetElectron, _float64_default
+
+        with _float64_default():
+            model = HedgeNetElectron(self.model_config)
+        model.fit_normalisation(self._train().normalisation_items())
+        return model
+
+    def batch(self, split: str, positions: Sequence[int], device, dtype):
+        from .data.electron_dataset import collate_electron
+
+        data = self.dataset(split)
+        return collate_electron([data[p] for p in positions]).to(device, dtype)
+
+    def loss(self, model, batch, weights: tuple[float, float], training: bool):
+        """Weighted normalised block MSE and the error sums that ``summarize`` turns into metrics."""
+        from .models.electron import ONSITE, normalised_block_mse
+
+        with torch.set_grad_enabled(training and torch.is_grad_enabled()):
+            out = model(batch.graph, batch.reverse)
+            nmse = normalised_block_mse(model, out, batch.targets)
+            w = dict(zip(("h", "s"), weights))
+            loss = sum(w[t] * v for t, v in nmse.items())
+        n_struct = batch.graph.n_structures
+        with torch.no_grad():
+            sums = {"n": float(n_struct), "loss": float(loss) * n_struct}
+            layer = batch.graph.layer
+            for t, blocks in out.items():
+                for key, pred in blocks.items():
+                    diff = (pred - batch.targets[t][key].to(pred.dtype)).to(torch.float64).flatten(1)
+                    if key == ONSITE:
+                        parts = {"onsite": diff}
+                    else:
+                        i, j = batch.graph.edges[key].index
+                        same = layer[i] == layer[j]
+                        parts = {"intra": diff[same], "inter": diff[~same]}
+                    for kind, d in parts.items():
+                        if d.numel():
+                            _add_sums(sums, {f"{t}_n_{kind}": float(d.numel()),
+                                             f"{t}_abs_{kind}": float(d.abs().sum()),
+                                             f"{t}_sq_{kind}": float(d.pow(2).sum())})
+        return loss, sums
+
+    @staticmethod
+    def summarize(sums: Mapping[str, float]) -> dict:
+        if not sums or sums.get("n", 0) == 0:
+            return {}
+        m = {"loss": sums["loss"] / sums["n"]}
+        for t, scale, unit in (("h", 1e3, "_mev"), ("s", 1.0, "")):
+            n = sum(sums.get(f"{t}_n_{k}", 0.0) for k in PAIR_KINDS)
+            if n == 0:
+                continue
+            m[f"{t}_mae{unit}"] = scale * sum(sums.get(f"{t}_abs_{k}", 0.0) for k in PAIR_KINDS) / n
+            m[f"{t}_rmse{unit}"] = scale * math.sqrt(sum(sums.get(f"{t}_sq_{k}", 0.0) for k in PAIR_KINDS) / n)
+            for k in PAIR_KINDS:
+                if sums.get(f"{t}_n_{k}", 0) > 0:
+                    m[f"{t}_mae{unit}_{k}"] = scale * sums[f"{t}_abs_{k}"] / sums[f"{t}_n_{k}"]
+            m[f"n_{t}_elements"] = int(n)
+        m["n_structures"] = int(sums["n"])
+        return m
+
+    @staticmethod
+    def postfix(m: Mapping) -> dict:
+        return {"H": f"{m['h_mae_mev']:.1f}meV"} if "h_mae_mev" in m else {}
+
+    @staticmethod
+    def describe(m: Mapping) -> str:
+        return (f"H {m.get('h_mae_mev', float('nan')):.2f} meV, "
+                f"S {m.get('s_mae', float('nan')):.2e}")
+
+    def data_info(self) -> dict:
+        from .data.electron_dataset import deeph_set_sha256
+
+        if not hasattr(self, "_data_sha256"):
+            self._data_sha256 = deeph_set_sha256(self.data_path)
+        return {"path": str(self.data_path), "sha256": self._data_sha256,
+                "n_structures": sum(len(v) for v in self.split_names.values()),
+                "split_counts": {s: len(v) for s, v in self.split_names.items()}}
+
+    def save(self, model, path: Path, train_config: TrainConfig, metrics: Mapping | None) -> Path:
+        from .models.io import save_model
+
+        return save_model(path, model, train_config=train_config.to_dict(), metrics=metrics,
+                          training_data=self.data_info())
+
+
+TASKS = {"phonon": PhononTask, "electron": ElectronTask}
 
 
 def _add_sums(acc: dict, sums: Mapping[str, float]) -> None:
@@ -459,10 +691,7 @@ class Trainer:
     # -- bookkeeping --
     @property
     def weights(self) -> tuple[float, float]:
-        c = self.cfg
-        if self.state["stage"] == 2:
-            return c.stage_two_energy_weight, c.stage_two_forces_weight
-        return c.energy_weight, c.forces_weight
+        return self.task.loss_weights(self.cfg, self.state["stage"])
 
     def _checkpoint(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "code_version": __version__, "config": self.cfg.to_dict(),
@@ -482,7 +711,8 @@ class Trainer:
         ck = torch.load(path, map_location=self.device, weights_only=False)
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: checkpoint format {ck.get('format')} is not {CHECKPOINT_FORMAT}")
-        old, new = ck["config"], self.cfg.to_dict()
+        # a setting that a checkpoint predates counts as its default value
+        old, new = {**TrainConfig().to_dict(), **ck["config"]}, self.cfg.to_dict()
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                          and k not in RESUMABLE_CHANGES)
         if changed:
@@ -578,10 +808,10 @@ class Trainer:
                 bar.update(1)
                 if st["step"] % cfg.log_every_steps == 0:
                     m = self.task.summarize(sums)
-                    bar.set_postfix(loss=f"{m['loss']:.3g}", F=f"{m['force_mae_mev_per_a']:.0f}meV/A")
+                    bar.set_postfix(loss=f"{m['loss']:.3g}", **self.task.postfix(m))
                     self._log("steps.csv", {"step": st["step"], "epoch": epoch, "batch": st["batch"],
                                             "elapsed_s": round(st["elapsed_s"], 2), "lr": self._lr(),
-                                            **{k: m[k] for k in ("loss", *self.task.metric_names)}})
+                                            **{k: m.get(k) for k in ("loss", *self.task.metric_names)}})
                 if cfg.max_steps is not None and st["step"] >= cfg.max_steps:
                     stop_reason = f"max_steps {cfg.max_steps} reached"
                 elif cfg.max_time_h is not None and st["elapsed_s"] > 3600 * cfg.max_time_h:
@@ -629,10 +859,8 @@ class Trainer:
                **{f"val_{k}": val_m.get(k) for k in ("loss", *self.task.metric_names)}}
         self._log("epochs.csv", row)
         self._say(f"epoch {epoch}: train loss {train_m.get('loss', float('nan')):.4g} "
-                  f"(E {train_m.get('energy_mae_mev_per_atom', float('nan')):.2f} meV/atom, "
-                  f"F {train_m.get('force_mae_mev_per_a', float('nan')):.1f} meV/A) | val (EMA) loss "
-                  f"{val_loss:.4g} (E {val_m.get('energy_mae_mev_per_atom', float('nan')):.2f} meV/atom, "
-                  f"F {val_m.get('force_mae_mev_per_a', float('nan')):.1f} meV/A) | lr {self._lr():.2e}"
+                  f"({self.task.describe(train_m)}) | val (EMA) loss "
+                  f"{val_loss:.4g} ({self.task.describe(val_m)}) | lr {self._lr():.2e}"
                   f"{' | best' if improved else ''} | {st['elapsed_s'] / 60:.1f} min")
         st["epoch"], st["batch"], st["train_sums"] = epoch + 1, 0, {}
         stage_two_pending = cfg.stage_two_epoch is not None and st["stage"] == 1
@@ -663,8 +891,7 @@ class Trainer:
                                           self.device, self.dtype)
         update_metrics(model_dir, metrics)
         _atomic_write_text(self.out / "metrics.json", json.dumps(_plain(metrics), indent=1))
-        summary = ", ".join(f"{s}: E {m['energy_mae_mev_per_atom']:.3f} meV/atom, F "
-                            f"{m['force_mae_mev_per_a']:.2f} meV/A"
+        summary = ", ".join(f"{s}: {self.task.describe(m)}"
                             for s, m in metrics.items() if isinstance(m, dict) and m)
         self._say(f"finished after {self.state['epoch']} epochs: {summary}")
         self.state["done"] = True
@@ -677,19 +904,63 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
     return Trainer(cfg, resume=resume).run()
 
 
-def evaluate_model(model_dir: str | Path, data: str | Path, splits: Sequence[str] = ("val", "test"),
-                   batch_size: int = 16, device: str = "auto", dtype: str = "float64") -> dict:
-    """Metrics of a saved phonon model on the splits of an extxyz data set."""
-    from .models.io import load_model
+def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
+                   splits: Sequence[str] = ("val", "test"), batch_size: int = 16, device: str = "auto",
+                   dtype: str = "float64", progress: bool = False) -> dict:
+    """Metrics of a saved model on the splits of a data set: a phonon model on an extxyz file,
+    an electron model on a DeepH data set (``data`` None: the one it was trained on).
 
+    Splits the data set lacks are left out of the result.
+    """
+    from .models.io import load_model, read_metadata
+
+    meta = read_metadata(model_dir)
+    if data is None:
+        data = (meta.get("training_data") or {}).get("path") or (
+            "data/electron" if meta["kind"] == "electron" else "data/phonon/phonon_set.xyz")
     dev = resolve_device(device)
     if dev.type == "cpu":
         tune_cpu_allocator()
-    ff = load_model(model_dir, device=dev, dtype=DTYPES[dtype])
-    cfg = TrainConfig(data=str(data), model=ff.network.config.to_dict())
-    task = PhononTask(cfg)
+    model = load_model(model_dir, device=dev, dtype=DTYPES[dtype])
+    cfg = TrainConfig(task=meta["kind"], data=str(data), model=model.network.config.to_dict(),
+                      progress=progress)
+    task = TASKS[meta["kind"]](cfg)
     out = {"model_dir": str(model_dir), "data": task.data_info()}
+    if meta["kind"] == "electron":
+        trained_on = (meta.get("training_data") or {}).get("sha256")
+        out["model"] = {k: meta.get(k) for k in ("architecture", "relations", "cutoffs_a", "hidden_irreps",
+                                                  "num_layers", "n_parameters")}
+        out["data"]["same_as_training"] = trained_on == out["data"]["sha256"] if trained_on else None
     for split in splits:
         if task.split_size(split):
-            out[split] = evaluate(task, ff.network, split, batch_size, dev, DTYPES[dtype])
+            out[split] = evaluate(task, model.network, split, batch_size, dev, DTYPES[dtype])
     return out
+
+
+ELECTRON_METRIC_UNITS = {"h_mae_mev": "meV", "h_rmse_mev": "meV", "s_mae": "1", "s_rmse": "1"}
+
+
+def electron_metrics_table(model_dir: str | Path, ablation: Mapping[str, str | Path] | None = None,
+                           data: str | Path | None = None, splits: Sequence[str] = ("test", "twisted"),
+                           batch_size: int = 2, device: str = "auto", dtype: str = "float64",
+                           progress: bool = False) -> dict:
+    """Table II of the MLEPI paper: H (meV) and S errors over all matrix elements of each split,
+    for a HedgeNet-Electron model and, under "ablation", for the baselines named in
+    ``ablation`` ({"homogeneous_3": run or model folder, ...}), all on the same data set
+    (``data`` None: the one the first model was trained on)."""
+    from .models.io import read_metadata
+
+    if data is None:
+        data = (read_metadata(model_dir).get("training_data") or {}).get("path") or "data/electron"
+    for path in [model_dir, *(ablation or {}).values()]:
+        if read_metadata(path)["kind"] != "electron":
+            raise ValueError(f"{path} is not an electron model")
+    kw = dict(data=data, splits=splits, batch_size=batch_size, device=device, dtype=dtype, progress=progress)
+    table = evaluate_model(model_dir, **kw)
+    table["units"] = dict(ELECTRON_METRIC_UNITS)
+    table["ablation"] = {}
+    for name, path in (ablation or {}).items():
+        row = evaluate_model(path, **kw)
+        row.pop("data", None)
+        table["ablation"][name] = row
+    return _plain(table)

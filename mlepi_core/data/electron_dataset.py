@@ -348,3 +348,43 @@ def load_split(root: str | Path, split: str = "train", cutoffs: Mapping[str, flo
                                         progress=progress)
     data.save(path, key=key)
     return data
+
+
+# --- identity of a data set -------------------------------------------------------------------------
+
+_FILE_DIGESTS: dict = {}  # (path, size, mtime_ns) -> sha256 digest, so a process hashes a file once
+
+
+def _file_digest(path: Path) -> bytes:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_DIGESTS[key] = h.digest()
+    return _FILE_DIGESTS[key]
+
+
+def deeph_set_sha256(root: str | Path) -> str:
+    """SHA-256 of a DeepH data set: split.json and every file of every structure it lists.
+
+    The digest covers the contents (not the times) of the files, folder by folder in
+    name order, so a copy of the data set hashes the same; a structure listed but absent
+    counts as empty. Reads every byte once per process (about 8 s for the 2.8 GB
+    electron set).
+    """
+    root = Path(root)
+    split = read_split(root)
+    names = sorted({nm for v in split.values() if isinstance(v, list) for nm in v})
+    h = hashlib.sha256()
+    h.update(_file_digest(root / "split.json"))
+    for nm in names:
+        folder = root / nm
+        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")) \
+            if folder.is_dir() else []
+        for f in files:
+            h.update(f"{nm}/{f.name}\0".encode())
+            h.update(_file_digest(f))
+    return h.hexdigest()

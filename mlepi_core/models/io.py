@@ -3,15 +3,18 @@
     model/
       weights.pt       state_dict of the network (torch.save)
       metadata.json    kind, architecture settings, elements, cutoffs (A), irreps, units,
-                       training-data hash, metrics, code version, weights hash
+                       training-data hash, metrics, code version, weights hash; for an
+                       electron model also the orbital shells and order ("s,py,pz,px")
       config.yaml      the training config of the run (when there is one)
 
 ``load_model(path)`` is the one call that brings a model back: it checks the metadata
-(format, kind, units, code version, weights hash, elements and cutoffs against the
-architecture) before building the network, and returns it behind the ForceModel seam
-(``MLForceModel``), which refuses structures with elements the model does not know.
-A folder is written under a temporary name and renamed into place, so a reader never
-sees half a model.
+(format, kind, units, code version, weights hash, elements, cutoffs, irreps and layers
+against the architecture, orbital order) before building the network, and returns it
+behind its seam: a phonon model (kind "phonon") as a ForceModel (``MLForceModel``), an
+electron model (kind "electron") as a HamiltonianModel (``MLHamiltonianModel``); both
+refuse structures with elements the model does not know (StructureError). A folder is
+written under a temporary name and renamed into place, so a reader never sees half a
+model.
 """
 
 from __future__ import annotations
@@ -29,14 +32,20 @@ import torch
 import yaml
 
 from .. import __version__
+from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel, _float64_default
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, count_parameters
 
 MODEL_FORMAT = 1
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.yaml"
-UNITS = {"length": "A", "energy": "eV", "forces": "eV/A"}
-ARCHITECTURES = {"HedgeNetPhonon": (HedgeNetPhonon, HedgeNetPhononConfig, "phonon")}
+UNITS = {"length": "A", "energy": "eV", "forces": "eV/A"}  # a phonon model's
+ELECTRON_UNITS = {"length": "A", "H": "eV", "S": "1"}
+UNITS_BY_KIND = {"phonon": UNITS, "electron": ELECTRON_UNITS}
+# In-memory orbital order of the blocks an electron model predicts (tblite's, mlepi_core.seams.Blocks)
+ORBITAL_ORDER = "s,py,pz,px"
+ARCHITECTURES = {"HedgeNetPhonon": (HedgeNetPhonon, HedgeNetPhononConfig, "phonon"),
+                 "HedgeNetElectron": (HedgeNetElectron, HedgeNetElectronConfig, "electron")}
 
 
 class ModelFormatError(ValueError):
@@ -57,34 +66,57 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def save_model(path: str | Path, model: HedgeNetPhonon, *, train_config: Mapping | None = None,
-               metrics: Mapping | None = None, training_data: Mapping | None = None) -> Path:
+def _learned_state(model) -> dict:
+    """What a saved model needs: HedgeNet-Phonon's parameters and fitted buffers, or
+    HedgeNet-Electron's persistent state (parameters and output normalisation; its
+    Clebsch-Gordan tables are rebuilt from the architecture)."""
+    if hasattr(model, "learned_state_dict"):
+        return model.learned_state_dict()
+    return model.state_dict()
+
+
+def _load_learned_state(network, state: Mapping) -> None:
+    if hasattr(network, "load_learned_state_dict"):
+        network.load_learned_state_dict(state)
+    else:
+        network.load_state_dict(dict(state), strict=True)
+
+
+def save_model(path: str | Path, model: HedgeNetPhonon | HedgeNetElectron, *,
+               train_config: Mapping | None = None, metrics: Mapping | None = None,
+               training_data: Mapping | None = None) -> Path:
     """Write ``model`` (weights in float64 for portability) to the folder ``path``; returns it."""
     path = Path(path)
     name = type(model).__name__
     if name not in ARCHITECTURES:
         raise TypeError(f"cannot save a {name}; known architectures: {sorted(ARCHITECTURES)}")
     cfg = model.config
+    kind = ARCHITECTURES[name][2]
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         state = {k: (v.detach().to("cpu", torch.float64) if v.is_floating_point() else v.detach().cpu())
-                 for k, v in model.learned_state_dict().items()}
+                 for k, v in _learned_state(model).items()}
         torch.save(state, tmp / WEIGHTS_FILE)
+        if kind == "electron":
+            specific = {"shells": list(cfg.shells), "orbital_order": ORBITAL_ORDER, "sh_lmax": cfg.sh_lmax,
+                        "targets": list(cfg.targets), "block_irreps": str(model.block_map.irreps_out)}
+        else:
+            specific = {"max_ell": cfg.max_ell}
         meta = {
             "format": MODEL_FORMAT,
-            "kind": ARCHITECTURES[name][2],
+            "kind": kind,
             "architecture": name,
             "model_config": cfg.to_dict(),
             "elements": list(cfg.elements),
             "cutoffs_a": dict(cfg.cutoffs),
             "relations": list(cfg.cutoffs),
             "hidden_irreps": cfg.hidden_irreps,
-            "max_ell": cfg.max_ell,
+            **specific,
             "num_layers": cfg.num_layers,
-            "correlation": cfg.correlation,
+            **({"correlation": cfg.correlation} if kind == "phonon" else {}),
             "n_parameters": count_parameters(model),
-            "units": dict(UNITS),
+            "units": dict(UNITS_BY_KIND[kind]),
             "training_data": dict(training_data) if training_data else None,
             "metrics": dict(metrics) if metrics else {},
             "code_version": __version__,
@@ -127,8 +159,12 @@ def read_metadata(path: str | Path) -> dict:
                                f"format {MODEL_FORMAT}")
     if meta.get("architecture") not in ARCHITECTURES:
         raise ModelFormatError(f"{path}: unknown architecture {meta.get('architecture')!r}")
-    if meta.get("units") != UNITS:
-        raise ModelFormatError(f"{path}: units {meta.get('units')} differ from mlepi's {UNITS}")
+    kind = ARCHITECTURES[meta["architecture"]][2]
+    if meta.get("kind") != kind:
+        raise ModelFormatError(f"{path}: kind {meta.get('kind')!r} does not fit architecture "
+                               f"{meta['architecture']} ({kind!r})")
+    if meta.get("units") != UNITS_BY_KIND[kind]:
+        raise ModelFormatError(f"{path}: units {meta.get('units')} differ from mlepi's {UNITS_BY_KIND[kind]}")
     return meta
 
 
@@ -143,15 +179,21 @@ def _check_version(saved: str | None, path: Path) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str | None = None,
-               dtype: torch.dtype = torch.float64, max_batch_atoms: int = 4096) -> MLForceModel:
-    """The model saved in the folder ``path``, validated, as a ForceModel on ``device``/``dtype``.
+               dtype: torch.dtype = torch.float64, max_batch_atoms: int = 4096,
+               kind: str | None = None) -> MLForceModel | MLHamiltonianModel:
+    """The model saved in the folder ``path``, validated, on ``device``/``dtype``: a phonon
+    model as a ForceModel (``MLForceModel``), an electron model as a HamiltonianModel
+    (``MLHamiltonianModel``). ``kind`` ("phonon" or "electron"), when given, is required.
 
-    Float64 by default: phonons take finite differences of its forces.
+    Float64 by default: phonons take finite differences of the forces, and small band
+    splittings come from eigen-solves of H.
     """
     path = Path(path)
     meta = read_metadata(path)
+    if kind is not None and meta["kind"] != kind:
+        raise ModelFormatError(f"{path}: an {meta['kind']} model, not a {kind} one")
     _check_version(meta.get("code_version"), path)
-    net_cls, cfg_cls, _ = ARCHITECTURES[meta["architecture"]]
+    net_cls, cfg_cls, model_kind = ARCHITECTURES[meta["architecture"]]
     try:
         cfg = cfg_cls.from_dict(meta["model_config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -162,16 +204,37 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
     if {k: float(v) for k, v in meta.get("cutoffs_a", {}).items()} != dict(cfg.cutoffs):
         raise ModelFormatError(f"{path}: cutoffs {meta.get('cutoffs_a')} disagree with the "
                                f"architecture's {dict(cfg.cutoffs)}")
+    for key in ("hidden_irreps", "num_layers"):
+        if key in meta and meta[key] != getattr(cfg, key):
+            raise ModelFormatError(f"{path}: {key} {meta[key]!r} disagrees with the architecture's "
+                                   f"{getattr(cfg, key)!r}")
+    if model_kind == "electron":
+        if meta.get("orbital_order") != ORBITAL_ORDER:
+            raise ModelFormatError(f"{path}: orbital order {meta.get('orbital_order')!r}, mlepi's blocks "
+                                   f"are in {ORBITAL_ORDER!r}")
+        if list(meta.get("shells", [])) != list(cfg.shells):
+            raise ModelFormatError(f"{path}: shells {meta.get('shells')} disagree with the "
+                                   f"architecture's {list(cfg.shells)}")
     weights = path / WEIGHTS_FILE
     if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
         raise ModelFormatError(f"{weights}: contents do not match the hash in metadata.json")
-    network = net_cls(cfg)
+    try:
+        if model_kind == "electron":
+            with _float64_default():  # Clebsch-Gordan tables exact, whatever dtype runs later
+                network = net_cls(cfg)
+        else:
+            network = net_cls(cfg)
+    except ValueError as err:
+        raise ModelFormatError(f"{path}: bad model_config in metadata ({err})") from None
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:
-        network.load_learned_state_dict(state)
+        _load_learned_state(network, state)
     except RuntimeError as err:
         raise ModelFormatError(f"{path}: weights do not fit the architecture "
                                f"({str(err).splitlines()[0]})") from None
+    if model_kind == "electron":
+        return MLHamiltonianModel(network, metadata=meta, device=device, dtype=dtype,
+                                  max_batch_atoms=max_batch_atoms)
     return MLForceModel(network, metadata=meta, device=device, dtype=dtype,
                         max_batch_atoms=max_batch_atoms)
 
