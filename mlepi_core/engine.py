@@ -1,0 +1,201 @@
+"""The streaming Monte Carlo EPI run (Eq. 1-2 of the MLEPI paper) that the CLI and app drive.
+
+    structure -> force model -> phonons (phonopy) -> thermal samples y_j = y_eq + du_j(T)
+    -> Hamiltonian model -> H_ij(R), S_ij(R) -> bands near K -> v_F(y_j)
+    <v_F(T)> = mean_j v_F(y_j) with its standard error, updated batch by batch.
+
+Sample j draws its normals from SeedSequence([seed, j]) (keyed), so a run gives the
+same samples whatever the batch size or order, a resumed run continues exactly, and
+the same j is used at every temperature (common random numbers): the paired error of
+v_F(T) - v_F(T') is reported beside the plain ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+from ase import Atoms
+
+from .observables import BandProbe, RunningStats
+from .phonons import harmonic_phonons, relax_positions
+from .sampling import ThermalSampler
+from .seams import ForceModel, HamiltonianModel
+
+
+@dataclass(frozen=True)
+class MCSettings:
+    """What a Monte Carlo run samples: temperatures (K), samples per temperature, seed,
+    batch size, antithetic pairs, the n x n supercell, and ``displacement_scale``
+    (1 = thermal; 0 reproduces the static lattice, a check)."""
+
+    temperatures: tuple[float, ...] = (0.0, 300.0)
+    n_samples: int = 200
+    seed: int = 0
+    batch_size: int = 4
+    antithetic: bool = False
+    supercell: int = 6
+    n_bands: int = 4
+    displacement_scale: float = 1.0
+
+    def __post_init__(self):
+        if any(t < 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be >= 0 K, got {self.temperatures}")
+        if self.n_samples < 1 or self.batch_size < 1:
+            raise ValueError("n_samples and batch_size must be positive")
+        if self.antithetic and self.n_samples % 2:
+            raise ValueError("antithetic sampling needs an even number of samples")
+
+
+@dataclass
+class BatchResult:
+    """One finished batch: per-sample observables and the running estimate after it."""
+
+    temperature: float
+    first: int
+    vf: np.ndarray  # (count,) 10^6 m/s
+    gamma1: np.ndarray  # (count,) eV (four-band fit; NaN for a monolayer)
+    vf_mean: float
+    vf_se: float
+    n_done: int
+    seconds: dict = field(default_factory=dict)  # per stage, for this batch
+
+
+class MonteCarloEngine:
+    """A Monte Carlo EPI run on one structure with one force model and one Hamiltonian model.
+
+    ``run(T)`` yields ``BatchResult`` batch by batch; ``pause()``, ``resume()`` and
+    ``cancel()`` act between batches from any thread. Results accumulate in
+    ``per_sample[T]`` (v_F and gamma_1 of every finished sample, by index), so a
+    cancelled temperature continues where it stopped when run again.
+    """
+
+    def __init__(self, primitive: Atoms, force_model: ForceModel,
+                 hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings()):
+        self.settings = settings
+        self.force_model, self.hamiltonian_model = force_model, hamiltonian_model
+        t0 = time.perf_counter()
+        self.primitive = relax_positions(primitive, force_model)
+        self.phonon = harmonic_phonons(self.primitive, force_model, settings.supercell)
+        self.sampler = ThermalSampler(self.phonon, self.primitive)
+        ideal = self.sampler.ideal
+        (pristine,) = hamiltonian_model.blocks([ideal])
+        self.probe = BandProbe(self.primitive, ideal, n_bands=settings.n_bands).prepare(pristine)
+        fit = self.probe.four_band_fit(self.probe.pristine_bands)
+        self.static = {"vf": self.probe.static, "gamma1": fit.get("gamma1_ev", float("nan"))}
+        self.setup_seconds = time.perf_counter() - t0
+        self.per_sample: dict[float, dict[int, tuple[float, float]]] = {}
+        self._go = threading.Event()
+        self._go.set()
+        self._cancel = threading.Event()
+
+    # --- control, from any thread ----------------------------------------------------
+    def pause(self) -> None:
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._go.set()
+
+    # --- the run -----------------------------------------------------------------------
+    def run(self, temperature: float) -> Iterator[BatchResult]:
+        """Sample ``temperature`` until ``n_samples`` are done, yielding after each batch."""
+        s = self.settings
+        done = self.per_sample.setdefault(float(temperature), {})
+        self._cancel.clear()
+        j = 0
+        while j < s.n_samples:
+            self._go.wait()
+            if self._cancel.is_set():
+                return
+            count = min(s.batch_size, s.n_samples - j)
+            todo = [k for k in range(j, j + count) if k not in done]
+            if not todo:
+                j += count
+                continue
+            first, count = todo[0], todo[-1] - todo[0] + 1
+            seconds = {}
+            t = time.perf_counter()
+            atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
+            for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
+                a.positions = self.sampler.ideal.positions + s.displacement_scale * (
+                    a.positions - self.sampler.ideal.positions)
+            seconds["sampling"] = time.perf_counter() - t
+            t = time.perf_counter()
+            blocks = self.hamiltonian_model.blocks(atoms)
+            seconds["hamiltonian"] = time.perf_counter() - t
+            t = time.perf_counter()
+            vf, g1 = [], []
+            for b in blocks:
+                bands = self.probe.band_energies(b)
+                vf.append(self.probe.fermi_velocity(bands))
+                g1.append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
+                          if s.n_bands == 4 else float("nan"))
+            seconds["bands"] = time.perf_counter() - t
+            for k, (v, g) in enumerate(zip(vf, g1)):
+                done[first + k] = (v, g)
+            stats = self.statistics(temperature)
+            yield BatchResult(temperature, first, np.array(vf), np.array(g1), stats["vf"],
+                              stats["vf_se"], len(done), seconds)
+            j = first + count
+
+    def run_all(self) -> Iterator[BatchResult]:
+        """All temperatures of the settings, one after the other."""
+        for temperature in self.settings.temperatures:
+            yield from self.run(temperature)
+            if self._cancel.is_set():
+                return
+
+    # --- statistics ---------------------------------------------------------------------
+    def _values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        done = self.per_sample.get(float(temperature), {})
+        idx = np.array(sorted(done), dtype=int)
+        return idx, np.array([done[i][which] for i in idx])
+
+    def _units(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Independent units of the estimator: samples, or antithetic pair means."""
+        if not self.settings.antithetic:
+            return values
+        pairs = {}
+        for i, v in zip(idx, values):
+            pairs.setdefault(i // 2, []).append(v)
+        return np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
+
+    def statistics(self, temperature: float) -> dict:
+        """Running mean and standard error of v_F and gamma_1 at ``temperature``."""
+        out = {"T": float(temperature)}
+        for name, which in (("vf", 0), ("gamma1", 1)):
+            idx, values = self._values(temperature, which)
+            stats = RunningStats()
+            for v in self._units(idx, values):
+                stats.add(v)
+            out[name], out[name + "_se"] = stats.mean if stats.n else float("nan"), stats.std_error
+        out["samples"] = len(self._values(temperature)[0])
+        out["vf_rel_change"] = out["vf"] / self.static["vf"] - 1.0
+        return out
+
+    def paired_difference(self, t1: float, t2: float) -> dict:
+        """<v_F(t2) - v_F(t1)> over the samples both temperatures share, with its standard
+        error: common random numbers make it far more precise than either value."""
+        i1, v1 = self._values(t1)
+        i2, v2 = self._values(t2)
+        common, a, b = np.intersect1d(i1, i2, return_indices=True)
+        diff = self._units(common, v2[b] - v1[a])
+        stats = RunningStats()
+        for d in diff:
+            stats.add(d)
+        return {"T1": t1, "T2": t2, "dvf": stats.mean, "dvf_se": stats.std_error, "pairs": stats.n}
+
+    def summary(self) -> dict:
+        """Static values, per-temperature statistics and paired differences to the first T."""
+        temps = [t for t in self.settings.temperatures if self.per_sample.get(float(t))]
+        return {"settings": asdict(self.settings), "static": self.static,
+                "temperatures": [self.statistics(t) for t in temps],
+                "paired_to_first": [self.paired_difference(temps[0], t) for t in temps[1:]],
+                "setup_s": self.setup_seconds, "n_imaginary_modes": self.sampler.n_imaginary}

@@ -1,0 +1,83 @@
+"""The Monte Carlo engine on the reference models: static limit, keyed samples, pause/resume."""
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+
+from mlepi_core.engine import MCSettings, MonteCarloEngine
+from mlepi_core.observables import RunningStats
+from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+from mlepi_core.reference.tblite_electrons import GFN1Reference
+from mlepi_core.structures import bilayer
+
+
+@pytest.fixture(scope="module")
+def engine():
+    settings = MCSettings(temperatures=(0.0,), n_samples=2, batch_size=2)
+    return MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), GFN1Reference(), settings)
+
+
+def test_no_displacement_returns_the_static_fermi_velocity_exactly(engine):
+    engine.settings = dataclasses.replace(engine.settings, displacement_scale=0.0, batch_size=1)
+    engine.per_sample.clear()
+    results = list(engine.run(0.0))
+    assert len(results) == 2
+    assert all(r.vf[0] == engine.static["vf"] for r in results)
+    engine.settings = dataclasses.replace(engine.settings, displacement_scale=1.0)
+    engine.per_sample.clear()
+
+
+def test_zero_point_motion_renormalises_and_batches_do_not_matter(engine):
+    engine.settings = dataclasses.replace(engine.settings, batch_size=2)
+    engine.per_sample.clear()
+    (batch,) = list(engine.run(0.0))
+    assert batch.n_done == 2 and set(batch.seconds) == {"sampling", "hamiltonian", "bands"}
+    # T = 0 is zero-point motion, not the static lattice: v_F drops by a few per cent
+    assert np.all(batch.vf < engine.static["vf"]) and np.all(batch.vf > 0.8 * engine.static["vf"])
+    first = dict(engine.per_sample[0.0])
+    # the same samples one at a time, cancelled after the first and resumed
+    engine.settings = dataclasses.replace(engine.settings, batch_size=1)
+    engine.per_sample.clear()
+    run = engine.run(0.0)
+    next(run)
+    engine.cancel()
+    assert list(run) == [] and len(engine.per_sample[0.0]) == 1
+    list(engine.run(0.0))
+    assert engine.per_sample[0.0] == first  # keyed samples: identical numbers
+    stats = engine.statistics(0.0)
+    assert stats["samples"] == 2 and stats["vf_rel_change"] < 0
+
+
+def test_pause_holds_the_run_until_resumed(engine):
+    engine.settings = dataclasses.replace(engine.settings, n_samples=1, displacement_scale=0.0)
+    engine.per_sample.clear()
+    engine.pause()
+    out = []
+    worker = threading.Thread(target=lambda: out.extend(engine.run(0.0)))
+    worker.start()
+    worker.join(timeout=1.0)
+    assert worker.is_alive() and not out  # paused before its first batch
+    engine.resume()
+    worker.join(timeout=120)
+    assert len(out) == 1
+
+
+def test_settings_refuse_bad_input():
+    with pytest.raises(ValueError, match=">= 0 K"):
+        MCSettings(temperatures=(-5.0,))
+    with pytest.raises(ValueError, match="even"):
+        MCSettings(n_samples=3, antithetic=True)
+
+
+def test_standard_error_falls_as_one_over_sqrt_m():
+    rng = np.random.default_rng(0)
+    se = {}
+    for m in (100, 400, 1600):
+        stats = RunningStats()
+        for v in rng.normal(0.7, 0.02, m):
+            stats.add(v)
+        se[m] = stats.std_error
+    assert se[100] / se[400] == pytest.approx(2.0, rel=0.15)
+    assert se[400] / se[1600] == pytest.approx(2.0, rel=0.15)
