@@ -199,3 +199,80 @@ class MonteCarloEngine:
                 "temperatures": [self.statistics(t) for t in temps],
                 "paired_to_first": [self.paired_difference(temps[0], t) for t in temps[1:]],
                 "setup_s": self.setup_seconds, "n_imaginary_modes": self.sampler.n_imaginary}
+
+
+# --- results on disk --------------------------------------------------------------------
+
+def running_error(values: np.ndarray) -> np.ndarray:
+    """Standard error of the mean of the first m values, m = 1 .. len (NaN for m = 1): Fig. 4e."""
+    v = np.asarray(values, dtype=float)
+    m = np.arange(1, len(v) + 1)
+    mean = np.cumsum(v) / m
+    var = (np.cumsum(v ** 2) - m * mean ** 2) / np.maximum(m - 1, 1)
+    return np.where(m > 1, np.sqrt(np.maximum(var, 0.0) / m), np.nan)
+
+
+def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | None = None) -> dict:
+    """JSON + CSV + PNG of one or more runs on the same samples (e.g. "ml" and "reference").
+
+    The JSON holds, per temperature, {"T", "samples", <run>: {"vf", "vf_se", "gamma1", ...}}
+    and "static": {"vf_<run>": ...}; plots: v_F(T) with error bars and the static lines
+    (the paper's Fig. 4f) and the running standard error against sample count (Fig. 4e).
+    """
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(runs)
+    temps = sorted({t for e in runs.values() for t in e.per_sample if e.per_sample[t]})
+    rows = []
+    for t in temps:
+        row = {"T": t, "samples": min(len(runs[n].per_sample.get(t, {})) for n in names)}
+        for n in names:
+            row[n] = runs[n].statistics(t)
+        rows.append(row)
+    result = {"temperatures": rows, "static": {f"vf_{n}": runs[n].static["vf"] for n in names}
+              | {f"gamma1_{n}": runs[n].static["gamma1"] for n in names},
+              "paired_to_first_T": {n: [runs[n].paired_difference(temps[0], t) for t in temps[1:]]
+                                    for n in names},
+              "settings": asdict(runs[names[0]].settings), "provenance": provenance or {},
+              "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}}
+    tmp = folder / ".results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=float))
+    tmp.replace(folder / "results.json")
+    with open(folder / "vf_vs_T.csv", "w") as f:
+        f.write("T_K," + ",".join(f"vf_{n},vf_se_{n},gamma1_{n},gamma1_se_{n}" for n in names) + "\n")
+        for row in rows:
+            f.write(f"{row['T']}," + ",".join(
+                f"{row[n]['vf']},{row[n]['vf_se']},{row[n]['gamma1']},{row[n]['gamma1_se']}"
+                for n in names) + "\n")
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    colors = ["tab:blue", "k", "tab:green"]
+    for n, c in zip(names, colors):
+        vf = [r[n]["vf"] for r in rows]
+        se = [r[n]["vf_se"] for r in rows]
+        ax_t.errorbar(temps, vf, yerr=se, marker="o", capsize=3, color=c, label=f"{n}, thermal")
+        ax_t.axhline(runs[n].static["vf"], color=c, ls="--", lw=1, label=f"{n}, static lattice")
+        for t in temps:
+            _, values = runs[n]._values(t)
+            err = running_error(values) / np.mean(values)
+            ax_m.plot(np.arange(1, len(err) + 1), 100 * err, color=c, alpha=0.4 + 0.6 * (t == temps[0]),
+                      label=f"{n}, {t:g} K")
+    ax_t.set_xlabel("temperature (K)")
+    ax_t.set_ylabel("Fermi velocity (10$^6$ m/s)")
+    ax_t.legend(fontsize=8)
+    ax_m.set_xlabel("samples")
+    ax_m.set_ylabel("standard error of <v$_F$> (%)")
+    ax_m.set_yscale("log")
+    ax_m.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(folder / "vf_vs_T.png", dpi=150)
+    plt.close(fig)
+    return result

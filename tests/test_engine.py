@@ -81,3 +81,30 @@ def test_standard_error_falls_as_one_over_sqrt_m():
         se[m] = stats.std_error
     assert se[100] / se[400] == pytest.approx(2.0, rel=0.15)
     assert se[400] / se[1600] == pytest.approx(2.0, rel=0.15)
+
+
+def test_running_error_matches_the_direct_formula():
+    from mlepi_core.engine import running_error
+
+    v = np.random.default_rng(1).normal(0.7, 0.01, 50)
+    err = running_error(v)
+    assert np.isnan(err[0])
+    for m in (2, 10, 50):
+        assert err[m - 1] == pytest.approx(v[:m].std(ddof=1) / np.sqrt(m), rel=1e-9)
+
+
+def test_results_are_written_side_by_side(engine, tmp_path):
+    import json
+
+    from mlepi_core.engine import write_results
+
+    engine.settings = dataclasses.replace(engine.settings, n_samples=2, displacement_scale=1.0, batch_size=2)
+    engine.per_sample.clear()
+    list(engine.run(0.0))
+    result = write_results(tmp_path, {"ml": engine, "reference": engine}, provenance={"seed": 0})
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    row = on_disk["temperatures"][0]
+    assert row["T"] == 0.0 and row["samples"] == 2
+    assert row["ml"]["vf"] == row["reference"]["vf"] == result["temperatures"][0]["ml"]["vf"]
+    assert on_disk["static"]["vf_ml"] == engine.static["vf"]
+    assert (tmp_path / "vf_vs_T.png").stat().st_size > 10_000 and (tmp_path / "vf_vs_T.csv").exists()
