@@ -241,6 +241,78 @@ def cmd_evaluate_phonon(args) -> int:
     return 0
 
 
+def cmd_train_electron(args) -> int:
+    """Train HedgeNet-Electron (or a homogeneous baseline) from a YAML config; resumes by default."""
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig.load(args.config)
+    overrides = {k: v for k, v in (("output_dir", args.output), ("data", args.data),
+                                   ("max_steps", args.max_steps), ("max_epochs", args.max_epochs),
+                                   ("device", args.device), ("num_threads", args.threads),
+                                   ("data_workers", args.data_workers))
+                 if v is not None}
+    if args.no_progress:
+        overrides["progress"] = False
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+    if cfg.task != "electron":
+        raise ValueError(f"{args.config} is a {cfg.task!r} config, not an electron one")
+    result = train(cfg, resume=not args.no_resume)
+    if "stopped" in result:
+        print(f"stopped at step {result['step']} ({result['stopped']}); run the same command to resume")
+        return 0
+    for split in cfg.evaluate_splits:
+        m = result.get(split)
+        if m:
+            print(f"{split:>7}: H MAE {m['h_mae_mev']:.2f} meV, S MAE {m.get('s_mae', float('nan')):.2e} "
+                  f"over all matrix elements ({m['n_structures']} structures)")
+    print(f"model -> {result['model_dir']}, metrics -> {Path(cfg.output_dir) / 'metrics.json'}")
+    return 0
+
+
+def _model_folder(path: str) -> Path:
+    """A saved model folder, or the model/ folder of a training run."""
+    folder = Path(path)
+    if (folder / "model" / "metadata.json").is_file():
+        return folder / "model"
+    return folder
+
+
+def cmd_evaluate_electron(args) -> int:
+    """H and S errors of a saved electron model (and of ablation baselines) on a DeepH data set."""
+    from .training import electron_metrics_table
+
+    ablation = {}
+    for spec in args.ablation or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--ablation takes NAME=MODEL_OR_RUN, got {spec!r}")
+        ablation[name] = _model_folder(path)
+    splits = [s for s in args.splits.split(",") if s]
+    table = electron_metrics_table(_model_folder(args.model), ablation, data=args.data, splits=splits,
+                                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                                   progress=not args.no_progress)
+    rows = [("HedgeNet-Electron" if table.get("model", {}).get("relations") != ["all"] else "model", table)]
+    rows += list(table["ablation"].items())
+    header = f"{'model':<20} {'parameters':>10}" + "".join(
+        f" {s + ' H (meV)':>17} {s + ' S':>12}" for s in splits)
+    print(f"MAE over all matrix elements ({table['data']['path']}):")
+    print(header)
+    for name, row in rows:
+        line = f"{name:<20} {row.get('model', {}).get('n_parameters') or 0:>10}"
+        for s in splits:
+            m = row.get(s) or {}
+            line += f" {m.get('h_mae_mev', float('nan')):>17.3f} {m.get('s_mae', float('nan')):>12.2e}"
+        print(line)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.replace(out)
+        print(f"metrics -> {out}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlepi", description="Electron-phonon interactions in layered "
                                 "materials from ML force fields and Hamiltonians (MLEPI).")
@@ -304,6 +376,18 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train_phonon)
+    s = train.add_parser("electron", help="HedgeNet-Electron or a homogeneous baseline (configs/electron_*.yaml)")
+    s.add_argument("config", help="YAML config (see configs/electron_hedgenet.yaml)")
+    s.add_argument("--output", help="run folder (overrides output_dir)")
+    s.add_argument("--data", help="DeepH data set root with split.json (overrides data)")
+    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
+    s.add_argument("--max-epochs", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--data-workers", type=int, help="processes reading DeepH folders into the cache")
+    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train_electron)
     ev = sub.add_parser("evaluate", help="errors of a trained network on a data set").add_subparsers(
         dest="target", required=True)
     s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model")
@@ -315,6 +399,18 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     s.add_argument("--out", help="write the metrics as JSON here")
     s.set_defaults(func=cmd_evaluate_phonon)
+    s = ev.add_parser("electron", help="H and S MAE of a saved electron model (and baselines: Table II)")
+    s.add_argument("model", help="model folder, or a training run folder holding model/")
+    s.add_argument("--data", help="DeepH data set root (default: the one the model was trained on)")
+    s.add_argument("--splits", default="test,twisted", help="comma-separated splits")
+    s.add_argument("--ablation", action="append", metavar="NAME=MODEL_OR_RUN",
+                   help="a baseline evaluated on the same data, under 'ablation' (repeatable)")
+    s.add_argument("--batch-size", type=int, default=2, help="structures per evaluation batch")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while caching data")
+    s.add_argument("--out", help="write the metrics as JSON here (e.g. assets/models/electron/metrics.json)")
+    s.set_defaults(func=cmd_evaluate_electron)
     return p
 
 

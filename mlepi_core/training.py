@@ -906,15 +906,18 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict:
 
 def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
                    splits: Sequence[str] = ("val", "test"), batch_size: int = 16, device: str = "auto",
-                   dtype: str = "float64", progress: bool = False) -> dict:
+                   dtype: str = "float64", progress: bool = False, kind: str | None = "phonon") -> dict:
     """Metrics of a saved model on the splits of a data set: a phonon model on an extxyz file,
     an electron model on a DeepH data set (``data`` None: the one it was trained on).
 
-    Splits the data set lacks are left out of the result.
+    ``kind`` ("phonon", "electron", or None for whichever the folder holds) is required of
+    the model (ModelFormatError otherwise). Splits the data set lacks are left out.
     """
-    from .models.io import load_model, read_metadata
+    from .models.io import ModelFormatError, load_model, read_metadata
 
     meta = read_metadata(model_dir)
+    if kind is not None and meta["kind"] != kind:
+        raise ModelFormatError(f"{model_dir}: a saved {meta['kind']} model, not a {kind} model")
     if data is None:
         data = (meta.get("training_data") or {}).get("path") or (
             "data/electron" if meta["kind"] == "electron" else "data/phonon/phonon_set.xyz")
@@ -955,7 +958,8 @@ def electron_metrics_table(model_dir: str | Path, ablation: Mapping[str, str | P
     for path in [model_dir, *(ablation or {}).values()]:
         if read_metadata(path)["kind"] != "electron":
             raise ValueError(f"{path} is not an electron model")
-    kw = dict(data=data, splits=splits, batch_size=batch_size, device=device, dtype=dtype, progress=progress)
+    kw = dict(data=data, splits=splits, batch_size=batch_size, device=device, dtype=dtype, progress=progress,
+              kind="electron")
     table = evaluate_model(model_dir, **kw)
     table["units"] = dict(ELECTRON_METRIC_UNITS)
     table["ablation"] = {}

@@ -1,10 +1,13 @@
-"""Neural networks of mlepi: shared equivariant blocks, HedgeNet-Phonon, saving and loading.
+"""Neural networks of mlepi: shared equivariant blocks, HedgeNet-Phonon, HedgeNet-Electron, saving and loading.
 
-``load_model(path)`` brings back a saved model folder as a ForceModel (``MLForceModel``).
+``load_model(path)`` brings back a saved model folder: a phonon model as a ForceModel
+(``MLForceModel``), an electron model as a HamiltonianModel (``MLHamiltonianModel``).
 """
 
+from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel
 from .io import ModelFormatError, load_model, read_metadata, save_model
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, count_parameters
 
-__all__ = ["HedgeNetPhonon", "HedgeNetPhononConfig", "MLForceModel", "ModelFormatError",
-           "count_parameters", "load_model", "read_metadata", "save_model"]
+__all__ = ["HedgeNetElectron", "HedgeNetElectronConfig", "HedgeNetPhonon", "HedgeNetPhononConfig",
+           "MLForceModel", "MLHamiltonianModel", "ModelFormatError", "count_parameters", "load_model",
+           "read_metadata", "save_model"]

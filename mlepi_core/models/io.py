@@ -191,7 +191,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
     path = Path(path)
     meta = read_metadata(path)
     if kind is not None and meta["kind"] != kind:
-        raise ModelFormatError(f"{path}: an {meta['kind']} model, not a {kind} one")
+        raise ModelFormatError(f"{path}: a saved {meta['kind']} model, not a {kind} model")
     _check_version(meta.get("code_version"), path)
     net_cls, cfg_cls, model_kind = ARCHITECTURES[meta["architecture"]]
     try:
