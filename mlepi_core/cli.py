@@ -20,7 +20,7 @@ def force_model_from_name(name: str):
     if Path(name).is_dir():
         from .models import load_model
 
-        return load_model(name)
+        return load_model(name, kind="phonon")
     if name in ("empirical", "lcbop", "rebo"):
         from .reference.lammps_forces import EmpiricalForceReference
 
@@ -84,6 +84,52 @@ def cmd_phonons(args) -> int:
               + (f" (largest {s['max_imag']:.1f})" if s["n_imaginary"] else "")
               + "".join(f"; {k} {v:.2f}" for k, v in rms.items()))
     print(f"wrote {args.out}/dispersion.png, dispersion.json, dispersion_*.csv, supercell_modes_*.npz")
+    return 0
+
+
+def hamiltonian_model_from_name(name: str):
+    """'reference' (GFN1-xTB, tblite) or the folder of a trained electron model."""
+    if name == "reference":
+        from .reference.tblite_electrons import GFN1Reference
+
+        return GFN1Reference()
+    if Path(name).is_dir():
+        from .models import load_model
+
+        return load_model(name, kind="electron")
+    raise SystemExit(f"mlepi: unknown Hamiltonian model {name!r} (reference or a model folder)")
+
+
+def cmd_mc(args) -> int:
+    """Monte Carlo EPI: v_F(T) with errors, convergence, for one or two Hamiltonian models."""
+    from tqdm import tqdm
+
+    from . import __version__
+    from .engine import MCSettings, MonteCarloEngine, write_results
+
+    atoms = structure_from_arg(args.structure)
+    settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
+                          seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
+                          supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4)
+    forces = force_model_from_name(args.forces)
+    runs = {}
+    for name in args.electrons:
+        label = "reference" if name == "reference" else "ml"
+        engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings)
+        runs[label] = engine
+        total = len(settings.temperatures) * settings.n_samples
+        with tqdm(total=total, desc=f"MC ({label})", unit="sample") as bar:
+            for batch in engine.run_all():
+                bar.update(len(batch.vf))
+                bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
+    provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
+                  "mlepi_version": __version__, "command": " ".join(sys.argv)}
+    result = write_results(args.out, runs, provenance)
+    for row in result["temperatures"]:
+        print(f"T = {row['T']:6.1f} K: " + "; ".join(
+            f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
+            f"vs static)" for n in runs))
+    print(f"wrote {args.out}/results.json, vf_vs_T.csv, vf_vs_T.png")
     return 0
 
 
@@ -343,6 +389,20 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-relax", action="store_true", help="skip relaxing positions first")
     s.add_argument("--out", default="results/phonons")
     s.set_defaults(func=cmd_phonons)
+
+    s = sub.add_parser("mc", help="Monte Carlo EPI: v_F(T) with errors, ML and/or reference electrons")
+    s.add_argument("structure", help="structure file or name (AB, monolayer, ...)")
+    s.add_argument("--temperature", type=float, nargs="+", default=[0.0, 300.0], help="K")
+    s.add_argument("--samples", type=int, default=200, help="samples per temperature")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
+    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 sampling supercell (3 | n)")
+    s.add_argument("--forces", default="empirical", help="force model for the phonons")
+    s.add_argument("--electrons", nargs="+", default=["reference"],
+                   help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
+    s.add_argument("--out", default="results/mc")
+    s.set_defaults(func=cmd_mc)
 
     data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
     s = data.add_parser("phonon", help="perturbed 4x4 AB bilayers with energies and forces (extxyz)")

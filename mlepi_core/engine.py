@@ -264,7 +264,7 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
             _, values = runs[n]._values(t)
             err = running_error(values) / np.mean(values)
             ax_m.plot(np.arange(1, len(err) + 1), 100 * err, color=c, alpha=0.4 + 0.6 * (t == temps[0]),
-                      label=f"{n}, {t:g} K")
+                      marker="o" if len(err) < 20 else None, label=f"{n}, {t:g} K")
     ax_t.set_xlabel("temperature (K)")
     ax_t.set_ylabel("Fermi velocity (10$^6$ m/s)")
     ax_t.legend(fontsize=8)

@@ -57,3 +57,16 @@ def test_unknown_element_and_missing_file_are_clear(tmp_path, capsys):
     assert "element(s) N not known" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing.cif")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_mc_command_on_a_monolayer(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "mc"
+    assert main(["mc", "monolayer", "--temperature", "0", "100", "--samples", "1",
+                 "--batch-size", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [r["T"] for r in result["temperatures"]] == [0.0, 100.0]
+    assert result["temperatures"][0]["reference"]["samples"] == 1
+    assert result["provenance"]["electrons"] == ["reference"]
+    assert "vs static" in capsys.readouterr().out
