@@ -161,8 +161,8 @@ def cmd_demo(args) -> int:
     n_occ = int(round(res.occupations.sum() / 2))
     mid = 0.5 * (e[n_occ - 1] + e[n_occ])
     near = e[(e > mid - 0.5) & (e < mid + 0.5)] - mid
-    print(f"GFN1-xTB at Gamma of the 6x6 cell (K and K' fold here), levels within 0.5 eV of "
-          f"mid-gap (eV): " + " ".join(f"{x:+.3f}" for x in near))
+    print("GFN1-xTB at Gamma of the 6x6 cell (K and K' fold here), levels within 0.5 eV of "
+          "mid-gap (eV): " + " ".join(f"{x:+.3f}" for x in near))
     print(f"interlayer coupling gamma_1 = {near.max():.3f} eV (split-off bands at K; "
           f"GFN1-xTB underbinds it, DFT gives ~0.38 eV)")
     err = 1e3 * np.abs(e - res.orbital_energies)

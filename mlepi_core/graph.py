@@ -155,3 +155,27 @@ def build_batch(structures: Sequence[Atoms], cutoffs: Mapping[str, float] = DEFA
                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> HeteroGraph:
     """Graphs of many structures batched into one, on ``device``."""
     return batch_graphs([build_graph(a, cutoffs, dtype) for a in structures]).to(device)
+
+
+def model_graph(atoms: Atoms, cutoffs: Mapping[str, float], elements, dtype: torch.dtype) -> HeteroGraph:
+    """Graph of a structure for a model: validated (elements, vacuum, overlaps), layers
+    assigned if the structure has none, edges within the model's cutoffs."""
+    from .structures import assign_layers, validate
+
+    validate(atoms, elements=set(elements))
+    if "layer" not in atoms.arrays:
+        atoms = assign_layers(atoms.copy())
+    return build_graph(atoms, cutoffs, dtype=dtype)
+
+
+def atom_budget_chunks(graphs: Sequence[HeteroGraph], max_atoms: int):
+    """(start, stop) ranges of consecutive graphs holding at most ``max_atoms`` atoms
+    (at least one graph each), so a large batch of structures fits in memory."""
+    start = 0
+    while start < len(graphs):
+        stop, n = start, 0
+        while stop < len(graphs) and (stop == start or n + graphs[stop].n_atoms <= max_atoms):
+            n += graphs[stop].n_atoms
+            stop += 1
+        yield start, stop
+        start = stop

@@ -145,19 +145,19 @@ class BandProbe:
             s1 = np.array([-1.0, 1.0, -1.0, 1.0])[idx]
             s2 = np.array([-1.0, -1.0, 1.0, 1.0])[idx]
 
-            def model(p):
+            def bilayer_bands(p):
                 e0, hv, g = p
                 return e0 + s1 * g / 2 + s2 * np.sqrt(g ** 2 / 4 + (hv * qq) ** 2)
-            fit = least_squares(lambda p: model(p) - y, x0=[np.mean(y), 5.0, 0.3])
+            fit = least_squares(lambda p: bilayer_bands(p) - y, x0=[np.mean(y), 5.0, 0.3])
             e0, hv, g = fit.x
             return {"v_1e6_m_per_s": float(abs(hv) * VELOCITY_1E6_M_PER_S_PER_EV_A),
                     "gamma1_ev": float(abs(g)), "e0_ev": float(e0)}
         sign = np.where(idx == 0, -1.0, 1.0)
 
-        def model(p):
+        def dirac_bands(p):
             e0, hv, d = p
             return e0 + sign * np.sqrt(d ** 2 + (hv * qq) ** 2)
-        fit = least_squares(lambda p: model(p) - y, x0=[np.mean(y), 5.0, 0.01])
+        fit = least_squares(lambda p: dirac_bands(p) - y, x0=[np.mean(y), 5.0, 0.01])
         e0, hv, d = fit.x
         return {"v_1e6_m_per_s": float(abs(hv) * VELOCITY_1E6_M_PER_S_PER_EV_A),
                 "gap_ev": float(2 * abs(d)), "e0_ev": float(e0)}

@@ -66,10 +66,10 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
-from ..graph import Edges, HeteroGraph, batch_graphs, build_graph
+from ..graph import Edges, HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
 from ..reference.tblite_electrons import P_TO_E3NN
 from ..seams import Blocks
-from ..structures import StructureError, assign_layers, validate
+from ..structures import StructureError
 from .blocks import RadialEmbedding
 
 TARGETS = ("h", "s")  # Hamiltonian (eV) and overlap (dimensionless)
@@ -836,10 +836,7 @@ class MLHamiltonianModel:
                 f"device={self.device}, dtype={self.dtype})")
 
     def _graph(self, atoms: Atoms) -> HeteroGraph:
-        validate(atoms, elements=set(self.elements))
-        if "layer" not in atoms.arrays:
-            atoms = assign_layers(atoms.copy())
-        return build_graph(atoms, self.cutoffs, dtype=self.dtype)
+        return model_graph(atoms, self.cutoffs, self.elements, self.dtype)
 
     @torch.no_grad()
     def blocks(self, structures: Sequence[Atoms]) -> list[Blocks]:
@@ -847,17 +844,12 @@ class MLHamiltonianModel:
         graphs = [self._graph(a) for a in structures]  # validate everything before computing
         meta = {"source": "HedgeNet-Electron", "r_c_A": max(self.cutoffs.values()), "units": "H: eV",
                 **{k: v for k, v in self.metadata.items() if isinstance(v, (str, int, float))}}
-        result, start = [], 0
-        while start < len(graphs):
-            stop, n = start, 0
-            while stop < len(graphs) and (stop == start or n + graphs[stop].n_atoms <= self.max_batch_atoms):
-                n += graphs[stop].n_atoms
-                stop += 1
+        result = []
+        for start, stop in atom_budget_chunks(graphs, self.max_batch_atoms):
             batch = batch_graphs(graphs[start:stop]).to(self.device, self.dtype)
             reverse = {rel: reverse_edge_index(batch.edges[rel], batch.n_atoms)
                        for rel in self.network.relations}
             out = self.network(batch, reverse)
             s_out = self.s_network(batch, reverse)["s"] if self.s_network is not None else None
             result.extend(blocks_from_output(batch, out, self.network.relations, s_out, meta))
-            start = stop
         return result

@@ -28,8 +28,8 @@ from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 from torch import nn
 
-from ..graph import HeteroGraph, build_graph, batch_graphs
-from ..structures import StructureError, assign_layers, validate
+from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
+from ..structures import StructureError
 from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductBasisBlock,
                      natural_irreps)
 
@@ -257,26 +257,17 @@ class MLForceModel:
                 f"device={self.device}, dtype={self.dtype})")
 
     def _graph(self, atoms: Atoms) -> HeteroGraph:
-        validate(atoms, elements=set(self.elements))
-        if "layer" not in atoms.arrays:
-            atoms = assign_layers(atoms.copy())
-        return build_graph(atoms, self.cutoffs, dtype=self.dtype)
+        return model_graph(atoms, self.cutoffs, self.elements, self.dtype)
 
     def energies_forces(self, structures: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Energies (eV, shape (B,)) and forces (eV/A, one (N_b, 3) array each)."""
         graphs = [self._graph(a) for a in structures]  # validate everything before computing
         energies, forces = [], []
-        start = 0
-        while start < len(graphs):
-            stop, n = start, 0
-            while stop < len(graphs) and (stop == start or n + graphs[stop].n_atoms <= self.max_batch_atoms):
-                n += graphs[stop].n_atoms
-                stop += 1
+        for start, stop in atom_budget_chunks(graphs, self.max_batch_atoms):
             batch = batch_graphs(graphs[start:stop]).to(self.device, self.dtype)
             out = self.network(batch, compute_forces=True)
             energies.append(out["energy"].detach().cpu().numpy().astype(np.float64))
             f = out["forces"].detach().cpu().numpy().astype(np.float64)
             counts = np.cumsum([g.n_atoms for g in graphs[start:stop]])[:-1]
             forces.extend(np.split(f, counts))
-            start = stop
         return np.concatenate(energies) if energies else np.zeros(0), forces
