@@ -233,31 +233,37 @@ def cmd_data_electron(args) -> int:
     return 0
 
 
-def cmd_train_phonon(args) -> int:
-    """Train HedgeNet-Phonon (or a homogeneous baseline) from a YAML config; resumes by default."""
+def _train(args, task: str, report) -> int:
+    """Train the network a YAML config describes (flags override it); resumes by default.
+    ``report(split, metrics)`` formats one line of final metrics."""
     from .training import TrainConfig, train
 
     cfg = TrainConfig.load(args.config)
-    overrides = {k: v for k, v in (("output_dir", args.output), ("data", args.data),
-                                   ("max_steps", args.max_steps), ("max_epochs", args.max_epochs),
-                                   ("device", args.device), ("num_threads", args.threads))
-                 if v is not None}
+    flags = {"output_dir": args.output, "data": args.data, "max_steps": args.max_steps,
+             "max_epochs": args.max_epochs, "device": args.device, "num_threads": args.threads,
+             "data_workers": getattr(args, "data_workers", None)}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     if args.no_progress:
         overrides["progress"] = False
     cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
-    if cfg.task != "phonon":
-        raise ValueError(f"{args.config} is a {cfg.task!r} config, not a phonon one")
+    if cfg.task != task:
+        raise ValueError(f"{args.config} is a {cfg.task!r} config, not a {task} one")
     result = train(cfg, resume=not args.no_resume)
     if "stopped" in result:
         print(f"stopped at step {result['step']} ({result['stopped']}); run the same command to resume")
         return 0
-    for split in ("val", "test"):
-        m = result.get(split)
-        if m:
-            print(f"{split:>5}: energy MAE {m['energy_mae_mev_per_atom']:.3f} meV/atom, force MAE "
-                  f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)")
+    for split in cfg.evaluate_splits:
+        if result.get(split):
+            print(report(split, result[split]))
     print(f"model -> {result['model_dir']}, metrics -> {Path(cfg.output_dir) / 'metrics.json'}")
     return 0
+
+
+def cmd_train_phonon(args) -> int:
+    """Train HedgeNet-Phonon (or a homogeneous baseline)."""
+    return _train(args, "phonon", lambda split, m: (
+        f"{split:>5}: energy MAE {m['energy_mae_mev_per_atom']:.3f} meV/atom, force MAE "
+        f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)"))
 
 
 def cmd_evaluate_phonon(args) -> int:
@@ -288,31 +294,10 @@ def cmd_evaluate_phonon(args) -> int:
 
 
 def cmd_train_electron(args) -> int:
-    """Train HedgeNet-Electron (or a homogeneous baseline) from a YAML config; resumes by default."""
-    from .training import TrainConfig, train
-
-    cfg = TrainConfig.load(args.config)
-    overrides = {k: v for k, v in (("output_dir", args.output), ("data", args.data),
-                                   ("max_steps", args.max_steps), ("max_epochs", args.max_epochs),
-                                   ("device", args.device), ("num_threads", args.threads),
-                                   ("data_workers", args.data_workers))
-                 if v is not None}
-    if args.no_progress:
-        overrides["progress"] = False
-    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
-    if cfg.task != "electron":
-        raise ValueError(f"{args.config} is a {cfg.task!r} config, not an electron one")
-    result = train(cfg, resume=not args.no_resume)
-    if "stopped" in result:
-        print(f"stopped at step {result['step']} ({result['stopped']}); run the same command to resume")
-        return 0
-    for split in cfg.evaluate_splits:
-        m = result.get(split)
-        if m:
-            print(f"{split:>7}: H MAE {m['h_mae_mev']:.2f} meV, S MAE {m.get('s_mae', float('nan')):.2e} "
-                  f"over all matrix elements ({m['n_structures']} structures)")
-    print(f"model -> {result['model_dir']}, metrics -> {Path(cfg.output_dir) / 'metrics.json'}")
-    return 0
+    """Train HedgeNet-Electron (or a homogeneous baseline)."""
+    return _train(args, "electron", lambda split, m: (
+        f"{split:>7}: H MAE {m['h_mae_mev']:.2f} meV, S MAE {m.get('s_mae', float('nan')):.2e} "
+        f"over all matrix elements ({m['n_structures']} structures)"))
 
 
 def _model_folder(path: str) -> Path:

@@ -364,3 +364,18 @@ class NonLinearReadout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(x)))[:, 0]
+
+
+def species_index(z_to_index: torch.Tensor, numbers: torch.Tensor, elements) -> torch.Tensor:
+    """Element index of each atom from a Z -> index table (-1: unknown); StructureError
+    naming the elements a model does not know."""
+    from ase.data import chemical_symbols
+
+    from ..structures import StructureError
+
+    idx = z_to_index[numbers]
+    if bool((idx < 0).any()):
+        bad = sorted({chemical_symbols[int(z)] for z in numbers[idx < 0]})
+        raise StructureError(f"element(s) {', '.join(bad)} not known to this model "
+                             f"(it knows {', '.join(elements)})")
+    return idx

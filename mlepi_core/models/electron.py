@@ -69,8 +69,7 @@ from torch import nn
 from ..graph import Edges, HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
 from ..reference.tblite_electrons import P_TO_E3NN
 from ..seams import Blocks
-from ..structures import StructureError
-from .blocks import RadialEmbedding
+from .blocks import RadialEmbedding, species_index
 
 TARGETS = ("h", "s")  # Hamiltonian (eV) and overlap (dimensionless)
 ONSITE = "onsite"  # key of the on-site blocks beside the relation names
@@ -585,12 +584,7 @@ class HedgeNetElectron(nn.Module):
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Element index of each atom; StructureError for an element the model does not know."""
-        idx = self.z_to_index[numbers]
-        if bool((idx < 0).any()):
-            bad = sorted({chemical_symbols[int(z)] for z in numbers[idx < 0]})
-            raise StructureError(f"element(s) {', '.join(bad)} not known to this model "
-                                 f"(it knows {', '.join(self.elements)})")
-        return idx
+        return species_index(self.z_to_index, numbers, self.elements)
 
     def check_graph(self, graph: HeteroGraph) -> None:
         """The graph must carry every relation of the model, built with exactly its cutoff

@@ -29,8 +29,8 @@ from e3nn import o3
 from torch import nn
 
 from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
-from ..structures import StructureError
 from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductBasisBlock,
+                     species_index,
                      natural_irreps)
 
 
@@ -182,12 +182,7 @@ class HedgeNetPhonon(nn.Module):
 
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Element index of each atom; StructureError for an element the model does not know."""
-        idx = self.z_to_index[numbers]
-        if bool((idx < 0).any()):
-            bad = sorted({chemical_symbols[int(z)] for z in numbers[idx < 0]})
-            raise StructureError(f"element(s) {', '.join(bad)} not known to this model "
-                                 f"(it knows {', '.join(self.elements)})")
-        return idx
+        return species_index(self.z_to_index, numbers, self.elements)
 
     def check_graph(self, graph: HeteroGraph) -> None:
         """The graph must carry every relation of the model, built with at least its cutoff."""
