@@ -130,14 +130,18 @@ class MonteCarloEngine:
             t = time.perf_counter()
             blocks = self.hamiltonian_model.blocks(atoms)
             seconds["hamiltonian"] = time.perf_counter() - t
-            t = time.perf_counter()
             vf, g1 = [], []
+            for key in ("bloch", "eig", "unfold", "fit"):
+                seconds[key] = 0.0
             for b in blocks:
                 bands = self.probe.band_energies(b)
+                for key, value in self.probe.last_seconds.items():
+                    seconds[key] += value
+                t = time.perf_counter()
                 vf.append(self.probe.fermi_velocity(bands))
                 g1.append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
                           if s.n_bands == 4 else float("nan"))
-            seconds["bands"] = time.perf_counter() - t
+                seconds["fit"] += time.perf_counter() - t
             for k, (v, g) in enumerate(zip(vf, g1)):
                 done[first + k] = (v, g)
             stats = self.statistics(temperature)

@@ -13,6 +13,7 @@ supercell k when K' - K is a supercell reciprocal vector (n x n with 3 | n).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,9 +103,14 @@ class BandProbe:
     def band_energies(self, blocks: Blocks) -> np.ndarray:
         """Band energies (n_k, 2 valleys, n_bands) in eV of one sample (any blocks on the
         ideal supercell's atoms, displaced or not)."""
+        t0 = time.perf_counter()
         h, s = self._bloch(blocks)
+        t1 = time.perf_counter()
         e, c = solve_near(h, s, self.sigma, self.n_states, guess=self.guess)
-        return self._moments(e, self.unfolder.weights(c, s, self.valley_g))
+        t2 = time.perf_counter()
+        bands = self._moments(e, self.unfolder.weights(c, s, self.valley_g))
+        self.last_seconds = {"bloch": t1 - t0, "eig": t2 - t1, "unfold": time.perf_counter() - t2}
+        return bands
 
     def _moments(self, energies: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
         """First moments of the unfolded weight in windows around each valley's bands.
