@@ -31,8 +31,9 @@ class BlockTensors:
     vec: torch.Tensor  # (P, 3) A: R . cell + tau_j - tau_i
     h: torch.Tensor  # (P, nmax, nmax) eV
     s: torch.Tensor  # (P, nmax, nmax)
-    orbitals: torch.Tensor  # (M,) index of each real orbital in the padded N * nmax layout
-    n_atoms: int
+    flat: torch.Tensor  # (nnz,) index row * M + col in H(k) of each real block element
+    valid: torch.Tensor  # (nmax, nmax) or (P, nmax, nmax) mask of real block elements
+    n_orbitals: int
 
     @classmethod
     def from_blocks(cls, blocks: Blocks, positions: np.ndarray, cell: np.ndarray,
@@ -41,24 +42,33 @@ class BlockTensors:
         pos = np.asarray(positions, dtype=float)
         vec = blocks.R @ np.asarray(cell) + pos[blocks.j] - pos[blocks.i]
         nmax = blocks.h.shape[1]
-        valid = np.arange(nmax)[None, :] < blocks.norb[:, None]
-        orbitals = np.flatnonzero(valid.ravel())
+        m = blocks.n_orbitals
+        start = blocks.offsets()
+        sub = np.arange(nmax)
+        rows = start[blocks.i][:, None, None] + sub[None, :, None]
+        cols = start[blocks.j][:, None, None] + sub[None, None, :]
+        atom_valid = sub[None, :] < blocks.norb[:, None]
+        valid = atom_valid[blocks.i][:, :, None] & atom_valid[blocks.j][:, None, :]
+        flat = np.broadcast_to(rows * m + cols, valid.shape)[valid]
         t = lambda x, dt=dtype: torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=device)
         return cls(i=t(blocks.i, torch.long), j=t(blocks.j, torch.long), vec=t(vec), h=t(blocks.h),
-                   s=t(blocks.s), orbitals=t(orbitals, torch.long), n_atoms=blocks.n_atoms)
+                   s=t(blocks.s), flat=t(flat, torch.long), valid=t(valid, torch.bool), n_orbitals=m)
 
 
 def bloch_sum(bt: BlockTensors, k_cart: torch.Tensor, which: str = "h") -> torch.Tensor:
-    """H(k) or S(k) (``which`` = "h" or "s") at Cartesian k-points (K, 3): (K, M, M) complex."""
+    """H(k) or S(k) (``which`` = "h" or "s") at Cartesian k-points (K, 3): (K, M, M) complex.
+
+    Every real block element is scattered once into its (row, col) of the dense matrix;
+    pairs with the same (i, j) but other R add up there, as a Bloch sum does.
+    """
     x = bt.h if which == "h" else bt.s
     k = torch.as_tensor(k_cart, dtype=x.dtype, device=x.device).reshape(-1, 3)
     phase = torch.exp(1j * (k @ bt.vec.T))  # (K, P)
-    n, nmax = bt.n_atoms, x.shape[1]
-    dense = torch.zeros(len(k), n * n, nmax, nmax, dtype=phase.dtype, device=x.device)
-    dense.index_add_(1, bt.i * n + bt.j, phase[:, :, None, None] * x[None])
-    dense = dense.reshape(len(k), n, n, nmax, nmax).permute(0, 1, 3, 2, 4).reshape(
-        len(k), n * nmax, n * nmax)
-    return dense[:, bt.orbitals][:, :, bt.orbitals]
+    vals = (phase[:, :, None, None] * x[None])[:, bt.valid]  # (K, nnz)
+    m = bt.n_orbitals
+    dense = torch.zeros(len(k), m * m, dtype=phase.dtype, device=x.device)
+    dense.index_add_(1, bt.flat, vals)
+    return dense.reshape(len(k), m, m)
 
 
 def solve_generalized(h: torch.Tensor, s: torch.Tensor, window: tuple[float, float] | None = None
