@@ -37,6 +37,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def describe(model) -> str:
+    """A model's own description (its repr, e.g. the intralayer potential), or its class name
+    when it has no repr of its own (the default repr holds a memory address)."""
+    if type(model).__repr__ is object.__repr__:
+        return type(model).__name__
+    return repr(model)
+
+
 def split_indices(n: int, fractions: tuple[float, ...], seed: int,
                   names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, list[int]]:
     """Random split of range(n) by ``fractions`` (rounded, the last part takes the rest)."""
@@ -110,7 +118,7 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     out = Path(out)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    _check_or_record_config(out, {"kind": "phonon", **asdict(cfg), "reference": type(model).__name__})
+    _check_or_record_config(out, {"kind": "phonon", **asdict(cfg), "reference": describe(model)})
     t0 = time.time()
     starts = range(0, cfg.n_configs, cfg.chunk)
     with tqdm(total=cfg.n_configs, desc="phonon set", unit="cfg", disable=not progress) as bar:
@@ -133,7 +141,7 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     target = out / "phonon_set.xyz"
     write_extxyz(target, frames)
     meta = {"kind": "phonon", "file": target.name, "config": asdict(cfg),
-            "reference": type(model).__name__, "n_atoms": len(frames[0]),
+            "reference": describe(model), "n_atoms": len(frames[0]),
             "split_counts": {k: len(v) for k, v in split.items()}, "split": split,
             "units": {"energy": "eV", "forces": "eV/A", "positions": "A"},
             "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
@@ -212,8 +220,8 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_or_record_config(out, {"kind": "electron", **asdict(cfg),
-                                  "force_model": type(force_model).__name__,
-                                  "hamiltonian_model": type(hamiltonian_model).__name__})
+                                  "force_model": describe(force_model),
+                                  "hamiltonian_model": describe(hamiltonian_model)})
     bilayers, twisted = electron_configs(cfg, force_model)
     t0 = time.time()
     for name, make in tqdm(bilayers + twisted, desc="electron set", unit="cfg", disable=not progress):
@@ -229,8 +237,8 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
     split["seed"] = cfg.seed
     write_split(out, split)
     meta = {"kind": "electron", "config": json.loads(json.dumps(asdict(cfg))),
-            "force_model": type(force_model).__name__,
-            "hamiltonian_model": type(hamiltonian_model).__name__,
+            "force_model": describe(force_model),
+            "hamiltonian_model": describe(hamiltonian_model),
             "split_counts": {k: len(v) for k, v in split.items() if k != "seed"},
             "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
     atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1))

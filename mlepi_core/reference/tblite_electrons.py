@@ -102,6 +102,10 @@ class GFN1Reference:
         self.accuracy = accuracy
         self._calculator = _load_tblite()
 
+    def __repr__(self) -> str:
+        return (f"GFN1Reference(r_c={self.r_c}, electronic_temperature={self.electronic_temperature}, "
+                f"accuracy={self.accuracy})")
+
     def solve(self, atoms: Atoms) -> TBLiteResult:
         """Run one SCF calculation of ``atoms`` (periodic, Gamma point)."""
         bad = set(atoms.get_chemical_symbols()) - self.elements
