@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 from ase import Atoms
 
-from .observables import BandProbe, RunningStats
+from .observables import BandProbe, RunningStats, SpectralMap
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
 from .seams import ForceModel, HamiltonianModel
@@ -40,12 +40,18 @@ class MCSettings:
     supercell: int = 6
     n_bands: int = 4
     displacement_scale: float = 1.0
+    spectral_every: int = 1  # A(k, E) along the path for samples j % spectral_every == 0; 0: off
 
     def __post_init__(self):
         if any(t < 0 for t in self.temperatures):
             raise ValueError(f"temperatures must be >= 0 K, got {self.temperatures}")
         if self.n_samples < 1 or self.batch_size < 1:
             raise ValueError("n_samples and batch_size must be positive")
+        if self.supercell < 1 or self.supercell % 3:
+            raise ValueError(f"the supercell must be n x n with n a multiple of 3 (K and K' fold "
+                             f"onto the same k), got {self.supercell}")
+        if self.spectral_every < 0:
+            raise ValueError("spectral_every must be >= 0")
         if self.antithetic and self.n_samples % 2:
             raise ValueError("antithetic sampling needs an even number of samples")
 
@@ -74,25 +80,36 @@ class MonteCarloEngine:
     """
 
     def __init__(self, primitive: Atoms, force_model: ForceModel,
-                 hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings()):
+                 hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings(),
+                 lattice: tuple | None = None):
         self.settings = settings
         self.force_model, self.hamiltonian_model = force_model, hamiltonian_model
         t0 = time.perf_counter()
-        self.primitive = relax_positions(primitive, force_model)
-        self.phonon = harmonic_phonons(self.primitive, force_model, settings.supercell)
+        self.primitive, self.phonon = lattice or prepare_lattice(primitive, force_model, settings.supercell)
         self.sampler = ThermalSampler(self.phonon, self.primitive)
         ideal = self.sampler.ideal
         (pristine,) = hamiltonian_model.blocks([ideal])
         self.probe = BandProbe(self.primitive, ideal, n_bands=settings.n_bands).prepare(pristine)
         fit = self.probe.four_band_fit(self.probe.pristine_bands)
         self.static = {"vf": self.probe.static, "gamma1": fit.get("gamma1_ev", float("nan"))}
+        self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma)
+        self.static_spectrum = self.spectral.spectral_function(self.probe.tensors(pristine))
+        self.static_near_k = self.near_k_bands(self.probe.pristine_bands)
         self.setup_seconds = time.perf_counter() - t0
         self.per_sample: dict[float, dict[int, tuple[float, float]]] = {}
+        self.near_k: dict[float, dict[int, np.ndarray]] = {}  # T -> j -> (n_q, n_bands) eV
+        self.spectra: dict[float, dict] = {}  # T -> {"sum": (n_path, n_E), "samples": set}
         self._go = threading.Event()
         self._go.set()
         self._cancel = threading.Event()
 
     # --- control, from any thread ----------------------------------------------------
+    def reset(self) -> None:
+        """Forget every finished sample (all temperatures)."""
+        self.per_sample.clear()
+        self.near_k.clear()
+        self.spectra.clear()
+
     def pause(self) -> None:
         self._go.clear()
 
@@ -131,17 +148,27 @@ class MonteCarloEngine:
             blocks = self.hamiltonian_model.blocks(atoms)
             seconds["hamiltonian"] = time.perf_counter() - t
             vf, g1 = [], []
-            for key in ("bloch", "eig", "unfold", "fit"):
+            for key in ("bloch", "eig", "unfold", "fit", "spectral"):
                 seconds[key] = 0.0
-            for b in blocks:
-                bands = self.probe.band_energies(b)
+            near = self.near_k.setdefault(float(temperature), {})
+            spectra = self.spectra.setdefault(float(temperature), {"sum": 0.0, "samples": set()})
+            for k, b in enumerate(blocks):
+                bt = self.probe.tensors(b)
+                bands = self.probe.band_energies(bt)
                 for key, value in self.probe.last_seconds.items():
                     seconds[key] += value
                 t = time.perf_counter()
                 vf.append(self.probe.fermi_velocity(bands))
                 g1.append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
                           if s.n_bands == 4 else float("nan"))
+                near[first + k] = self.near_k_bands(bands)
                 seconds["fit"] += time.perf_counter() - t
+                if s.spectral_every and (first + k) % s.spectral_every == 0 \
+                        and first + k not in spectra["samples"]:
+                    t = time.perf_counter()
+                    spectra["sum"] = spectra["sum"] + self.spectral.spectral_function(bt)
+                    spectra["samples"].add(first + k)
+                    seconds["spectral"] += time.perf_counter() - t
             for k, (v, g) in enumerate(zip(vf, g1)):
                 done[first + k] = (v, g)
             stats = self.statistics(temperature)
@@ -157,6 +184,29 @@ class MonteCarloEngine:
                 return
 
     # --- statistics ---------------------------------------------------------------------
+    def near_k_bands(self, bands: np.ndarray) -> np.ndarray:
+        """(n_q, n_bands) eV about E_F: a sample's bands at |k - K| = q, averaged over the
+        directions and both valleys (the Dirac cone's radial profile)."""
+        n_q = len(self.probe.q_values)
+        return bands.reshape(n_q, -1, self.settings.n_bands).mean(axis=1) - self.probe.sigma
+
+    def band_profile(self, temperature: float) -> dict:
+        """Mean and standard error over samples of the near-K band energies (eV about E_F)."""
+        rows = list(self.near_k.get(float(temperature), {}).values())
+        out = {"q": np.asarray(self.probe.q_values), "static": self.static_near_k}
+        if rows:
+            x = np.array(rows)
+            out["mean"] = x.mean(axis=0)
+            out["se"] = x.std(axis=0, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.full_like(x[0], np.nan)
+        return out
+
+    def spectral_mean(self, temperature: float) -> tuple[np.ndarray, int]:
+        """The configuration-averaged A(k, E) at ``temperature`` and how many samples it holds."""
+        acc = self.spectra.get(float(temperature))
+        if not acc or not acc["samples"]:
+            return self.static_spectrum, 0
+        return acc["sum"] / len(acc["samples"]), len(acc["samples"])
+
     def _values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:
         done = self.per_sample.get(float(temperature), {})
         idx = np.array(sorted(done), dtype=int)
@@ -205,6 +255,13 @@ class MonteCarloEngine:
                 "setup_s": self.setup_seconds, "n_imaginary_modes": self.sampler.n_imaginary}
 
 
+def prepare_lattice(primitive: Atoms, force_model: ForceModel, supercell: int):
+    """The relaxed primitive cell and its phonons (n x n force constants): the expensive,
+    sample-independent part of a run, shareable between runs on the same structure."""
+    relaxed = relax_positions(primitive, force_model)
+    return relaxed, harmonic_phonons(relaxed, force_model, supercell)
+
+
 # --- results on disk --------------------------------------------------------------------
 
 def running_error(values: np.ndarray) -> np.ndarray:
@@ -247,6 +304,14 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
                                     for n in names},
               "settings": asdict(runs[names[0]].settings), "provenance": provenance or {},
               "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}}
+    for n in names:
+        result["static"][f"near_k_{n}"] = runs[n].static_near_k.tolist()
+        for row in rows:
+            prof = runs[n].band_profile(row["T"])
+            row[n]["near_k_ev"] = prof.get("mean", prof["static"]).tolist()
+            row[n]["near_k_se_ev"] = prof["se"].tolist() if "se" in prof else None
+    result["near_k_q_per_a"] = list(runs[names[0]].probe.q_values)
+    write_spectra(folder / "spectral.npz", runs, temps)
     tmp = folder / ".results.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, default=float))
     tmp.replace(folder / "results.json")
@@ -279,4 +344,45 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
     fig.tight_layout()
     fig.savefig(folder / "vf_vs_T.png", dpi=150)
     plt.close(fig)
+    plot_spectra(folder / "spectral.png", runs[names[0]], temps, title=names[0])
     return result
+
+
+def write_spectra(path, runs: dict[str, MonteCarloEngine], temps: list[float]) -> None:
+    """The averaged unfolded spectral functions of every run and temperature (npz, atomic)."""
+    from pathlib import Path
+
+    first = runs[next(iter(runs))].spectral
+    arrays = {"energies_ev": first.energies, "distances_per_a": first.distances,
+              "k_cart_per_a": first.k_cart, "label_distances": first.label_distances,
+              "labels": np.array(first.labels), "temperatures_k": np.array(temps, dtype=float)}
+    for n, e in runs.items():
+        arrays[f"static_{n}"] = e.static_spectrum
+        arrays[f"mean_{n}"] = np.array([e.spectral_mean(t)[0] for t in temps])
+        arrays[f"samples_{n}"] = np.array([e.spectral_mean(t)[1] for t in temps])
+    path = Path(path)
+    tmp = path.with_name(".tmp_" + path.name)
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(path)
+
+
+def plot_spectra(path, engine: MonteCarloEngine, temps: list[float], title: str = "") -> None:
+    """Averaged A(k, E) along Gamma-M-K-Gamma at each temperature, pristine bands dashed."""
+    import matplotlib.pyplot as plt
+
+    sm = engine.spectral
+    fig, axes = plt.subplots(1, max(1, len(temps)), figsize=(3.2 * max(1, len(temps)), 3.6),
+                             sharey=True, squeeze=False)
+    for ax, t in zip(axes[0], temps or [0.0]):
+        a, count = engine.spectral_mean(t)
+        ax.pcolormesh(sm.distances, sm.energies, a.T, shading="nearest", cmap="magma",
+                      vmax=np.percentile(engine.static_spectrum, 99.5))
+        ax.set_xticks(sm.label_distances, sm.labels)
+        for x in sm.label_distances:
+            ax.axvline(x, color="w", lw=0.5)
+        ax.set_title(f"{title} {t:g} K ({count} samples)", fontsize=9)
+    axes[0][0].set_ylabel("E - E$_F$ (eV)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

@@ -95,12 +95,16 @@ class BandProbe:
         valence = {1: 1, 5: 3, 6: 4, 7: 5, 8: 6}
         return int(sum(valence[int(z)] for z in atoms.numbers))
 
-    def _bloch(self, blocks: Blocks) -> tuple[torch.Tensor, torch.Tensor]:
-        bt = BlockTensors.from_blocks(blocks, self.ideal.positions, self.ideal.cell, device=self.device)
+    def _bloch(self, blocks: Blocks | BlockTensors) -> tuple[torch.Tensor, torch.Tensor]:
+        bt = blocks if isinstance(blocks, BlockTensors) else self.tensors(blocks)
         k = torch.as_tensor(self.k_cart.reshape(-1, 3), device=self.device)
         return bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
 
-    def band_energies(self, blocks: Blocks) -> np.ndarray:
+    def tensors(self, blocks: Blocks) -> BlockTensors:
+        """A sample's blocks on the device, in the atomic gauge of the ideal supercell."""
+        return BlockTensors.from_blocks(blocks, self.ideal.positions, self.ideal.cell, device=self.device)
+
+    def band_energies(self, blocks: Blocks | BlockTensors) -> np.ndarray:
         """Band energies (n_k, 2 valleys, n_bands) in eV of one sample (any blocks on the
         ideal supercell's atoms, displaced or not)."""
         t0 = time.perf_counter()
@@ -167,6 +171,78 @@ class BandProbe:
         e0, hv, d = fit.x
         return {"v_1e6_m_per_s": float(abs(hv) * VELOCITY_1E6_M_PER_S_PER_EV_A),
                 "gap_ev": float(2 * abs(d)), "e0_ev": float(e0)}
+
+
+class SpectralMap:
+    """The unfolded spectral function A(k, E) of a supercell along the primitive path
+    Gamma-M-K-Gamma, for averaging over Monte Carlo samples (DESIGN.md section 10).
+
+        A(k, E) = sum_n W_n(k) g(E - E_n(k)),   g a normalised Gaussian of width ``broadening``
+
+    with W the unfolded weights (Unfolder). The path points are the primitive k on the
+    (n x grid)-fold grid that lie on the path: with the n x n supercell, each folds onto
+    one of grid^2 supercell k-points, so one eigen-solve serves up to n^2 / grid^2 path
+    points (6x6, grid 3: 19 points, 9 solves). Solved in complex64 with all states in
+    ``window`` (eV about E_F): a picture with 50 meV broadening, not a measurement (v_F
+    comes from BandProbe in float64).
+    """
+
+    def __init__(self, primitive: Atoms, ideal: Atoms, unfolder: Unfolder, e_fermi: float,
+                 grid: int = 3, window: tuple[float, float] = (-3.0, 3.0), n_energies: int = 241,
+                 broadening: float = 0.05, device: str | None = None):
+        from .phonons import hexagonal_path
+
+        self.unfolder, self.e_fermi, self.device = unfolder, float(e_fermi), device
+        self.window, self.broadening = window, float(broadening)
+        self.energies = np.linspace(window[0], window[1], n_energies)  # eV, relative to E_F
+        n = int(round(np.sqrt(unfolder.n_cells)))
+        size = n * grid
+        path = hexagonal_path(primitive.cell)
+        pts, labels, label_index = [], [], []
+        for (name_a, a), (_, b) in zip(path[:-1], path[1:]):
+            labels.append(name_a)
+            label_index.append(len(pts))
+            for t in np.linspace(0.0, 1.0, 2 * size + 1)[:-1]:
+                f = a + t * (b - a)
+                if np.abs(f[:2] * size - np.round(f[:2] * size)).max() < 1e-8:
+                    pts.append(f)
+        labels.append(path[-1][0])
+        label_index.append(len(pts))
+        pts.append(path[-1][1])
+        recip = 2 * np.pi * np.linalg.inv(np.asarray(primitive.cell)).T
+        self.k_cart = np.array(pts) @ recip  # (P, 3)
+        steps = np.linalg.norm(np.diff(self.k_cart, axis=0), axis=1)
+        self.distances = np.concatenate([[0.0], np.cumsum(steps)])
+        self.labels = labels
+        self.label_distances = self.distances[label_index]
+        # fold each path point onto the supercell zone: k = k_fold + g, g a supercell G vector
+        sc_cell = np.asarray(ideal.cell)
+        frac = self.k_cart @ sc_cell.T / (2 * np.pi)
+        folded = np.round(frac - np.round(frac), 8) % 1.0
+        keys, self.fold_index = np.unique(np.round(folded * size).astype(int) % size, axis=0,
+                                          return_inverse=True)
+        self.fold_index = self.fold_index.reshape(-1)
+        self.k_fold = (keys / size) @ (2 * np.pi * np.linalg.inv(sc_cell).T)  # (U, 3)
+        self.g = self.k_cart - self.k_fold[self.fold_index]  # (P, 3)
+
+    @property
+    def n_solves(self) -> int:
+        return len(self.k_fold)
+
+    def spectral_function(self, bt: BlockTensors) -> np.ndarray:
+        """A(k, E) (n_path, n_energies) in states/eV of one sample's blocks."""
+        k = torch.as_tensor(self.k_fold, device=bt.h.device)
+        h = bloch_sum(bt, k, "h").to(torch.complex64)
+        s = bloch_sum(bt, k, "s").to(torch.complex64)
+        lo, hi = self.e_fermi + self.window[0] - 4 * self.broadening, self.e_fermi + self.window[1] + 4 * self.broadening
+        e, c, inside = solve_generalized(h, s, window=(lo, hi))
+        w = self.unfolder.weights(c, s, self.g)  # (U, P, nb)
+        p = np.arange(len(self.g))
+        w_path = (w[self.fold_index, p] * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
+        e_path = (e[self.fold_index] - self.e_fermi).double().cpu().numpy()  # (P, nb)
+        x = (self.energies[None, None, :] - e_path[:, :, None]) / self.broadening
+        gauss = np.exp(-0.5 * x ** 2) / (np.sqrt(2 * np.pi) * self.broadening)
+        return np.einsum("pn,pne->pe", w_path, gauss)
 
 
 @dataclass

@@ -92,3 +92,31 @@ def test_unfolder_rejects_a_cell_that_is_not_a_supercell(pristine):
         Unfolder(prim.cell, shaken, sc.cell, blocks.norb)
     with pytest.raises(ValueError, match="multiple"):
         Unfolder(prim.cell, sc.positions, np.diag([10.0, 10.0, 20.0]), blocks.norb)
+
+
+def test_spectral_map_of_pristine_supercell_peaks_on_primitive_bands(pristine):
+    """A(k, E) of the undisplaced 6x6 cell along Gamma-M-K-Gamma: total weight = the 16
+    primitive orbitals at every k, and its peaks sit on the primitive-cell bands."""
+    from mlepi_core.electrons import bloch_matrices, solve_bands
+    from mlepi_core.observables import SpectralMap
+
+    prim, sc, blocks = pristine
+    unfolder = Unfolder(prim.cell, sc.positions, sc.cell, blocks.norb)
+    bt = BlockTensors.from_blocks(blocks, sc.positions, sc.cell)
+    sm = SpectralMap(prim, sc, unfolder, e_fermi=0.0, window=(-40.0, 40.0), n_energies=8001,
+                     broadening=0.02)
+    assert sm.labels == ["Γ", "M", "K", "Γ"] and len(sm.k_cart) == 19 and sm.n_solves < 19
+    a = sm.spectral_function(bt)
+    de = sm.energies[1] - sm.energies[0]
+    assert np.allclose(a.sum(axis=1) * de, 16.0, atol=1e-3)
+    k_frac = sm.k_cart @ np.asarray(prim.cell).T / (2 * np.pi)
+    e_prim = solve_bands(*bloch_matrices(primitive_blocks(blocks, prim, sc), k_frac))
+    for p in range(len(sm.k_cart)):
+        band = e_prim[p][np.abs(e_prim[p] + 5.0) < 10.0]  # bands from -15 to +5 eV
+        # weight at every primitive band, and every peak of A on a primitive band
+        idx = np.abs(sm.energies[:, None] - band[None]).argmin(axis=0)
+        assert np.all(a[p, idx] > 2.0)
+        x = a[p]
+        peaks = np.flatnonzero((x[1:-1] > x[:-2]) & (x[1:-1] >= x[2:]) & (x[1:-1] > 1.0)) + 1
+        peaks = peaks[np.abs(sm.energies[peaks] + 5.0) < 9.9]
+        assert len(peaks) and np.abs(sm.energies[peaks][:, None] - band[None]).min(axis=1).max() < 2 * de

@@ -21,25 +21,31 @@ def engine():
 
 def test_no_displacement_returns_the_static_fermi_velocity_exactly(engine):
     engine.settings = dataclasses.replace(engine.settings, displacement_scale=0.0, batch_size=1)
-    engine.per_sample.clear()
+    engine.reset()
     results = list(engine.run(0.0))
     assert len(results) == 2
     assert all(r.vf[0] == engine.static["vf"] for r in results)
+    # the averaged spectral function and near-K bands of undisplaced samples are the static ones
+    mean, count = engine.spectral_mean(0.0)
+    assert count == 2 and np.allclose(mean, engine.static_spectrum, atol=1e-9)
+    profile = engine.band_profile(0.0)
+    assert np.allclose(profile["mean"], profile["static"], atol=1e-12)
     engine.settings = dataclasses.replace(engine.settings, displacement_scale=1.0)
-    engine.per_sample.clear()
+    engine.reset()
 
 
 def test_zero_point_motion_renormalises_and_batches_do_not_matter(engine):
     engine.settings = dataclasses.replace(engine.settings, batch_size=2)
-    engine.per_sample.clear()
+    engine.reset()
     (batch,) = list(engine.run(0.0))
-    assert batch.n_done == 2 and set(batch.seconds) == {"sampling", "hamiltonian", "bloch", "eig", "unfold", "fit"}
+    assert batch.n_done == 2 and set(batch.seconds) == {"sampling", "hamiltonian", "bloch", "eig", "unfold", "fit",
+                                                               "spectral"}
     # T = 0 is zero-point motion, not the static lattice: v_F drops by a few per cent
     assert np.all(batch.vf < engine.static["vf"]) and np.all(batch.vf > 0.8 * engine.static["vf"])
     first = dict(engine.per_sample[0.0])
     # the same samples one at a time, cancelled after the first and resumed
     engine.settings = dataclasses.replace(engine.settings, batch_size=1)
-    engine.per_sample.clear()
+    engine.reset()
     run = engine.run(0.0)
     next(run)
     engine.cancel()
@@ -52,7 +58,7 @@ def test_zero_point_motion_renormalises_and_batches_do_not_matter(engine):
 
 def test_pause_holds_the_run_until_resumed(engine):
     engine.settings = dataclasses.replace(engine.settings, n_samples=1, displacement_scale=0.0)
-    engine.per_sample.clear()
+    engine.reset()
     engine.pause()
     out = []
     worker = threading.Thread(target=lambda: out.extend(engine.run(0.0)))
@@ -69,6 +75,8 @@ def test_settings_refuse_bad_input():
         MCSettings(temperatures=(-5.0,))
     with pytest.raises(ValueError, match="even"):
         MCSettings(n_samples=3, antithetic=True)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        MCSettings(supercell=4)
 
 
 def test_standard_error_falls_as_one_over_sqrt_m():
@@ -99,7 +107,7 @@ def test_results_are_written_side_by_side(engine, tmp_path):
     from mlepi_core.engine import write_results
 
     engine.settings = dataclasses.replace(engine.settings, n_samples=2, displacement_scale=1.0, batch_size=2)
-    engine.per_sample.clear()
+    engine.reset()
     list(engine.run(0.0))
     result = write_results(tmp_path, {"ml": engine, "reference": engine}, provenance={"seed": 0})
     on_disk = json.loads((tmp_path / "results.json").read_text())
