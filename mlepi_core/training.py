@@ -699,6 +699,7 @@ class Trainer:
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "data_sha256": self.task.data_info().get("sha256"),
                 "state": copy.deepcopy(self.state)}
 
     def save_checkpoint(self) -> Path:
@@ -718,6 +719,11 @@ class Trainer:
         if changed:
             raise ValueError(f"{path} was written by a run with other settings ({', '.join(changed)}); "
                              f"use another output_dir or start afresh (--no-resume)")
+        saved_data, data = ck.get("data_sha256"), self.task.data_info().get("sha256")
+        if saved_data is not None and saved_data != data:
+            raise ValueError(f"{path} was trained on another data set (sha256 {saved_data[:12]}..., now "
+                             f"{str(data)[:12]}...): the labels changed; start afresh (--no-resume) "
+                             f"or restore the data")
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.optimizer.load_state_dict(ck["optimizer"])

@@ -309,6 +309,19 @@ def test_resume_continues_identically(tmp_path, tiny_set):
         Trainer(tiny_train_config(tiny_set, tmp_path / "b", lr=0.5))
 
 
+def test_resume_refuses_relabelled_data(tmp_path, tiny_set):
+    """A checkpoint trained on other labels must not silently continue on new ones."""
+    import shutil
+
+    data = tmp_path / "data.xyz"
+    shutil.copy(tiny_set, data)
+    Trainer(tiny_train_config(data, tmp_path / "run", max_steps=2)).run()
+    text = data.read_text()
+    data.write_text(text.replace("REF_energy=-", "REF_energy=-1", 1))  # one label changed
+    with pytest.raises(ValueError, match="another data set"):
+        Trainer(tiny_train_config(data, tmp_path / "run", max_steps=4))
+
+
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
     cfg = tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=1,
                             stage_two_lr=0.002)
