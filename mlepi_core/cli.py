@@ -133,6 +133,19 @@ def cmd_mc(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    """Serve the Panel dashboard (app/) on this machine; all JS/CSS is served locally."""
+    import panel as pn
+
+    from app.main import create_app
+
+    print(f"mlepi dashboard: http://{args.address}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    origins = [f"{host}:{args.port}" for host in {args.address, "localhost", "127.0.0.1"}]
+    pn.serve(create_app, port=args.port, address=args.address, show=args.show, title="mlepi",
+             websocket_origin=origins + list(args.allow_origin or []))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """A short tour: build AB bilayer graphene, its graph, reference phonons and bands."""
     from .electrons import bloch_matrices, solve_bands
@@ -351,6 +364,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="a one-minute tour on AB bilayer graphene with the references")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
+    s.add_argument("--port", type=int, default=5006)
+    s.add_argument("--address", default="localhost", help="interface to listen on (0.0.0.0: all)")
+    s.add_argument("--allow-origin", action="append", help="extra host:port allowed to connect")
+    s.add_argument("--show", action="store_true", help="open a browser tab")
+    s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
     s.add_argument("name")

@@ -92,7 +92,9 @@ class MonteCarloEngine:
         self.probe = BandProbe(self.primitive, ideal, n_bands=settings.n_bands).prepare(pristine)
         fit = self.probe.four_band_fit(self.probe.pristine_bands)
         self.static = {"vf": self.probe.static, "gamma1": fit.get("gamma1_ev", float("nan"))}
-        self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma)
+        # about 20 path points at any supercell: the (n x grid) grid with n x grid >= 18
+        grid = max(1, -(-18 // settings.supercell))
+        self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid)
         self.static_spectrum = self.spectral.spectral_function(self.probe.tensors(pristine))
         self.static_near_k = self.near_k_bands(self.probe.pristine_bands)
         self.setup_seconds = time.perf_counter() - t0

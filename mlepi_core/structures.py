@@ -310,3 +310,29 @@ def load(path: str | Path, index: int | str = 0, elements: set[str] | None = Non
         raise StructureError(f"{path} holds several structures; pick one with an index")
     validate(atoms, elements=elements)
     return assign_layers(atoms, gap)
+
+
+def stacking_name(atoms: Atoms, tol: float = 0.1) -> str:
+    """A readable stacking of a (layer-labelled) structure: "single layer", "AA", "AB
+    (Bernal)", "twisted m,n (theta)", or "other" from the fraction of top-layer atoms
+    sitting over bottom-layer atoms (1: AA, 1/2: Bernal), in-plane, periodic."""
+    if "twist_deg" in atoms.info:
+        m, n = atoms.info.get("twist_mn", ("?", "?"))
+        return f"twisted {m},{n} ({float(atoms.info['twist_deg']):.2f}°)"
+    layers = np.asarray(atoms.arrays["layer"])
+    if layers.max() == 0:
+        return "single layer"
+    if layers.max() > 1:
+        return f"{layers.max() + 1} layers"
+    cell = np.asarray(atoms.cell)[:2, :2]
+    frac = lambda p: np.mod(np.linalg.solve(cell.T, p[:, :2].T).T, 1.0)
+    bottom, top = frac(atoms.positions[layers == 0]), frac(atoms.positions[layers == 1])
+    d = top[:, None, :] - bottom[None, :, :]
+    d = (d - np.round(d)) @ cell
+    over = np.linalg.norm(d, axis=-1).min(axis=1) < tol
+    share = over.mean()
+    if share > 0.99:
+        return "AA"
+    if abs(share - 0.5) < 0.01:
+        return "AB (Bernal)"
+    return "other (shifted)"

@@ -1,0 +1,216 @@
+"""HoloViews figures of the dashboard, each a pure function of data the Session holds."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+
+from mlepi_core.phonons import convert_frequencies
+
+LAYER_COLORS = ["#1f6fb4", "#e4572e", "#3a9d5d", "#8e44ad"]
+ACCENT = "#1f6fb4"
+UNIT_TEXT = {"cm1": "cm⁻¹", "thz": "THz", "mev": "meV"}
+HEIGHT = 330
+
+
+def _empty(title: str, text: str) -> hv.Overlay:
+    return (hv.Text(0.5, 0.5, text).opts(text_color="#777777", text_font_size="11pt")
+            * hv.Curve([]).opts(xaxis=None, yaxis=None)).opts(title=title, height=HEIGHT, responsive=True)
+
+
+def structure_views(atoms, min_extent: float = 10.0) -> list:
+    """Top (x-y) and side (x-z) projections, atoms coloured by layer; small cells are
+    repeated in-plane to at least ``min_extent`` Angstrom, the cell itself dashed."""
+    cell = np.asarray(atoms.cell)
+    reps = [max(1, int(np.ceil(min_extent / np.linalg.norm(cell[i])))) for i in (0, 1)]
+    atoms = atoms.repeat((reps[0], reps[1], 1)) if len(atoms) * reps[0] * reps[1] <= 2000 else atoms
+    layers = np.asarray(atoms.arrays["layer"])
+    pos = atoms.positions
+    a1, a2 = cell[0, :2], cell[1, :2]
+    outline = np.array([[0, 0], a1, a1 + a2, a2, [0, 0]])
+    views = []
+    for (i, j), name, height in (((0, 1), "top view (x-y)", HEIGHT), ((0, 2), "side view (x-z)", 200)):
+        points = [hv.Points((pos[layers == k, i], pos[layers == k, j], np.flatnonzero(layers == k)),
+                            kdims=["x (Å)", "y (Å)" if j == 1 else "z (Å)"], vdims=["atom"],
+                            label=f"layer {k + 1}").opts(color=LAYER_COLORS[k % 4],
+                                                         size=(9 if len(pos) < 400 else 4) - 2 * k,
+                                                         tools=["hover"], line_color="white")
+                  for k in range(int(layers.max()) + 1)]
+        overlay = hv.Overlay(points)
+        if j == 1:
+            overlay = hv.Path([outline], kdims=["x (Å)", "y (Å)"]).opts(color="#999999", line_dash="dashed") * overlay
+            views.append(overlay.opts(title=name, frame_height=250, data_aspect=1, legend_position="top_right",
+                                      toolbar="above"))
+        else:
+            views.append(overlay.opts(title=name, height=height, responsive=True, legend_position="top_right",
+                                      toolbar="above"))
+    return views
+
+
+def phonon_dispersion(curves: dict, unit: str) -> hv.Overlay:
+    """Bands along Gamma-M-K-Gamma of each model (first solid, others dashed), hover readouts."""
+    if not curves:
+        return _empty("phonon dispersion", "computing phonons ...")
+    ylabel = f"frequency ({UNIT_TEXT[unit]})"
+    elements, first = [], None
+    for n, (label, (disp, _)) in enumerate(curves.items()):
+        freqs = convert_frequencies(disp.freq_thz, unit)
+        color = ACCENT if n == 0 else "#222222"
+        for b in range(freqs.shape[1]):
+            elements.append(hv.Curve((disp.distances, freqs[:, b]), "wavevector", ylabel,
+                                     label=label if b == 0 else "").opts(
+                color=color, line_width=1.6 if n == 0 else 1.2, line_dash="solid" if n == 0 else "dashed",
+                tools=["hover"], show_legend=b == 0))
+        first = first or disp
+    ticks = list(zip(first.label_distances, first.labels))
+    lines = [hv.VLine(x).opts(color="#bbbbbb", line_width=1) for x in first.label_distances[1:-1]]
+    return hv.Overlay(elements + lines).opts(
+        title="phonon dispersion", xticks=ticks, height=HEIGHT, responsive=True, legend_position="bottom_right",
+        xlim=(first.distances[0], first.distances[-1]), show_legend=len(curves) > 1, toolbar="above")
+
+
+def phonon_dos(curves: dict, unit: str) -> hv.Overlay:
+    """Total phonon DOS, drawn sideways to share the dispersion's frequency axis."""
+    if not curves:
+        return _empty("DOS", "")
+    ylabel = f"frequency ({UNIT_TEXT[unit]})"
+    items = []
+    for n, (label, (_, (f, dos))) in enumerate(curves.items()):
+        items.append(hv.Curve((convert_frequencies(f, unit), dos), ylabel, "DOS").opts(
+            color=ACCENT if n == 0 else "#222222", line_dash="solid" if n == 0 else "dashed", tools=["hover"]))
+    return hv.Overlay(items).opts(hv.opts.Curve(invert_axes=True)).opts(
+        title="DOS", height=HEIGHT, width=170, xticks=0, toolbar=None)
+
+
+# --- the live Monte Carlo figures ---------------------------------------------------------
+# Bokeh figures whose data sources are replaced after every batch: the browser redraws
+# in place (auto-ranging axes), and the server sends only the new numbers.
+
+def _figure(title: str, x_label: str, y_label: str, **kw):
+    from bokeh.models import DataRange1d
+    from bokeh.plotting import figure
+
+    fig = figure(title=title, x_axis_label=x_label, y_axis_label=y_label, height=HEIGHT,
+                 sizing_mode="stretch_width", toolbar_location="above", tools="pan,wheel_zoom,box_zoom,reset,save",
+                 x_range=DataRange1d(range_padding=0.05), y_range=DataRange1d(range_padding=0.1), **kw)
+    fig.title.text_font_size = "11pt"
+    return fig
+
+
+class RunningFermiVelocity:
+    """Running <v_F> with its standard-error band vs sample count, static line dashed (Fig. 4e)."""
+
+    def __init__(self):
+        from bokeh.models import ColumnDataSource, HoverTool
+
+        self.src = ColumnDataSource({"n": [], "mean": [], "lo": [], "hi": []})
+        self.ref = ColumnDataSource({"n": [], "v": []})
+        self.figure = _figure("running ⟨v_F⟩ (band: ± standard error; dashed: static lattice)", "samples",
+                              "⟨v_F⟩ (10⁶ m/s)")
+        self.figure.varea("n", "lo", "hi", source=self.src, color=ACCENT, alpha=0.25)
+        line = self.figure.line("n", "mean", source=self.src, color=ACCENT, line_width=2)
+        self.figure.line("n", "v", source=self.ref, color="#222222", line_dash="dashed")
+        self.figure.add_tools(HoverTool(renderers=[line], tooltips=[("samples", "@n"), ("<v_F>", "@mean{0.0000}")]))
+
+    def update(self, data: dict) -> None:
+        c = np.asarray(data.get("count", []), dtype=float)
+        mean = np.asarray(data.get("running_mean", []), dtype=float)
+        se = np.nan_to_num(np.asarray(data.get("running_se", []), dtype=float))
+        self.src.data = {"n": c, "mean": mean, "lo": mean - se, "hi": mean + se}
+        static = data["static"]["vf"] if data else None
+        n_max = max(2.0, float(c[-1])) if len(c) else 2.0
+        self.ref.data = {"n": [1.0, n_max], "v": [static] * 2} if static is not None else {"n": [], "v": []}
+
+
+class FermiVelocityVsT:
+    """<v_F>(T) of the session's runs with error bars and the static line (Fig. 4f)."""
+
+    def __init__(self):
+        from bokeh.models import ColumnDataSource, HoverTool
+
+        self.src = ColumnDataSource({"T": [], "vf": [], "lo": [], "hi": [], "samples": []})
+        self.ref = ColumnDataSource({"T": [], "v": []})
+        self.figure = _figure("⟨v_F⟩(T) of this session (dashed: static lattice)", "T (K)", "⟨v_F⟩ (10⁶ m/s)")
+        self.figure.segment("T", "lo", "T", "hi", source=self.src, color=ACCENT, line_width=2)
+        pts = self.figure.scatter("T", "vf", source=self.src, color=ACCENT, size=10)
+        self.figure.line("T", "v", source=self.ref, color="#222222", line_dash="dashed")
+        self.figure.add_tools(HoverTool(renderers=[pts], tooltips=[("T (K)", "@T"), ("<v_F>", "@vf{0.0000}"),
+                                                                   ("samples", "@samples")]))
+
+    def update(self, history: list) -> None:
+        t = np.array([h["T"] for h in history], dtype=float)
+        v = np.array([h["vf"] for h in history], dtype=float)
+        se = np.nan_to_num(np.array([h["vf_se"] for h in history], dtype=float))
+        self.src.data = {"T": t, "vf": v, "lo": v - se, "hi": v + se,
+                         "samples": [h["samples"] for h in history]}
+        if history:
+            self.ref.data = {"T": [min(0.0, t.min()), max(300.0, t.max())], "v": [history[0]["static"]] * 2}
+        else:
+            self.ref.data = {"T": [], "v": []}
+
+
+class SpectralFunction:
+    """Configuration-averaged unfolded A(k, E) along Gamma-M-K-Gamma (drawn on a uniform
+    wavevector grid, each column the nearest computed path point)."""
+
+    def __init__(self, emin: float = -3.0, emax: float = 3.0, columns: int = 400):
+        from bokeh.models import ColumnDataSource, FixedTicker, LinearColorMapper, Range1d
+        from bokeh.palettes import Magma256
+
+        self.emin, self.emax, self.columns = emin, emax, columns
+        self.mapper = LinearColorMapper(palette=Magma256, low=0.0, high=1.0)
+        self.src = ColumnDataSource({"image": [np.zeros((2, 2))], "x": [0.0], "y": [emin], "dw": [1.0],
+                                     "dh": [emax - emin]})
+        self.marks = ColumnDataSource({"x": [], "y0": [], "y1": []})
+        self.figure = _figure("⟨A(k, E)⟩, unfolded onto the primitive zone", "wavevector", "E - E_F (eV)")
+        self.figure.y_range = Range1d(emin, emax)
+        self.figure.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.src, color_mapper=self.mapper)
+        self.figure.segment("x", "y0", "x", "y1", source=self.marks, color="white", alpha=0.6, line_width=1)
+        self.figure.xaxis.ticker = FixedTicker(ticks=[])
+        self.figure.xgrid.visible = self.figure.ygrid.visible = False
+
+    def update(self, data: dict) -> None:
+        if not data:
+            return
+        e = data["energies"]
+        keep = (e >= self.emin) & (e <= self.emax)
+        d = np.asarray(data["k_distances"])
+        x = np.linspace(d[0], d[-1], self.columns)
+        nearest = np.abs(x[:, None] - d[None, :]).argmin(axis=1)
+        image = data["spectral"][nearest][:, keep].T  # (n_E, columns)
+        self.mapper.high = float(np.percentile(data["static_spectral"][:, keep], 99.5)) or 1.0
+        self.src.data = {"image": [image], "x": [d[0]], "y": [e[keep][0]], "dw": [d[-1] - d[0]],
+                         "dh": [e[keep][-1] - e[keep][0]]}
+        labels = np.asarray(data["label_distances"])
+        self.figure.xaxis.ticker.ticks = [float(v) for v in labels]
+        self.figure.xaxis.major_label_overrides = {float(v): n for v, n in zip(labels, data["k_labels"])}
+        inner = labels[1:-1]
+        self.marks.data = {"x": inner, "y0": [self.emin] * len(inner), "y1": [self.emax] * len(inner)}
+
+
+class NearKBands:
+    """Band energies at |k - K| = q (averaged over directions and valleys): thermal mean with
+    errors, the static lattice dashed."""
+
+    def __init__(self):
+        from bokeh.models import ColumnDataSource, HoverTool
+
+        self.static = ColumnDataSource({"xs": [], "ys": []})
+        self.src = ColumnDataSource({"q": [], "e": [], "lo": [], "hi": []})
+        self.figure = _figure("bands near K (dashed: static lattice)", "|k - K| (1/Å)", "E - E_F (eV)")
+        self.figure.multi_line("xs", "ys", source=self.static, color="#222222", line_dash="dashed")
+        self.figure.segment("q", "lo", "q", "hi", source=self.src, color=ACCENT, line_width=2)
+        pts = self.figure.scatter("q", "e", source=self.src, color=ACCENT, size=8)
+        self.figure.add_tools(HoverTool(renderers=[pts], tooltips=[("q (1/A)", "@q"), ("E - E_F (eV)", "@e{0.0000}")]))
+
+    def update(self, data: dict) -> None:
+        if not data:
+            self.static.data, self.src.data = {"xs": [], "ys": []}, {"q": [], "e": [], "lo": [], "hi": []}
+            return
+        prof = data["near_k"]
+        q = np.asarray(prof["q"], dtype=float)
+        n_bands = prof["static"].shape[1]
+        self.static.data = {"xs": [q] * n_bands, "ys": [prof["static"][:, b] for b in range(n_bands)]}
+        if "mean" in prof:
+            mean, se = prof["mean"].ravel(), np.nan_to_num(prof["se"]).ravel()
+            self.src.data = {"q": np.repeat(q, n_bands), "e": mean, "lo": mean - se, "hi": mean + se}

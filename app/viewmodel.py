@@ -1,0 +1,478 @@
+"""The dashboard's state: one ``Session`` (a ``param.Parameterized``) per browser tab.
+
+The view (``app/main.py``) holds widgets and plots only; everything it shows comes
+from a Session: the loaded structure, its phonons, and a Monte Carlo run of the
+engine (``mlepi_core.engine``) in a background thread. The run publishes a snapshot
+after every batch and bumps ``version``; the view polls that and redraws, so the page
+never waits on physics. Runs of different tabs share nothing but read-only caches
+(loaded models, relaxed lattices and their phonons).
+
+    session = Session()                      # AB bilayer, shipped models
+    session.temperature, session.samples = 300, 40
+    session.run(); session.wait()            # or pause() / resume() / stop()
+    session.snapshot()["vf"], session.results_csv()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import param
+
+from mlepi_core import __version__
+from mlepi_core.structures import StructureError, build, load, stacking_name, twist_angle
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "assets" / "models"
+
+GALLERY = {
+    "AB bilayer": "AB",
+    "AA bilayer": "AA",
+    "Monolayer": "monolayer",
+    "SP bilayer (saddle point)": "SP",
+    **{f"Twisted bilayer {twist_angle(m, n):.1f}°": f"tbg:{m},{n}" for m, n in ((1, 2), (2, 3), (3, 4), (4, 5))},
+}
+UPLOADED = "Uploaded file"
+MC_MAX_ATOMS = 4  # Monte Carlo (v_F near K) runs on primitive graphene cells: 1x1 monolayer or bilayer
+BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
+
+
+def force_choices() -> dict[str, str]:
+    """Label -> model name for ``mlepi_core.cli.force_model_from_name``; the shipped ML model first."""
+    out = {}
+    if (MODELS / "phonon" / "metadata.json").is_file():
+        out["HedgeNet-Phonon (ML)"] = str(MODELS / "phonon")
+    out["LCBOP + Kolmogorov-Crespi (reference)"] = "empirical"
+    return out
+
+
+def electron_choices() -> dict[str, str]:
+    """Label -> model name for ``mlepi_core.cli.hamiltonian_model_from_name``; ML first."""
+    out = {}
+    if (MODELS / "electron" / "metadata.json").is_file():
+        out["HedgeNet-Electron (ML)"] = str(MODELS / "electron")
+    out["GFN1-xTB (reference, slow)"] = "reference"
+    return out
+
+
+class _Cache:
+    """Process-wide, thread-safe memo of expensive read-only objects (models, lattices)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items: dict = {}
+        self._key_locks: dict = {}
+
+    def get(self, key, make):
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one builder per key; other keys go on
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = make()
+            with self._lock:
+                self._items[key] = value
+            return value
+
+
+CACHE = _Cache()
+
+
+def _force_model(name: str):
+    from mlepi_core.cli import force_model_from_name
+
+    return CACHE.get(("forces", name), lambda: force_model_from_name(name))
+
+
+def _electron_model(name: str):
+    from mlepi_core.cli import hamiltonian_model_from_name
+
+    return CACHE.get(("electrons", name), lambda: hamiltonian_model_from_name(name))
+
+
+def structure_summary(atoms) -> dict:
+    """Formula, atom count, layers and stacking of a structure (for the page)."""
+    layers = np.asarray(atoms.arrays["layer"])
+    n_layers = int(layers.max()) + 1
+    a, b = atoms.cell.lengths()[:2]
+    return {"formula": atoms.get_chemical_formula(), "atoms": len(atoms), "layers": n_layers,
+            "stacking": stacking_name(atoms), "cell": f"{a:.3f} x {b:.3f} Å, {atoms.cell.angles()[2]:.0f}°"}
+
+
+class Session(param.Parameterized):
+    """The state of one dashboard tab. Parameters are what the user sets; ``status``,
+    ``message`` and ``version`` are what the page shows back."""
+
+    structure = param.Selector(objects=list(GALLERY) + [UPLOADED], default="AB bilayer")
+    supercell = param.Selector(objects=[3, 6, 9, 12], default=6,
+                               doc="n x n sampling supercell (n a multiple of 3: K and K' fold together)")
+    forces = param.Selector(objects=list(force_choices()), doc="force model for phonons and sampling")
+    electrons = param.Selector(objects=list(electron_choices()), doc="Hamiltonian model for the bands")
+    temperature = param.Number(default=300.0, bounds=(0.0, 3000.0), doc="K")
+    samples = param.Integer(default=40, bounds=(2, 5000), doc="samples per temperature")
+    seed = param.Integer(default=0, bounds=(0, 2 ** 31 - 1))
+    antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
+    unit = param.Selector(objects=["cm1", "thz", "mev"], default="cm1", doc="phonon frequency unit")
+    show_reference = param.Boolean(default=False, doc="overlay the reference phonon dispersion")
+
+    status = param.Selector(objects=["idle", "preparing", "running", "paused", "stopping", "stopped",
+                                     "done", "error"], default="idle", constant=True)
+    message = param.String(default="")
+    phonon_status = param.String(default="")
+    version = param.Integer(default=0, doc="bumped whenever the shown results change")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlepi-session")
+        self._uploaded = None
+        self._atoms = build(GALLERY[self.structure])
+        self._engine = None
+        self._engine_key = None
+        self._run_future = None
+        self._phonons = {}
+        self._phonon_future = None
+        self._snapshot: dict = {}
+        self._history: dict[float, dict] = {}  # T -> v_F point of this structure/settings
+        self._t_start = None
+
+    # --- structure ----------------------------------------------------------------------
+    @property
+    def atoms(self):
+        return self._atoms
+
+    def summary(self) -> dict:
+        return structure_summary(self._atoms)
+
+    @param.depends("structure", watch=True)
+    def _structure_changed(self):
+        if self.structure == UPLOADED:
+            if self._uploaded is None:
+                self.message = "Drop a structure file (any ASE format: CIF, POSCAR, extxyz, ...) to load it."
+                return
+            self._atoms = self._uploaded
+        else:
+            self._atoms = build(GALLERY[self.structure])
+        self._new_structure()
+
+    def load_upload(self, filename: str, data: bytes) -> bool:
+        """Load an uploaded file; on bad input set ``message`` and keep the current structure."""
+        suffix = Path(filename or "upload").suffix or ".xyz"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"upload{suffix}"
+                path.write_bytes(data or b"")
+                try:
+                    atoms = load(path)
+                except Exception as err:
+                    text = str(err).replace(str(path), str(filename))
+                    raise (StructureError(text) if isinstance(err, StructureError) else
+                           ValueError(f"{type(err).__name__}: {text}")) from None
+        except StructureError as err:
+            self.message = f"Could not use {filename!r}: {err}"
+            return False
+        except Exception as err:  # any reader error is the file's fault, not the app's
+            self.message = f"Could not read {filename!r} as a structure ({err})."
+            return False
+        self._uploaded = atoms
+        self.message = f"Loaded {filename}: {atoms.get_chemical_formula()}, {len(atoms)} atoms."
+        if self.structure == UPLOADED:
+            self._atoms = atoms
+            self._new_structure()
+        else:
+            self.structure = UPLOADED
+        return True
+
+    def _new_structure(self):
+        self.stop()
+        with self._lock:
+            self._engine, self._engine_key, self._snapshot = None, None, {}
+            self._history.clear()
+            self._phonons = {}
+        self.version += 1
+        self.compute_phonons()
+
+    @property
+    def mc_allowed(self) -> tuple[bool, str]:
+        if len(self._atoms) > MC_MAX_ATOMS:
+            return False, (f"Monte Carlo measures v_F near K of a primitive graphene cell (at most "
+                           f"{MC_MAX_ATOMS} atoms); this cell has {len(self._atoms)}. Phonons are shown.")
+        return True, ""
+
+    # --- phonons ------------------------------------------------------------------------
+    def phonon_supercell(self) -> int:
+        """The force-constant supercell: the sampling one for primitive cells, else >= 12 A."""
+        if len(self._atoms) <= MC_MAX_ATOMS:
+            return int(self.supercell)
+        return max(1, math.ceil(12.0 / min(self._atoms.cell.lengths()[:2])))
+
+    def _lattice(self, force_label: str, size: int):
+        from mlepi_core.engine import prepare_lattice
+
+        atoms, name = self._atoms, force_choices()[force_label]
+        key = ("lattice", self._structure_key(), size, name)
+        return CACHE.get(key, lambda: prepare_lattice(atoms, _force_model(name), size))
+
+    def _structure_key(self):
+        if self.structure == UPLOADED:
+            a = self._atoms
+            return ("upload", a.get_chemical_formula(), np.round(a.positions, 6).tobytes(),
+                    np.round(np.asarray(a.cell), 6).tobytes())
+        return GALLERY[self.structure]
+
+    @param.depends("forces", "supercell", "show_reference", watch=True)
+    def compute_phonons(self):
+        """Dispersion and DOS of the current structure in the background."""
+        ask = [self.forces] + ([lab for lab in force_choices() if "reference" in lab and lab != self.forces]
+                               if self.show_reference else [])
+        todo = [lab for lab in ask if (lab, self.phonon_supercell()) not in self._phonons]
+        if not todo:
+            self.version += 1
+            return
+        self.phonon_status = "computing phonons ..."
+        self._phonon_future = self._pool.submit(self._phonon_job, todo, self.phonon_supercell(),
+                                                self._structure_key())
+
+    def _phonon_job(self, labels, size, key):
+        from mlepi_core.phonons import density_of_states, dispersion
+
+        try:
+            t0 = time.perf_counter()
+            for label in labels:
+                def make():
+                    _, phonon = self._lattice(label, size)
+                    return dispersion(phonon), density_of_states(phonon)
+                disp, dos = CACHE.get(("phonons", key, size, force_choices()[label]), make)
+                if key != self._structure_key():
+                    return  # the structure changed meanwhile
+                self._phonons[(label, size)] = (disp, dos)
+            self.phonon_status = f"phonons: {size}x{size} force constants, {time.perf_counter() - t0:.1f} s"
+        except Exception as err:
+            self.phonon_status = f"phonons failed: {type(err).__name__}: {err}"
+        self.version += 1
+
+    def phonon_curves(self) -> dict:
+        """{label: (Dispersion, (freq_thz, dos))} of what has been computed for this view."""
+        size = self.phonon_supercell()
+        return {lab: v for (lab, s), v in self._phonons.items() if s == size
+                and (lab == self.forces or self.show_reference)}
+
+    # --- Monte Carlo --------------------------------------------------------------------
+    def settings(self):
+        from mlepi_core.engine import MCSettings
+
+        n_bands = 2 if len(set(self._atoms.arrays["layer"])) == 1 else 4
+        return MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
+                          seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
+                          supercell=int(self.supercell), n_bands=n_bands)
+
+    def _set_status(self, status: str, message: str | None = None):
+        with param.edit_constant(self):
+            self.status = status
+        if message is not None:
+            self.message = message
+
+    @property
+    def busy(self) -> bool:
+        return self.status in ("preparing", "running", "paused", "stopping")
+
+    def run(self) -> None:
+        """Start (or continue) sampling at the current temperature in the background."""
+        if self.busy:
+            raise RuntimeError(f"a run is already {self.status}")
+        ok, why = self.mc_allowed
+        if not ok:
+            self._set_status("error", why)
+            return
+        settings = self.settings()  # validates (even sample count for antithetic, ...)
+        self._set_status("preparing", "preparing the lattice, phonons and pristine bands ...")
+        self._run_future = self._pool.submit(self._run_job, settings)
+
+    def _engine_for(self, settings):
+        from mlepi_core.engine import MonteCarloEngine
+
+        key = (self._structure_key(), settings.supercell, self.forces, self.electrons)
+        if self._engine is None or self._engine_key != key:
+            lattice = self._lattice(self.forces, settings.supercell)
+            electrons = _electron_model(electron_choices()[self.electrons])
+            engine = MonteCarloEngine(self._atoms, _force_model(force_choices()[self.forces]),
+                                      electrons, settings, lattice=lattice)
+            with self._lock:
+                self._engine, self._engine_key = engine, key
+                self._history.clear()
+        engine = self._engine
+        old = engine.settings
+        if (old.seed, old.antithetic) != (settings.seed, settings.antithetic):
+            engine.reset()  # other random numbers: earlier samples no longer belong
+            with self._lock:
+                self._history.clear()
+        engine.settings = settings
+        engine.resume()
+        return engine
+
+    def _run_job(self, settings):
+        try:
+            engine = self._engine_for(settings)
+            if self.status == "stopping":
+                self._set_status("stopped", "stopped")
+                return
+            t = settings.temperatures[0]
+            self._set_status("running", f"sampling {t:g} K ...")
+            self._t_start = time.perf_counter()
+            start_count = len(engine.per_sample.get(t, {}))
+            self._publish(engine, t, start_count)
+            for _ in engine.run(t):
+                self._publish(engine, t, start_count)
+            stats = engine.statistics(t)
+            done = stats["samples"] >= settings.n_samples
+            self._publish(engine, t, start_count, final=done)
+            if done:
+                self._set_status("done", f"{stats['samples']} samples at {t:g} K: v_F = "
+                                 f"{stats['vf']:.4f} ± {stats['vf_se']:.4f} × 10⁶ m/s "
+                                 f"({100 * stats['vf_rel_change']:+.2f} % vs static)")
+            else:
+                self._set_status("stopped", f"stopped after {stats['samples']} samples; Run continues")
+        except Exception as err:
+            self._set_status("error", f"the run failed: {type(err).__name__}: {err}")
+        finally:
+            self.version += 1
+
+    def _publish(self, engine, t: float, start_count: int, final: bool = False):
+        """Copy what the page shows out of the engine (under the lock) and bump ``version``."""
+        from mlepi_core.engine import running_error
+
+        idx, vf = engine._values(t)
+        units = engine._units(idx, vf)
+        m = np.arange(1, len(units) + 1)
+        mean = np.cumsum(units) / m if len(units) else np.array([])
+        spectrum, n_spectral = engine.spectral_mean(t)
+        stats = engine.statistics(t)
+        elapsed = time.perf_counter() - self._t_start
+        new = len(idx) - start_count
+        rate = new / elapsed if new > 0 and elapsed > 0 else float("nan")
+        left = (engine.settings.n_samples - len(idx)) / rate if rate == rate and rate > 0 else float("nan")
+        snap = {"T": t, "n_done": len(idx), "n_total": engine.settings.n_samples,
+                "count": m, "running_mean": mean, "running_se": running_error(units),
+                "vf": stats["vf"], "vf_se": stats["vf_se"], "gamma1": stats["gamma1"],
+                "gamma1_se": stats["gamma1_se"], "static": dict(engine.static),
+                "rel_change": stats["vf_rel_change"], "rate": rate, "eta_s": left,
+                "spectral": spectrum, "n_spectral": n_spectral,
+                "static_spectral": engine.static_spectrum,
+                "k_distances": engine.spectral.distances, "energies": engine.spectral.energies,
+                "k_labels": list(engine.spectral.labels), "label_distances": engine.spectral.label_distances,
+                "near_k": engine.band_profile(t), "setup_s": engine.setup_seconds,
+                "n_imaginary": engine.sampler.n_imaginary}
+        with self._lock:
+            self._snapshot = snap
+            if len(idx):
+                self._history[t] = {"T": t, "vf": stats["vf"], "vf_se": stats["vf_se"],
+                                    "samples": len(idx), "static": engine.static["vf"]}
+        self.version += 1
+
+    def pause(self) -> None:
+        if self.status == "running" and self._engine is not None:
+            self._engine.pause()
+            self._set_status("paused", "paused")
+
+    def resume(self) -> None:
+        if self.status == "paused" and self._engine is not None:
+            self._engine.resume()
+            self._set_status("running", "running")
+
+    def stop(self) -> None:
+        if self.busy:
+            self._set_status("stopping")
+            if self._engine is not None:
+                self._engine.cancel()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run (and phonon job) ends (tests, scripts)."""
+        for fut in (self._run_future, self._phonon_future):
+            if fut is not None:
+                fut.result(timeout=timeout)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._snapshot)
+
+    def history(self) -> list[dict]:
+        """v_F(T) points of this session's runs on the current structure and models (Fig. 4f)."""
+        with self._lock:
+            return [self._history[t] for t in sorted(self._history)]
+
+    # --- results out --------------------------------------------------------------------
+    def results_dict(self) -> dict:
+        engine = self._engine
+        out = {"mlepi_version": __version__, "structure": self.structure, **self.summary(),
+               "forces": self.forces, "electrons": self.electrons,
+               "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": self.history()}
+        if engine is not None:
+            out["settings"] = dataclasses.asdict(engine.settings)
+            out["static"] = dict(engine.static)
+            out["temperatures"] = [engine.statistics(t) for t in sorted(engine.per_sample)
+                                   if engine.per_sample[t]]
+        return out
+
+    def results_json(self) -> str:
+        return json.dumps(self.results_dict(), indent=1, default=float)
+
+    def results_csv(self) -> str:
+        """One row per finished sample: T, sample index, v_F, gamma_1 (the run's raw data)."""
+        buf = io.StringIO()
+        buf.write("T_K,sample,vf_1e6_m_per_s,gamma1_ev\n")
+        engine = self._engine
+        if engine is not None:
+            for t in sorted(engine.per_sample):
+                for j in sorted(engine.per_sample[t]):
+                    v, g = engine.per_sample[t][j]
+                    buf.write(f"{t:g},{j},{v:.10g},{g:.10g}\n")
+        return buf.getvalue()
+
+    def figure_png(self) -> bytes:
+        """The current results as one PNG (running v_F, v_F(T), averaged spectral function)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        snap, hist = self.snapshot(), self.history()
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        if snap:
+            c, mean, se = snap["count"], snap["running_mean"], np.nan_to_num(snap["running_se"])
+            axes[0].plot(c, mean, color="C0")
+            axes[0].fill_between(c, mean - se, mean + se, color="C0", alpha=0.3)
+            axes[0].axhline(snap["static"]["vf"], color="k", ls="--", lw=1, label="static lattice")
+            axes[0].set(xlabel="samples", ylabel="running <v$_F$> (10$^6$ m/s)",
+                        title=f"{snap['T']:g} K")
+            axes[0].legend(fontsize=8)
+            axes[2].pcolormesh(snap["k_distances"], snap["energies"], snap["spectral"].T,
+                               shading="nearest", cmap="magma")
+            axes[2].set_xticks(snap["label_distances"], snap["k_labels"])
+            axes[2].set(ylabel="E - E$_F$ (eV)", title=f"<A(k, E)>, {snap['n_spectral']} samples")
+        if hist:
+            axes[1].errorbar([h["T"] for h in hist], [h["vf"] for h in hist],
+                             yerr=[h["vf_se"] for h in hist], marker="o", capsize=3)
+            axes[1].axhline(hist[0]["static"], color="k", ls="--", lw=1)
+        axes[1].set(xlabel="T (K)", ylabel="<v$_F$> (10$^6$ m/s)")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
+        plt.close(fig)
+        return buf.getvalue()
+
+    def close(self) -> None:
+        """End this tab's work (called when the browser session ends)."""
+        self.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,185 @@
+"""The real dashboard in a real browser: `mlepi dashboard` served, Debian's Chromium
+driven by Playwright. Saves screenshots to assets/figures/dashboard_*.png.
+
+Needs /usr/bin/chromium (installed by scripts/test.sh's set-up); skipped without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "assets" / "figures"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
+        "--no-first-run", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://localhost:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=30).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dashboard exited: {proc.stdout.read()}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("dashboard did not start within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def text_of(page, css: str) -> str:
+    """Text of a Panel pane (its content lives in the element's shadow root)."""
+    return page.locator(css).first.evaluate(
+        "e => Array.from((e.shadowRoot || e).children).filter(c => !['STYLE', 'LINK'].includes(c.tagName))"
+        ".map(c => c.innerText || c.textContent).join(' ')")
+
+
+def wait_for_text(page, css: str, predicate, timeout: float = 120.0, poll: float = 0.1) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = text_of(page, css)
+        if predicate(text):
+            return text
+        time.sleep(poll)
+    raise AssertionError(f"{css}: condition not met within {timeout} s; last text {text!r}")
+
+
+def done_of(progress: str) -> int:
+    """Finished samples from the progress line 'k / n samples at T K ...'."""
+    head = progress.split("/")[0].strip()
+    return int(head) if head.isdigit() else 0
+
+
+def stable_screenshot(page, css: str, settle: float = 0.25, tries: int = 12) -> bytes:
+    """A screenshot of ``css`` once two in a row agree (the browser has finished drawing)."""
+    shot = page.locator(css).first.screenshot()
+    for _ in range(tries):
+        time.sleep(settle)
+        again = page.locator(css).first.screenshot()
+        if again == shot:
+            return shot
+        shot = again
+    return shot
+
+
+def test_dashboard_end_to_end(server, browser, tmp_path):
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
+    hosts = set()
+    page.on("request", lambda r: hosts.add(urlparse(r.url).hostname) if r.url.startswith("http") else None)
+    page.goto(server, wait_until="load", timeout=120_000)
+
+    # the page, its structure summary and the phonon plot (computed in the background)
+    wait_for_text(page, ".mlepi-summary", lambda t: "4 atoms" in t and "AB (Bernal)" in t)
+    wait_for_text(page, ".mlepi-phonon-status", lambda t: "force constants" in t, timeout=180)
+    page.locator(".mlepi-phonons canvas").first.wait_for(timeout=30_000)
+    time.sleep(3.0)  # the page draws the new dispersion
+    (FIGURES / "dashboard_phonons.png").write_bytes(stable_screenshot(page, ".mlepi-phonons"))
+    page.screenshot(path=str(FIGURES / "dashboard_overview.png"))
+
+    # settings: 3x3 sampling cell (fast), T = 300 K typed, 50 samples
+    page.locator(".mlepi-supercell select").select_option("3")
+    for css, value in ((".mlepi-temperature input", "300"), (".mlepi-samples input", "50")):
+        page.locator(css).fill(value)
+        page.locator(css).press("Enter")
+    time.sleep(1.0)
+    page.locator(".mlepi-run button").click()
+
+    wait_for_text(page, ".mlepi-progress", lambda t: "/ 50" in t and done_of(t) >= 2, timeout=180)
+
+    # responsive mid-run: Pause is answered (the button turns to Resume) within a second,
+    # and no sample finishes while paused (beyond the batch in flight)
+    page.locator(".mlepi-pause button").click()
+    t0 = time.time()
+    page.locator(".mlepi-pause button", has_text="Resume").wait_for(timeout=1000)
+    pause_latency = time.time() - t0
+    time.sleep(3.0)
+    held = done_of(text_of(page, ".mlepi-progress"))
+    time.sleep(1.5)
+    assert done_of(text_of(page, ".mlepi-progress")) == held < 50
+    page.locator(".mlepi-pause button").click()
+    page.locator(".mlepi-pause button", has_text="Pause").wait_for(timeout=1000)
+
+    # live: both plots show new pictures as batches arrive, before the run ends
+    pictures = {".mlepi-spectral": {}, ".mlepi-vf": {}}
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        done = done_of(text_of(page, ".mlepi-progress"))
+        if done >= 50 or min(len(set(p.values())) for p in pictures.values()) >= 3:
+            break
+        for css, by_count in pictures.items():
+            if done not in by_count:
+                by_count[done] = stable_screenshot(page, css)
+        time.sleep(0.1)
+    distinct = {css: len(set(p.values())) for css, p in pictures.items()}
+    assert min(distinct.values()) >= 3, f"distinct pictures at distinct sample counts: {distinct}"
+    page.screenshot(path=str(FIGURES / "dashboard_monte_carlo_live.png"), full_page=True)
+
+    # Stop, then the CSV holds exactly the finished samples
+    page.locator(".mlepi-stop button").click()
+    wait_for_text(page, ".mlepi-message", lambda t: "stopped" in t or "samples at 300 K" in t, timeout=120)
+    done = int(text_of(page, ".mlepi-progress").split("/")[0].strip())
+    with page.expect_download() as info:
+        page.locator(".mlepi-csv button").click()
+    path = tmp_path / "samples.csv"
+    info.value.save_as(path)
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert len(rows) == done >= 3
+    assert {r["T_K"] for r in rows} == {"300"}
+    assert sorted(int(r["sample"]) for r in rows) == list(range(done))
+    assert all(0.4 < float(r["vf_1e6_m_per_s"]) < 0.8 for r in rows)
+    page.locator(".mlepi-monte-carlo").first.screenshot(path=str(FIGURES / "dashboard_monte_carlo.png"))
+
+    # a malformed upload gives a readable message in the page, not a stack trace
+    bad = tmp_path / "broken.cif"
+    bad.write_text("data_broken\n_cell_length_a oops\nthis is not a crystal\n")
+    page.locator(".mlepi-upload input[type=file]").set_input_files(str(bad))
+    message = wait_for_text(page, ".mlepi-message", lambda t: "broken.cif" in t, timeout=30)
+    assert "Could not" in message and "Traceback" not in message
+    assert "4 atoms" in text_of(page, ".mlepi-summary")  # the loaded structure stays
+
+    assert hosts <= {"localhost", "127.0.0.1"}, f"requests outside the server: {hosts}"
+    print(f"pause answered in {pause_latency:.2f} s; distinct live pictures {distinct}")
+    page.close()

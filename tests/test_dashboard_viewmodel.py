@@ -1,0 +1,132 @@
+"""The dashboard's view-model without a browser: validation, the run state machine,
+results equal to the CLI's, uploads, and sessions that share nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.viewmodel import UPLOADED, Session
+from mlepi_core.structures import build
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = dict(supercell=3, samples=4, temperature=300.0)  # a 3x3 cell: ~1 s per batch here
+
+
+def wait_until(predicate, timeout=300.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_parameters_reject_bad_input():
+    s = Session()
+    with pytest.raises(ValueError, match="at least 0.0"):
+        s.temperature = -1.0
+    for bad in (1, 0, 100_000):
+        with pytest.raises(ValueError):
+            s.samples = bad
+    with pytest.raises(ValueError):
+        s.supercell = 4  # K and K' must fold together: multiples of 3 only
+    s.antithetic, s.samples = True, 5
+    with pytest.raises(ValueError, match="even"):
+        s.run()
+    assert s.status == "idle" and not s.busy
+
+
+def test_run_pause_stop_and_continue_state_machine():
+    s = Session(**{**FAST, "samples": 40})
+    assert s.status == "idle"
+    s.run()
+    assert s.status in ("preparing", "running")
+    with pytest.raises(RuntimeError, match="already"):
+        s.run()
+    wait_until(lambda: s.snapshot().get("n_done", 0) >= 2)
+    s.pause()
+    assert s.status == "paused"
+    time.sleep(1.5)  # the batch in flight may finish; then nothing more
+    held = s.snapshot()["n_done"]
+    time.sleep(1.5)
+    assert s.snapshot()["n_done"] == held
+    s.resume()
+    assert s.status == "running"
+    s.stop()
+    s.wait(timeout=120)
+    assert s.status == "stopped" and "Run continues" in s.message
+    stopped_at = s.snapshot()["n_done"]
+    assert 2 <= stopped_at < 40
+    # Run again continues from the finished samples (keyed: nothing is recomputed)
+    s.samples = stopped_at + 2
+    s.run()
+    s.wait(timeout=300)
+    assert s.status == "done" and s.snapshot()["n_done"] == stopped_at + 2
+    rows = s.results_csv().strip().splitlines()
+    assert rows[0] == "T_K,sample,vf_1e6_m_per_s,gamma1_ev" and len(rows) == stopped_at + 3
+    # a second temperature adds a point to the session's v_F(T)
+    s.temperature = 0.0
+    s.run()
+    s.wait(timeout=300)
+    assert [h["T"] for h in s.history()] == [0.0, 300.0]
+    assert s.history()[0]["vf"] > s.history()[1]["vf"]  # hotter lattice, slower carriers
+    assert json.loads(s.results_json())["vf_vs_T"][1]["samples"] == stopped_at + 2
+    assert s.figure_png()[:4] == b"\x89PNG"
+
+
+def test_results_equal_the_cli_for_the_same_seed(tmp_path):
+    s = Session(**FAST, seed=7)
+    s.run()
+    s.wait(timeout=300)
+    assert s.status == "done"
+    snap = s.snapshot()
+    out = tmp_path / "mc"
+    cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "4",
+           "--temperature", "300", "--seed", "7", "--forces", "empirical", "--electrons",
+           str(ROOT / "assets" / "models" / "electron"), "--out", str(out)]
+    if "HedgeNet-Phonon" in s.forces:
+        cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
+    assert cli["samples"] == snap["n_done"] == 4
+    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-12)
+    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=1e-9)
+
+
+def test_upload_good_and_bad_files(tmp_path):
+    s = Session()
+    assert not s.load_upload("broken.cif", b"data_x\n_cell_length_a oops\n")
+    assert "broken.cif" in s.message and str(tmp_path) not in s.message
+    assert s.structure == "AB bilayer" and len(s.atoms) == 4
+    assert not s.load_upload("boron.xyz", b"1\n\nB 0 0 0\n")  # no cell, wrong element
+    good = tmp_path / "mono.extxyz"
+    build("monolayer").write(good)
+    assert s.load_upload("mono.extxyz", good.read_bytes())
+    assert s.structure == UPLOADED and s.summary()["atoms"] == 2 and s.summary()["stacking"] == "single layer"
+
+
+def test_monte_carlo_refuses_a_moire_cell_with_a_message():
+    s = Session(structure="Twisted bilayer 21.8°")
+    assert s.summary()["atoms"] == 28 and s.summary()["stacking"].startswith("twisted 1,2")
+    s.run()
+    assert s.status == "error" and "primitive graphene cell" in s.message
+
+
+def test_two_sessions_share_no_run():
+    a, b = Session(**FAST, seed=1), Session(**FAST, seed=2)
+    a.run()
+    b.run()
+    a.wait(timeout=300)
+    b.wait(timeout=300)
+    assert a.status == b.status == "done"
+    assert a.results_csv() != b.results_csv()
+    again = Session(**FAST, seed=1)
+    again.run()
+    again.wait(timeout=300)
+    assert again.results_csv() == a.results_csv()
