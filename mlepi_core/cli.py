@@ -133,6 +133,82 @@ def cmd_mc(args) -> int:
     return 0
 
 
+def cmd_bands(args) -> int:
+    """Band structure (and DOS, and the unfolded spectral function of a supercell) from a
+    Hamiltonian model; with --compare, a second model on the same plot and their difference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+    from .observables import BandProbe, SpectralMap
+    from .structures import supercell
+    from .validation import cell_bands, cell_path, compare_bands, fermi_level, plot_band_comparison
+
+    primitive = structure_from_arg(args.structure)
+    atoms = supercell(primitive, args.supercell) if args.supercell > 1 else primitive
+    model = hamiltonian_model_from_name(args.electrons)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (blocks,) = model.blocks([atoms])
+    k, dist, labels, label_dist = cell_path(atoms.cell, args.points)
+    e = cell_bands(blocks, atoms, k)
+    ef = fermi_level(e, BandProbe.valence_electrons(atoms))
+    # DOS on a Gamma-centred mesh of the cell, Gaussian broadening
+    m = args.mesh
+    grid = np.array([(i / m, j / m, 0.0) for i in range(m) for j in range(m)])
+    bt = BlockTensors.from_blocks(blocks, atoms.positions, atoms.cell)
+    kc = torch.as_tensor(grid @ (2 * np.pi * np.linalg.inv(np.asarray(atoms.cell)).T))
+    e_mesh = solve_generalized(bloch_sum(bt, kc, "h"), bloch_sum(bt, kc, "s"))[0].numpy() - ef
+    energies = np.linspace(-args.window, args.window, 601)
+    dos = np.exp(-0.5 * ((energies[:, None] - e_mesh.ravel()[None]) / 0.05) ** 2).sum(1) / (
+        np.sqrt(2 * np.pi) * 0.05 * len(grid))
+    result = {"structure": args.structure, "supercell": args.supercell, "electrons": args.electrons,
+              "e_fermi_ev": ef, "labels": labels, "label_distances": label_dist.tolist(),
+              "distances": dist.tolist(), "bands_ev_from_ef": (e - ef).tolist(),
+              "dos": {"energies_ev": energies.tolist(), "states_per_ev_cell": dos.tolist()}}
+    fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(7, 4.2), sharey=True, gridspec_kw={"width_ratios": [4, 1]})
+    ax.plot(dist, e - ef, color="tab:blue", lw=1)
+    ax.set_xticks(label_dist, labels)
+    ax.set_ylim(-args.window, args.window)
+    ax.set_xlim(dist[0], dist[-1])
+    ax.set_ylabel("E - E$_F$ (eV)")
+    ax.set_title(f"{args.structure} {args.supercell}x{args.supercell}: {Path(args.electrons).name}", fontsize=9)
+    ax_dos.plot(dos, energies, color="tab:blue")
+    ax_dos.set_xlabel("DOS (1/eV/cell)")
+    fig.tight_layout()
+    fig.savefig(out / "bands.png", dpi=150)
+    plt.close(fig)
+    if args.supercell > 1:  # unfold onto the primitive cell's path
+        unfolder = Unfolder(primitive.cell, atoms.positions, atoms.cell, blocks.norb)
+        sm = SpectralMap(primitive, atoms, unfolder, ef, grid=max(1, -(-30 // args.supercell)),
+                         window=(-args.window, args.window))
+        a = sm.spectral_function(bt)
+        fig, ax = plt.subplots(figsize=(5, 4.2))
+        ax.pcolormesh(sm.distances, sm.energies, a.T, shading="nearest", cmap="magma")
+        ax.set_xticks(sm.label_distances, sm.labels)
+        ax.set_ylabel("E - E$_F$ (eV)")
+        ax.set_title("unfolded spectral function A(k, E)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "spectral.png", dpi=150)
+        plt.close(fig)
+        result["unfolded"] = {"distances": sm.distances.tolist(), "energies_ev": sm.energies.tolist(),
+                              "labels": sm.labels, "spectral": a.tolist()}
+    if args.compare:
+        comparison = compare_bands(model, hamiltonian_model_from_name(args.compare), atoms,
+                                   points_per_segment=args.points)
+        plot_band_comparison(out / "bands_compare.png", comparison, f"{args.structure} {args.supercell}x{args.supercell}")
+        result["compare"] = {"model": args.compare, **{k: v for k, v in comparison.items() if k != "_plot"}}
+        print(f"{args.electrons} vs {args.compare}: max |dE| within 1 eV of E_F "
+              f"{comparison['band_max_err_mev']:.2f} meV, MAE {comparison['band_mae_mev']:.2f} meV")
+    (out / "bands.json").write_text(json.dumps(result))
+    print(f"E_F {ef:.4f} eV; wrote {out}/bands.png, bands.json" + (", spectral.png" if args.supercell > 1 else "")
+          + (", bands_compare.png" if args.compare else ""))
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     """Serve the Panel dashboard (app/) on this machine; all JS/CSS is served locally."""
     import panel as pn
@@ -321,6 +397,34 @@ def _model_folder(path: str) -> Path:
     return folder
 
 
+def electron_physics(model_dir, figure: str | None = None) -> dict:
+    """Band-level checks against GFN1-xTB (the paper's Fig. 4d): a 300 K sample of the 6x6
+    AB bilayer from the empirical reference's phonons (a validation seed no data set uses)
+    and the pristine cell's v_F and gamma_1."""
+    from .models import load_model
+    from .reference.lammps_forces import EmpiricalForceReference
+    from .reference.tblite_electrons import GFN1Reference
+    from .structures import bilayer
+    from .validation import compare_bands, plot_band_comparison, pristine_fermi_velocity, thermal_sample
+
+    model, reference, primitive = load_model(model_dir, kind="electron"), GFN1Reference(), bilayer("AB")
+    sample = thermal_sample(primitive, EmpiricalForceReference(), 300.0, size=6)
+    bands = compare_bands(model, reference, sample)
+    if figure:
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        plot_band_comparison(figure, bands, "6x6 AB bilayer, a 300 K Monte Carlo sample")
+    bands = {k: v for k, v in bands.items() if not k.startswith("_")}
+    pristine = pristine_fermi_velocity(model, reference, primitive, size=6)
+    print(f"300 K sample: max |E_ML - E_ref| within 1 eV of E_F {bands['band_max_err_mev']:.2f} meV "
+          f"(MAE {bands['band_mae_mev']:.2f}; absolute {bands['band_max_err_absolute_mev']:.2f}, E_F shift "
+          f"{bands['fermi_shift_mev']:+.2f} meV); pristine v_F ML {pristine['vf_ml']:.4f} vs ref "
+          f"{pristine['vf_ref']:.4f} ({100 * pristine['vf_rel_diff']:+.2f} %), gamma_1 ML "
+          f"{pristine['gamma1_ml']:.4f} vs ref {pristine['gamma1_ref']:.4f} eV ({100 * pristine['gamma1_rel_diff']:+.2f} %)")
+    return {"mc_sample_300K": {**bands, "structure": "AB 6x6", "temperature_k": 300.0,
+                               "forces": "empirical (LCBOP + KC)"},
+            "pristine": pristine}
+
+
 def cmd_evaluate_electron(args) -> int:
     """H and S errors of a saved electron model (and of ablation baselines) on a DeepH data set."""
     from .training import electron_metrics_table
@@ -335,6 +439,8 @@ def cmd_evaluate_electron(args) -> int:
     table = electron_metrics_table(_model_folder(args.model), ablation, data=args.data, splits=splits,
                                    batch_size=args.batch_size, device=args.device, dtype=args.dtype,
                                    progress=not args.no_progress)
+    if args.physics:
+        table.update(electron_physics(_model_folder(args.model), args.figure))
     rows = [("HedgeNet-Electron" if table.get("model", {}).get("relations") != ["all"] else "model", table)]
     rows += list(table["ablation"].items())
     header = f"{'model':<20} {'parameters':>10}" + "".join(
@@ -364,6 +470,18 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="a one-minute tour on AB bilayer graphene with the references")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("bands", help="band structure, DOS and unfolded spectral function from a Hamiltonian model")
+    s.add_argument("structure", help="structure file or name (AB, monolayer, tbg:m,n, ...)")
+    s.add_argument("--electrons", default=str(Path(__file__).resolve().parents[1] / "assets" / "models" / "electron"),
+                   help="Hamiltonian model: a trained model folder (default: the shipped one) or reference")
+    s.add_argument("--compare", help="a second Hamiltonian model (e.g. reference) on the same path")
+    s.add_argument("--supercell", type=int, default=1, help="n x n x 1 supercell (bands unfolded when n > 1)")
+    s.add_argument("--points", type=int, default=30, help="k-points per path segment")
+    s.add_argument("--mesh", type=int, default=24, help="m x m k-mesh of the DOS")
+    s.add_argument("--window", type=float, default=3.0, help="energy window about E_F (eV)")
+    s.add_argument("--out", default="results/bands")
+    s.set_defaults(func=cmd_bands)
 
     s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
     s.add_argument("--port", type=int, default=5006)
@@ -475,6 +593,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     s.add_argument("--no-progress", action="store_true", help="no progress bar while caching data")
     s.add_argument("--out", help="write the metrics as JSON here (e.g. assets/models/electron/metrics.json)")
+    s.add_argument("--physics", action="store_true",
+                   help="also compare bands of a 300 K sample and the pristine v_F, gamma_1 with GFN1-xTB")
+    s.add_argument("--figure", default="assets/figures/electron_bands_ml_vs_ref.png",
+                   help="with --physics: the band comparison plot (Fig. 4d)")
     s.set_defaults(func=cmd_evaluate_electron)
     return p
 

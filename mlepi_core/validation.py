@@ -1,0 +1,125 @@
+"""Band-level checks of a Hamiltonian model against the reference (the paper's Fig. 4d).
+
+    atoms -> model.blocks, reference.blocks -> H(k), S(k) along the cell's own
+    Gamma-M-K-Gamma -> eigenvalues -> max |E_model - E_ref| of the states within
+    ``window`` eV of E_F (band by band, in energy order)
+
+and the pristine-lattice Fermi velocity and gamma_1 from both (BandProbe), plus a
+thermal Monte Carlo sample that no data set holds (its own seed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .electrons import BlockTensors, bloch_sum, solve_generalized
+from .observables import BandProbe
+from .phonons import hexagonal_path
+from .seams import HamiltonianModel
+
+VALIDATION_SEED = 9_000_001  # thermal samples for validation: a stream no data set draws from
+
+
+def cell_path(cell: np.ndarray, points_per_segment: int = 12) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """Gamma-M-K-Gamma of ``cell`` itself: Cartesian k (1/A), distances, labels, label distances."""
+    path = hexagonal_path(cell)
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(cell)).T
+    frac = np.concatenate([np.linspace(a[1], b[1], points_per_segment, endpoint=False)
+                           for a, b in zip(path[:-1], path[1:])] + [path[-1][1][None]])
+    k = frac @ recip
+    dist = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(k, axis=0), axis=1))])
+    return k, dist, [p[0] for p in path], dist[::points_per_segment]
+
+
+def cell_bands(blocks, atoms: Atoms, k_cart: np.ndarray) -> np.ndarray:
+    """All eigenvalues (n_k, M) in eV of a cell's blocks at Cartesian k (atomic gauge)."""
+    bt = BlockTensors.from_blocks(blocks, atoms.positions, atoms.cell)
+    k = torch.as_tensor(k_cart)
+    e, _, _ = solve_generalized(bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s"))
+    return e.numpy()
+
+
+def fermi_level(energies: np.ndarray, n_electrons: int) -> float:
+    """Mid-gap (or mid-point of the levels at the Fermi surface) of a k-set, spin-degenerate."""
+    n_occ = n_electrons // 2
+    return float(0.5 * (energies[:, n_occ - 1].max() + energies[:, n_occ].min()))
+
+
+def compare_bands(model: HamiltonianModel, reference: HamiltonianModel, atoms: Atoms,
+                  window: float = 1.0, points_per_segment: int = 12) -> dict:
+    """Model vs reference bands of one cell along its own path: errors (meV) of the states
+    whose reference energy lies within ``window`` eV of the reference E_F, band by band,
+    energies measured from each model's own E_F (a rigid shift of all levels changes no
+    observable); the absolute error and the E_F shift are reported beside it."""
+    (b_model,), (b_ref,) = model.blocks([atoms]), reference.blocks([atoms])
+    k, dist, labels, label_dist = cell_path(atoms.cell, points_per_segment)
+    e_model, e_ref = cell_bands(b_model, atoms, k), cell_bands(b_ref, atoms, k)
+    n_el = BandProbe.valence_electrons(atoms)
+    ef_model, ef_ref = fermi_level(e_model, n_el), fermi_level(e_ref, n_el)
+    near = np.abs(e_ref - ef_ref) <= window
+    # band energies relative to each model's own E_F (what the observables use), and absolute
+    err = np.abs((e_model - ef_model) - (e_ref - ef_ref))[near] * 1000.0
+    err_abs = np.abs(e_model - e_ref)[near] * 1000.0
+    return {"band_max_err_mev": float(err.max()), "band_mae_mev": float(err.mean()),
+            "band_max_err_absolute_mev": float(err_abs.max()), "fermi_shift_mev": 1000.0 * (ef_model - ef_ref),
+            "n_states": int(near.sum()), "window_ev": window, "e_fermi_ref_ev": ef_ref, "n_k": len(k),
+            "_plot": {"distances": dist, "labels": labels, "label_distances": label_dist,
+                      "e_model": e_model - ef_model, "e_ref": e_ref - ef_ref}}
+
+
+def pristine_fermi_velocity(model: HamiltonianModel, reference: HamiltonianModel, primitive: Atoms,
+                            size: int = 6) -> dict:
+    """Static v_F (10^6 m/s) and gamma_1 (eV) of the undisplaced n x n cell from both models."""
+    from .structures import supercell
+
+    ideal = supercell(primitive, size)
+    out = {}
+    for name, m in (("ml", model), ("ref", reference)):
+        (blocks,) = m.blocks([ideal])
+        probe = BandProbe(primitive, ideal, n_bands=4).prepare(blocks)
+        out[f"vf_{name}"] = probe.static
+        out[f"gamma1_{name}"] = probe.four_band_fit(probe.pristine_bands)["gamma1_ev"]
+    out["vf_rel_diff"] = out["vf_ml"] / out["vf_ref"] - 1.0
+    out["gamma1_rel_diff"] = out["gamma1_ml"] / out["gamma1_ref"] - 1.0
+    return out
+
+
+def thermal_sample(primitive: Atoms, force_model, temperature: float = 300.0, size: int = 6,
+                   seed: int = VALIDATION_SEED) -> Atoms:
+    """One thermally displaced n x n supercell from the force model's phonons (validation stream)."""
+    from .engine import prepare_lattice
+    from .sampling import ThermalSampler
+
+    relaxed, phonon = prepare_lattice(primitive, force_model, size)
+    (sample,) = ThermalSampler(phonon, relaxed).samples(temperature, 0, 1, seed)
+    return sample
+
+
+def plot_band_comparison(path, comparison: dict, title: str, window: float = 1.5) -> None:
+    """Reference bands as lines, model bands as dots, within +-window eV of E_F (Fig. 4d)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = comparison["_plot"]
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    for b in range(p["e_ref"].shape[1]):
+        if np.any(np.abs(p["e_ref"][:, b]) < window):
+            ax.plot(p["distances"], p["e_ref"][:, b], color="k", lw=1)
+            ax.plot(p["distances"], p["e_model"][:, b], "o", color="tab:red", ms=2.5)
+    ax.plot([], [], color="k", lw=1, label="reference (GFN1-xTB)")
+    ax.plot([], [], "o", color="tab:red", ms=3, label="HedgeNet-Electron")
+    ax.set_xticks(p["label_distances"], p["labels"])
+    for x in p["label_distances"]:
+        ax.axvline(x, color="0.8", lw=0.6)
+    ax.set_ylim(-window, window)
+    ax.set_xlim(p["distances"][0], p["distances"][-1])
+    ax.set_ylabel("E - E$_F$ (eV)")
+    ax.set_title(f"{title}\nmax |ΔE| within 1 eV of E$_F$: {comparison['band_max_err_mev']:.1f} meV", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""The shipped HedgeNet-Electron against GFN1-xTB at the band level (the paper's Fig. 4d),
+and `mlepi bands`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlepi_core.cli import main
+from mlepi_core.models import load_model
+from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+from mlepi_core.reference.tblite_electrons import GFN1Reference
+from mlepi_core.structures import bilayer
+from mlepi_core.validation import compare_bands, pristine_fermi_velocity, thermal_sample
+
+MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "electron"
+pytestmark = pytest.mark.skipif(not (MODEL / "metadata.json").is_file(), reason="no shipped electron model")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_model(MODEL, kind="electron"), GFN1Reference()
+
+
+def test_pristine_fermi_velocity_and_gamma1_match_the_reference(models):
+    out = pristine_fermi_velocity(*models, bilayer("AB"), size=6)
+    assert abs(out["vf_rel_diff"]) < 0.01 and abs(out["gamma1_rel_diff"]) < 0.01, out
+    assert 0.68 < out["vf_ref"] < 0.78 and 0.12 < out["gamma1_ref"] < 0.15
+
+
+def test_bands_of_an_unseen_300K_sample_match_the_reference(models):
+    sample = thermal_sample(bilayer("AB"), EmpiricalForceReference(), 300.0, size=6)
+    assert np.abs(sample.positions - thermal_sample(bilayer("AB"), EmpiricalForceReference(), 0.0,
+                                                    size=6).positions).max() > 0.02  # really displaced
+    out = compare_bands(*models, sample, points_per_segment=6)
+    assert out["n_states"] > 50
+    assert out["band_max_err_mev"] < 10.0, out
+
+
+def test_cli_bands_writes_bands_dos_and_unfolded_spectrum(tmp_path, capsys):
+    assert main(["bands", "AB", "--supercell", "3", "--points", "8", "--mesh", "6", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "bands.json").read_text())
+    e = np.array(data["bands_ev_from_ef"])
+    assert e.shape == (25, 144) and data["labels"] == ["Γ", "M", "K", "Γ"]
+    # a 3x3 cell folds K onto Gamma: the Dirac point sits at E_F at Gamma
+    assert np.sort(np.abs(e[0]))[:2].max() < 0.05
+    assert (tmp_path / "bands.png").is_file() and (tmp_path / "spectral.png").is_file()
+    assert np.array(data["unfolded"]["spectral"]).shape[0] == len(data["unfolded"]["distances"])
