@@ -355,29 +355,89 @@ def cmd_train_phonon(args) -> int:
         f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)"))
 
 
+def _phonon_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "model" if (path / "model" / "metadata.json").is_file() else path
+
+
 def cmd_evaluate_phonon(args) -> int:
-    """Energy and force errors of a saved phonon model on the splits of an extxyz data set."""
+    """Energy and force errors of a saved phonon model (and of ablation baselines) on the
+    splits of an extxyz data set (the paper's Table I); with --phonons, its 6x6 AB-bilayer
+    dispersion against the empirical reference (the paper's Fig. 4b)."""
     from .training import evaluate_model
 
-    model_dir = Path(args.model)
-    if (model_dir / "model" / "metadata.json").is_file():  # a training run folder
-        model_dir = model_dir / "model"
+    model_dir = _phonon_model_dir(args.model)
     data = args.data
     if data is None:
         meta = json.loads((model_dir / "metadata.json").read_text()) \
             if (model_dir / "metadata.json").is_file() else {}
         data = (meta.get("training_data") or {}).get("path") or "data/phonon/phonon_set.xyz"
-    out = evaluate_model(model_dir, data, splits=args.splits.split(","), batch_size=args.batch_size,
-                         device=args.device, dtype=args.dtype)
-    for split in args.splits.split(","):
-        m = out.get(split)
-        if m:
-            print(f"{split:>5}: energy MAE {m['energy_mae_mev_per_atom']:.3f} meV/atom (RMSE "
-                  f"{m['energy_rmse_mev_per_atom']:.3f}), force MAE {m['force_mae_mev_per_a']:.2f} "
-                  f"meV/A (RMSE {m['force_rmse_mev_per_a']:.2f}), {m['n_structures']} structures")
+    splits = args.splits.split(",")
+    kw = dict(splits=splits, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+    out = evaluate_model(model_dir, data, **kw)
+    rows = {"HedgeNet-Phonon": out}
+    out["ablation"] = {}
+    for spec in args.ablation or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--ablation takes NAME=MODEL_OR_RUN, got {spec!r}")
+        out["ablation"][name] = rows[name] = evaluate_model(_phonon_model_dir(path), data, **kw)
+    print(f"{'model':<18} {'parameters':>10} " + " ".join(f"{s + ' E (meV/atom)':>18} {s + ' F (meV/A)':>15}"
+                                                          for s in splits))
+    for name, row in rows.items():
+        n_par = json.loads((Path(row["model_dir"]) / "metadata.json").read_text()).get("n_parameters", 0) \
+            if "model_dir" in row else 0
+        row.setdefault("n_parameters", n_par)
+        print(f"{name:<18} {n_par:>10} " + " ".join(
+            f"{row[s]['energy_mae_mev_per_atom']:>18.3f} {row[s]['force_mae_mev_per_a']:>15.2f}"
+            for s in splits if row.get(s)))
+    if args.phonons:
+        from .models import load_model
+        from .phonons import UNIT_LABELS, compare_dispersions
+        from .reference.lammps_forces import EmpiricalForceReference
+        from .structures import bilayer
+
+        cmp = compare_dispersions(bilayer("AB"), load_model(model_dir, kind="phonon"), EmpiricalForceReference(),
+                                  size=args.phonon_supercell)
+        out[f"phonons_{args.phonon_supercell}x{args.phonon_supercell}"] = {
+            k: v for k, v in cmp.items() if k != "curves"}
+        print(f"{args.phonon_supercell}x{args.phonon_supercell} AB bilayer phonons: RMS ML - reference "
+              f"{cmp['rms_cm1']:.2f} cm^-1 over the path; largest imaginary frequency ML {cmp['max_imag_cm1']:.2f}, "
+              f"reference {cmp['reference_max_imag_cm1']:.2f} cm^-1")
+        if args.figure:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            from .phonons import convert_frequencies
+
+            fig, ax = plt.subplots(figsize=(5, 4.2))
+            for name, style in (("reference", dict(color="k", lw=1.2)), ("ML", dict(color="tab:red", lw=0, marker="o", ms=1.6))):
+                c = cmp["curves"][name]
+                f = convert_frequencies(c.freq_thz, "cm1")
+                for bnd in range(f.shape[1]):
+                    ax.plot(c.distances, f[:, bnd], **style, label=(None if bnd else
+                            ("LCBOP + KC reference" if name == "reference" else "HedgeNet-Phonon")))
+            c = cmp["curves"]["reference"]
+            ax.set_xticks(c.label_distances, c.labels)
+            for x in c.label_distances:
+                ax.axvline(x, color="0.85", lw=0.6)
+            ax.set_xlim(c.distances[0], c.distances[-1])
+            ax.set_ylabel(f"frequency ({UNIT_LABELS['cm1']})")
+            ax.set_title(f"AB bilayer, {args.phonon_supercell}x{args.phonon_supercell} force constants: "
+                         f"RMS {cmp['rms_cm1']:.1f} cm$^{{-1}}$", fontsize=9)
+            ax.legend(fontsize=8, loc="lower right")
+            fig.tight_layout()
+            Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(args.figure, dpi=150)
+            plt.close(fig)
+            print(f"figure -> {args.figure}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
+        tmp.write_text(json.dumps(out, indent=1, default=float))
+        tmp.replace(args.out)
         print(f"metrics -> {args.out}")
     return 0
 
@@ -573,7 +633,13 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train_electron)
     ev = sub.add_parser("evaluate", help="errors of a trained network on a data set").add_subparsers(
         dest="target", required=True)
-    s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model")
+    s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model (and baselines: Table I)")
+    s.add_argument("--ablation", action="append", metavar="NAME=MODEL_OR_RUN",
+                   help="a baseline evaluated on the same splits (e.g. homogeneous_2=runs/phonon_homogeneous_2)")
+    s.add_argument("--phonons", action="store_true",
+                   help="also the AB-bilayer dispersion against the empirical reference (Fig. 4b)")
+    s.add_argument("--phonon-supercell", type=int, default=6)
+    s.add_argument("--figure", default="assets/figures/phonons_ml_vs_ref.png", help="with --phonons: the plot")
     s.add_argument("model", help="model folder, or a training run folder holding model/")
     s.add_argument("--data", help="extxyz data set (default: the one the model was trained on)")
     s.add_argument("--splits", default="val,test", help="comma-separated splits")

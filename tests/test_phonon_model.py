@@ -363,7 +363,16 @@ def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
     assert main(["train", "phonon", str(config), "--no-progress"]) == 0  # resumes, finishes epoch 0
     assert "test: energy MAE" in capsys.readouterr().out
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "phonon", str(tmp_path / "run"), "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["test"]["n_structures"] == 1
+    assert main(["evaluate", "phonon", str(tmp_path / "run"), "--out", str(out),
+                 "--ablation", f"twin={tmp_path / 'run'}"]) == 0
+    table = json.loads(out.read_text())
+    assert table["test"]["n_structures"] == 1
+    # a baseline row holds the same keys, evaluated on the same split (here the same model)
+    assert table["ablation"]["twin"]["test"] == table["test"]
+    fig = tmp_path / "fig4b.png"
+    assert main(["evaluate", "phonon", str(tmp_path / "run"), "--splits", "test", "--phonons",
+                 "--phonon-supercell", "3", "--figure", str(fig), "--out", str(out)]) == 0
+    ph = json.loads(out.read_text())["phonons_3x3"]
+    assert ph["rms_cm1"] > 0 and ph["max_imag_cm1"] >= 0 and ph["supercell"] == 3 and fig.is_file()
     assert main(["evaluate", "phonon", str(tmp_path / "nothing")]) == 2  # clear error, no traceback
     assert "no such model folder" in capsys.readouterr().err
