@@ -83,8 +83,8 @@ def main():
     n_atoms = [r["atoms"] for r in rows.values()]
     fit = {"ml_exponent": exponent(n_atoms, [r["ml_s"] for r in rows.values()]),
            "ref_exponent": exponent(n_atoms, [r["ref_s"] for r in rows.values()])}
-    print(f"fitted t ~ N^p: ML p = {fit['ml_exponent']:.2f}, reference p = "
-          + (f"{fit['ref_exponent']:.2f}" if fit["ref_exponent"] is not None else "n/a"))
+    show = lambda v: f"{v:.2f}" if v is not None else "n/a (one size)"
+    print(f"fitted t ~ N^p: ML p = {show(fit['ml_exponent'])}, reference p = {show(fit['ref_exponent'])}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     result = {"sizes": rows, "fit": fit, "threads": torch.get_num_threads(), "model": args.model,
               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
