@@ -110,7 +110,8 @@ def cmd_mc(args) -> int:
     atoms = structure_from_arg(args.structure)
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
-                          supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4)
+                          supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
+                          spectral_every=args.spectral_every)
     forces = force_model_from_name(args.forces)
     runs = {}
     for name in args.electrons:
@@ -125,6 +126,19 @@ def cmd_mc(args) -> int:
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
     result = write_results(args.out, runs, provenance)
+    if args.summary:
+        summary = {"structure": args.structure, "supercell": args.supercell, "units": result["units"],
+                   "static": result["static"], "settings": result["settings"], "provenance": provenance,
+                   "temperatures": [{"T": row["T"], "samples": row["samples"],
+                                     **{n: {k: row[n][k] for k in ("vf", "vf_se", "vf_rel_change", "gamma1",
+                                                                    "gamma1_se", "samples")} for n in runs}}
+                                    for row in result["temperatures"]]}
+        path = Path(args.summary)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=1, default=float))
+        tmp.replace(path)
+        print(f"summary -> {path}")
     for row in result["temperatures"]:
         print(f"T = {row['T']:6.1f} K: " + "; ".join(
             f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
@@ -584,6 +598,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
+    s.add_argument("--spectral-every", type=int, default=4,
+                   help="average A(k, E) over samples j with j %% N == 0 (0: off)")
+    s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
     s.add_argument("--out", default="results/mc")
     s.set_defaults(func=cmd_mc)
 

@@ -301,7 +301,8 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
             row[n] = runs[n].statistics(t)
         rows.append(row)
     result = {"temperatures": rows, "static": {f"vf_{n}": runs[n].static["vf"] for n in names}
-              | {f"gamma1_{n}": runs[n].static["gamma1"] for n in names},
+              | {f"gamma1_{n}": runs[n].static["gamma1"] for n in names}
+              | ({"vf_ref": runs["reference"].static["vf"]} if "reference" in runs else {}),
               "paired_to_first_T": {n: [runs[n].paired_difference(temps[0], t) for t in temps[1:]]
                                     for n in names},
               "settings": asdict(runs[names[0]].settings), "provenance": provenance or {},

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mlepi_core.cli import main
@@ -63,10 +64,17 @@ def test_mc_command_on_a_monolayer(tmp_path, capsys):
     import json
 
     out = tmp_path / "mc"
+    summary = tmp_path / "summary.json"
     assert main(["mc", "monolayer", "--temperature", "0", "100", "--samples", "1",
-                 "--batch-size", "1", "--out", str(out)]) == 0
+                 "--batch-size", "1", "--spectral-every", "1", "--out", str(out), "--summary", str(summary)]) == 0
     result = json.loads((out / "results.json").read_text())
     assert [r["T"] for r in result["temperatures"]] == [0.0, 100.0]
     assert result["temperatures"][0]["reference"]["samples"] == 1
     assert result["provenance"]["electrons"] == ["reference"]
     assert "vs static" in capsys.readouterr().out
+    compact = json.loads(summary.read_text())
+    assert compact["static"]["vf_ref"] == result["static"]["vf_reference"]
+    assert compact["temperatures"][1]["reference"]["vf"] == result["temperatures"][1]["reference"]["vf"]
+    spectra = np.load(out / "spectral.npz")
+    assert spectra["mean_reference"].shape[0] == 2 and list(spectra["samples_reference"]) == [1, 1]
+    assert (out / "spectral.png").is_file()
