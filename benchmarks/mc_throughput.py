@@ -3,7 +3,8 @@
 For AB bilayers of 6x6, 9x9 and 12x12 cells, one engine per Hamiltonian model (the
 trained HedgeNet-Electron and the GFN1-xTB reference) draws the same thermal samples at
 300 K; stages: sampling, H/S (network inference or tblite solve), Bloch sums, eigen-solve
-(only the states near E_F), unfolding and fit. Setup (phonons, pristine bands) is
+(only the states near E_F), unfolding and fit, and the averaged spectral function along
+Gamma-M-K-Gamma for every --spectral-every-th sample (as `mlepi mc`). Setup (phonons, pristine bands) is
 excluded. Writes benchmarks/results/mc_throughput.json (seconds per sample).
 
     .venv/bin/python benchmarks/mc_throughput.py --electron-model assets/models/electron
@@ -42,13 +43,15 @@ def main():
     p.add_argument("--electron-model", default="assets/models/electron")
     p.add_argument("--sizes", type=int, nargs="+", default=[6, 9, 12])
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--spectral-every", type=int, default=4,
+                   help="as mlepi mc: the averaged A(k, E) from every N-th sample (0: off)")
     args = p.parse_args()
     forces = EmpiricalForceReference()
     models = {"ml": load_model(args.electron_model, kind="electron"), "ref": GFN1Reference()}
     result = {}
     for n in args.sizes:
         settings = MCSettings(temperatures=(300.0,), n_samples=args.samples, batch_size=args.samples,
-                              supercell=n)
+                              supercell=n, spectral_every=args.spectral_every)
         row = {}
         for name, model in models.items():
             engine = MonteCarloEngine(bilayer("AB"), forces, model, settings)
