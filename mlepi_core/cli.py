@@ -114,15 +114,30 @@ def cmd_mc(args) -> int:
                           spectral_every=args.spectral_every)
     forces = force_model_from_name(args.forces)
     runs = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for name in args.electrons:
         label = "reference" if name == "reference" else "ml"
         engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings)
         runs[label] = engine
+        checkpoint = out / f"checkpoint_{label}.pkl"
+        identity = {"structure": args.structure, "forces": args.forces, "electrons": name}
+        start = 0
+        if args.resume and checkpoint.is_file():
+            with open(checkpoint, "rb") as fh:
+                import pickle
+
+                saved = pickle.load(fh)
+            if {k: saved.get(k) for k in identity} != identity:
+                raise ValueError(f"{checkpoint} belongs to another run ({ {k: saved.get(k) for k in identity} })")
+            start = engine.load_checkpoint(checkpoint)
+            print(f"resuming {label}: {start} samples already done", flush=True)
         total = len(settings.temperatures) * settings.n_samples
-        with tqdm(total=total, desc=f"MC ({label})", unit="sample") as bar:
+        with tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
             for batch in engine.run_all():
                 bar.update(len(batch.vf))
                 bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
+                engine.save_checkpoint(checkpoint, identity)
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
     result = write_results(args.out, runs, provenance)
@@ -600,6 +615,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
     s.add_argument("--spectral-every", type=int, default=4,
                    help="average A(k, E) over samples j with j %% N == 0 (0: off)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue from the samples a stopped run saved in --out (checkpoint_*.pkl)")
     s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
     s.add_argument("--out", default="results/mc")
     s.set_defaults(func=cmd_mc)

@@ -112,6 +112,51 @@ class MonteCarloEngine:
         self.near_k.clear()
         self.spectra.clear()
 
+    # --- checkpoints --------------------------------------------------------------------
+    def state(self) -> dict:
+        """The finished samples (plain Python and numpy) for ``save_checkpoint``."""
+        from dataclasses import asdict as _asdict
+
+        return {"settings": _asdict(self.settings), "per_sample": self.per_sample, "near_k": self.near_k,
+                "spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])} for t, a in self.spectra.items()}}
+
+    def load_state(self, state: dict) -> None:
+        """Continue from ``state()`` of a run with the same seed, sampling and cell."""
+        from dataclasses import asdict as _asdict
+
+        mine, saved = _asdict(self.settings), state["settings"]
+        keys = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every")
+        changed = [k for k in keys if mine[k] != saved[k]]
+        if changed:
+            raise ValueError(f"the saved run used other settings ({', '.join(changed)}): its samples "
+                             f"are not this run's")
+        self.per_sample = {float(t): dict(v) for t, v in state["per_sample"].items()}
+        self.near_k = {float(t): dict(v) for t, v in state["near_k"].items()}
+        self.spectra = {float(t): {"sum": a["sum"], "samples": set(a["samples"])}
+                        for t, a in state["spectra"].items()}
+
+    def save_checkpoint(self, path, extra: dict | None = None) -> None:
+        """Write the finished samples atomically (pickle: our own file, read by load_checkpoint)."""
+        import pickle
+        from pathlib import Path
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump({"format": 1, **self.state(), **(extra or {})}, fh)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path) -> int:
+        """Load a checkpoint written by ``save_checkpoint``; returns the samples it held."""
+        import pickle
+
+        with open(path, "rb") as fh:
+            state = pickle.load(fh)
+        if state.get("format") != 1:
+            raise ValueError(f"{path}: not a Monte Carlo checkpoint of this mlepi")
+        self.load_state(state)
+        return sum(len(v) for v in self.per_sample.values())
+
     def pause(self) -> None:
         self._go.clear()
 

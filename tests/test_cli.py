@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,24 @@ def test_mc_command_on_a_monolayer(tmp_path, capsys):
     spectra = np.load(out / "spectral.npz")
     assert spectra["mean_reference"].shape[0] == 2 and list(spectra["samples_reference"]) == [1, 1]
     assert (out / "spectral.png").is_file()
+
+
+def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
+    import json
+
+    model = str(Path(__file__).resolve().parents[1] / "assets" / "models" / "electron")
+    common = ["mc", "AB", "--supercell", "3", "--temperature", "300", "--batch-size", "1", "--forces",
+              "empirical", "--electrons", model, "--spectral-every", "1"]
+    assert main(common + ["--samples", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--samples", "3", "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert "resuming ml: 2 samples already done" in capsys.readouterr().out
+    assert main(common + ["--samples", "3", "--out", str(tmp_path / "b")]) == 0  # straight through
+    resumed, straight = (json.loads((tmp_path / x / "results.json").read_text())["temperatures"][0]["ml"]
+                         for x in ("a", "b"))
+    assert resumed["samples"] == straight["samples"] == 3
+    assert resumed["vf"] == straight["vf"] and resumed["vf_se"] == straight["vf_se"]
+    a, b = (np.load(tmp_path / x / "spectral.npz")["mean_ml"] for x in ("a", "b"))
+    assert np.allclose(a, b, rtol=1e-12, atol=1e-12)
+    # another seed cannot continue these samples
+    assert main(common + ["--samples", "3", "--seed", "5", "--out", str(tmp_path / "a"), "--resume"]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err
