@@ -97,7 +97,7 @@ def create_app(session: Session | None = None):
     run_btn = w.Button(name="Run", button_type="primary", css_classes=["mlepi-run"])
     pause_btn = w.Button(name="Pause", button_type="warning", disabled=True, css_classes=["mlepi-pause"])
     stop_btn = w.Button(name="Stop", button_type="danger", disabled=True, css_classes=["mlepi-stop"])
-    progress = w.Progress(value=0, max=1, bar_color="primary", sizing_mode="stretch_width")
+    progress = w.Progress(value=0, max=1, bar_color="primary", sizing_mode="stretch_width", visible=False)
     progress_text = pn.pane.Markdown("", css_classes=["mlepi-progress"])
     alert = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["mlepi-message"])
     summary = pn.pane.Markdown("", css_classes=["mlepi-summary"])
@@ -191,6 +191,7 @@ def create_app(session: Session | None = None):
             for name in ("vf", "spectral", "near_k"):
                 live[name].update(snap)
             counters.object = f"plot updates: {seen['redraws']}"
+            progress.visible = bool(snap)
             if snap:
                 progress.max = max(1, snap["n_total"])
                 progress.value = min(snap["n_done"], snap["n_total"])
