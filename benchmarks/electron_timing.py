@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mlepi_core.models import load_model
+from timing import median_time
 from mlepi_core.reference.tblite_electrons import GFN1Reference
 from mlepi_core.structures import bilayer, supercell
 
@@ -31,14 +32,6 @@ OUT = Path(__file__).parent / "results" / "electron_timing.json"
 SIZES = (6, 9, 12, 18)
 
 
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def exponent(n_atoms, seconds) -> float | None:

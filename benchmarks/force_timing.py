@@ -15,13 +15,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mlepi_core.models import load_model
+from timing import median_time
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
 from mlepi_core.reference.tblite_electrons import GFN1Reference
 from mlepi_core.structures import bilayer, supercell
@@ -30,14 +30,6 @@ OUT = Path(__file__).parent / "results" / "force_timing.json"
 SIZES = (4, 6, 12, 24)
 
 
-def median_time(fn, repeats):
-    fn()  # warm-up (LAMMPS set-up, torch kernels)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main():
