@@ -168,60 +168,78 @@ class MonteCarloEngine:
         self._go.set()
 
     # --- the run -----------------------------------------------------------------------
+    def pending(self, temperature: float) -> list[tuple[int, int]]:
+        """(first, count) of the batches still to sample at ``temperature``, in order."""
+        s = self.settings
+        done = self.per_sample.get(float(temperature), {})
+        out = []
+        for j in range(0, s.n_samples, s.batch_size):
+            todo = [k for k in range(j, min(j + s.batch_size, s.n_samples)) if k not in done]
+            if todo:
+                out.append((todo[0], todo[-1] - todo[0] + 1))
+        return out
+
+    def compute_batch(self, temperature: float, first: int, count: int) -> dict:
+        """Observables of samples first .. first+count-1 at ``temperature``, changing no state:
+        the unit of work a worker does (``absorb`` merges it)."""
+        s = self.settings
+        seconds = {}
+        t = time.perf_counter()
+        atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
+        for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
+            a.positions = self.sampler.ideal.positions + s.displacement_scale * (
+                a.positions - self.sampler.ideal.positions)
+        seconds["sampling"] = time.perf_counter() - t
+        t = time.perf_counter()
+        blocks = self.hamiltonian_model.blocks(atoms)
+        seconds["hamiltonian"] = time.perf_counter() - t
+        for key in ("bloch", "eig", "unfold", "fit", "spectral"):
+            seconds[key] = 0.0
+        out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "near_k": {}, "spectra": {},
+               "seconds": seconds}
+        for k, b in enumerate(blocks):
+            j = first + k
+            bt = self.probe.tensors(b)
+            bands = self.probe.band_energies(bt)
+            for key, value in self.probe.last_seconds.items():
+                seconds[key] += value
+            t = time.perf_counter()
+            out["vf"].append(self.probe.fermi_velocity(bands))
+            out["gamma1"].append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
+                                 if s.n_bands == 4 else float("nan"))
+            out["near_k"][j] = self.near_k_bands(bands)
+            seconds["fit"] += time.perf_counter() - t
+            if s.spectral_every and j % s.spectral_every == 0:
+                t = time.perf_counter()
+                out["spectra"][j] = self.spectral.spectral_function(bt)
+                seconds["spectral"] += time.perf_counter() - t
+        return out
+
+    def absorb(self, result: dict) -> BatchResult:
+        """Merge a ``compute_batch`` result into the run (samples already held are kept)."""
+        temperature, first = result["T"], result["first"]
+        done = self.per_sample.setdefault(temperature, {})
+        near = self.near_k.setdefault(temperature, {})
+        spectra = self.spectra.setdefault(temperature, {"sum": 0.0, "samples": set()})
+        for k, (v, g) in enumerate(zip(result["vf"], result["gamma1"])):
+            done[first + k] = (v, g)
+        near.update(result["near_k"])
+        for j in sorted(result["spectra"]):
+            if j not in spectra["samples"]:
+                spectra["sum"] = spectra["sum"] + result["spectra"][j]
+                spectra["samples"].add(j)
+        stats = self.statistics(temperature)
+        return BatchResult(temperature, first, np.array(result["vf"]), np.array(result["gamma1"]), stats["vf"],
+                           stats["vf_se"], len(done), result["seconds"])
+
     def run(self, temperature: float) -> Iterator[BatchResult]:
         """Sample ``temperature`` until ``n_samples`` are done, yielding after each batch."""
-        s = self.settings
-        done = self.per_sample.setdefault(float(temperature), {})
         self._cancel.clear()
-        j = 0
-        while j < s.n_samples:
+        for first, count in self.pending(temperature):
             self._go.wait()
             if self._cancel.is_set():
                 return
-            count = min(s.batch_size, s.n_samples - j)
-            todo = [k for k in range(j, j + count) if k not in done]
-            if not todo:
-                j += count
-                continue
-            first, count = todo[0], todo[-1] - todo[0] + 1
-            seconds = {}
-            t = time.perf_counter()
-            atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
-            for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
-                a.positions = self.sampler.ideal.positions + s.displacement_scale * (
-                    a.positions - self.sampler.ideal.positions)
-            seconds["sampling"] = time.perf_counter() - t
-            t = time.perf_counter()
-            blocks = self.hamiltonian_model.blocks(atoms)
-            seconds["hamiltonian"] = time.perf_counter() - t
-            vf, g1 = [], []
-            for key in ("bloch", "eig", "unfold", "fit", "spectral"):
-                seconds[key] = 0.0
-            near = self.near_k.setdefault(float(temperature), {})
-            spectra = self.spectra.setdefault(float(temperature), {"sum": 0.0, "samples": set()})
-            for k, b in enumerate(blocks):
-                bt = self.probe.tensors(b)
-                bands = self.probe.band_energies(bt)
-                for key, value in self.probe.last_seconds.items():
-                    seconds[key] += value
-                t = time.perf_counter()
-                vf.append(self.probe.fermi_velocity(bands))
-                g1.append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
-                          if s.n_bands == 4 else float("nan"))
-                near[first + k] = self.near_k_bands(bands)
-                seconds["fit"] += time.perf_counter() - t
-                if s.spectral_every and (first + k) % s.spectral_every == 0 \
-                        and first + k not in spectra["samples"]:
-                    t = time.perf_counter()
-                    spectra["sum"] = spectra["sum"] + self.spectral.spectral_function(bt)
-                    spectra["samples"].add(first + k)
-                    seconds["spectral"] += time.perf_counter() - t
-            for k, (v, g) in enumerate(zip(vf, g1)):
-                done[first + k] = (v, g)
-            stats = self.statistics(temperature)
-            yield BatchResult(temperature, first, np.array(vf), np.array(g1), stats["vf"],
-                              stats["vf_se"], len(done), seconds)
-            j = first + count
+            yield self.absorb(self.compute_batch(temperature, first, count))
 
     def run_all(self) -> Iterator[BatchResult]:
         """All temperatures of the settings, one after the other."""
