@@ -116,6 +116,13 @@ def cmd_mc(args) -> int:
     runs = {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    client = None
+    if args.executor == "dask" or args.scheduler:
+        from .distributed import make_client
+
+        client = make_client(args.workers, args.threads_per_worker, args.scheduler)
+        print(f"Dask: {len(client.scheduler_info()['workers'])} workers "
+              f"({args.scheduler or 'LocalCluster started for this run'})", flush=True)
     for name in args.electrons:
         label = "reference" if name == "reference" else "ml"
         engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings)
@@ -133,12 +140,22 @@ def cmd_mc(args) -> int:
             start = engine.load_checkpoint(checkpoint)
             print(f"resuming {label}: {start} samples already done", flush=True)
         total = len(settings.temperatures) * settings.n_samples
+        if client is not None:
+            from .distributed import RunSpec, run_distributed
+
+            spec = RunSpec(atoms, args.forces, name, settings)
+            batches = (b for t in settings.temperatures for b in run_distributed(engine, spec, client, t))
+        else:
+            batches = engine.run_all()
         with tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
-            for batch in engine.run_all():
+            for batch in batches:
                 bar.update(len(batch.vf))
                 bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
                 engine.save_checkpoint(checkpoint, identity)
+    if client is not None:
+        client.close()
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
+                  "executor": "dask" if client is not None else "local",
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
     result = write_results(args.out, runs, provenance)
     if args.summary:
@@ -615,6 +632,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
     s.add_argument("--spectral-every", type=int, default=4,
                    help="average A(k, E) over samples j with j %% N == 0 (0: off)")
+    s.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local: in this process; dask: sample batches as tasks on a Dask cluster")
+    s.add_argument("--workers", type=int, default=2, help="with --executor dask: LocalCluster worker processes")
+    s.add_argument("--threads-per-worker", type=int, default=1)
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
     s.add_argument("--resume", action="store_true",
                    help="continue from the samples a stopped run saved in --out (checkpoint_*.pkl)")
     s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
