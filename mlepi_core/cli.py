@@ -401,6 +401,17 @@ def cmd_train_phonon(args) -> int:
         f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)"))
 
 
+def parse_ablation(specs: list[str] | None) -> dict[str, str]:
+    """--ablation NAME=MODEL_OR_RUN (repeatable) -> {NAME: path}."""
+    out = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--ablation takes NAME=MODEL_OR_RUN, got {spec!r}")
+        out[name] = path
+    return out
+
+
 def _phonon_model_dir(path: str | Path) -> Path:
     path = Path(path)
     return path / "model" if (path / "model" / "metadata.json").is_file() else path
@@ -423,10 +434,7 @@ def cmd_evaluate_phonon(args) -> int:
     out = evaluate_model(model_dir, data, **kw)
     rows = {"HedgeNet-Phonon": out}
     out["ablation"] = {}
-    for spec in args.ablation or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--ablation takes NAME=MODEL_OR_RUN, got {spec!r}")
+    for name, path in parse_ablation(args.ablation).items():
         out["ablation"][name] = rows[name] = evaluate_model(_phonon_model_dir(path), data, **kw)
     print(f"{'model':<18} {'parameters':>10} " + " ".join(f"{s + ' E (meV/atom)':>18} {s + ' F (meV/A)':>15}"
                                                           for s in splits))
@@ -535,12 +543,7 @@ def cmd_evaluate_electron(args) -> int:
     """H and S errors of a saved electron model (and of ablation baselines) on a DeepH data set."""
     from .training import electron_metrics_table
 
-    ablation = {}
-    for spec in args.ablation or []:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--ablation takes NAME=MODEL_OR_RUN, got {spec!r}")
-        ablation[name] = _model_folder(path)
+    ablation = {name: _model_folder(path) for name, path in parse_ablation(args.ablation).items()}
     splits = [s for s in args.splits.split(",") if s]
     table = electron_metrics_table(_model_folder(args.model), ablation, data=args.data, splits=splits,
                                    batch_size=args.batch_size, device=args.device, dtype=args.dtype,
