@@ -123,9 +123,13 @@ def cmd_mc(args) -> int:
         client = make_client(args.workers, args.threads_per_worker, args.scheduler)
         print(f"Dask: {len(client.scheduler_info()['workers'])} workers "
               f"({args.scheduler or 'LocalCluster started for this run'})", flush=True)
+    stop = StopOnSignal()
     for name in args.electrons:
+        if stop.stopped:
+            break
         label = "reference" if name == "reference" else "ml"
         engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings)
+        stop.engine = engine
         runs[label] = engine
         checkpoint = out / f"checkpoint_{label}.pkl"
         identity = {"structure": args.structure, "forces": args.forces, "electrons": name}
@@ -141,19 +145,22 @@ def cmd_mc(args) -> int:
             print(f"resuming {label}: {start} samples already done", flush=True)
         total = len(settings.temperatures) * settings.n_samples
         if client is not None:
-            from .distributed import RunSpec, run_distributed
+            from .distributed import RunSpec, run_all_distributed
 
-            spec = RunSpec(atoms, args.forces, name, settings)
-            batches = (b for t in settings.temperatures for b in run_distributed(engine, spec, client, t))
+            batches = run_all_distributed(engine, RunSpec(atoms, args.forces, name, settings), client)
         else:
             batches = engine.run_all()
-        with tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
+        with stop, tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
             for batch in batches:
                 bar.update(len(batch.vf))
                 bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
                 engine.save_checkpoint(checkpoint, identity)
     if client is not None:
         client.close()
+    runs = {n: e for n, e in runs.items() if any(e.per_sample.values())}
+    if stop.stopped and not runs:
+        print("stopped before any sample finished", file=sys.stderr)
+        return 130
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
                   "executor": "dask" if client is not None else "local",
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
@@ -176,7 +183,55 @@ def cmd_mc(args) -> int:
             f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
             f"vs static)" for n in runs))
     print(f"wrote {args.out}/results.json, vf_vs_T.csv, vf_vs_T.png")
+    if stop.stopped:
+        print(f"stopped: the folder holds the {sum(len(v) for e in runs.values() for v in e.per_sample.values())} "
+              f"finished samples; the same command with --resume continues", file=sys.stderr)
+        return 130
     return 0
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM during ``mlepi mc`` stops the run instead of killing it.
+
+    The engine is cancelled (between local batches; outstanding Dask futures at once),
+    the finished samples are written as a complete results folder, and ``--resume``
+    continues from them. A second signal interrupts at once. Outside the main thread
+    (e.g. ``main()`` called from a worker thread) signals are left alone.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.engine = None
+        self.stopped = False
+        self._previous = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        return False
+
+    def _handle(self, signum, frame):
+        if self.stopped:
+            raise KeyboardInterrupt
+        self.stopped = True
+        print("\nmlepi: stopping (the batches in flight are cancelled; finished samples are kept)",
+              file=sys.stderr, flush=True)
+        if self.engine is not None:
+            self.engine.cancel()
 
 
 def cmd_bands(args) -> int:

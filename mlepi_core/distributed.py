@@ -4,6 +4,7 @@
     worker:        its own MonteCarloEngine for the spec (built once per worker process,
                    models loaded from their files there) -> engine.compute_batch(...)
     client engine: as each future completes -> engine.absorb(result) -> BatchResult
+                   (a window of batches in flight: Pause stops handing out more)
 
 Sample j's random numbers are keyed by (seed, j) (DESIGN.md section 9), so any number
 of workers, batch size or completion order gives the same samples; the statistics are
@@ -61,27 +62,66 @@ def worker_engine(spec: RunSpec) -> MonteCarloEngine:
         return _ENGINES[key]
 
 
-def compute_task(spec: RunSpec, temperature: float, first: int, count: int) -> dict:
+def compute_task(spec: RunSpec, temperature: float, first: int, count: int,
+                 displacements: bool = False) -> dict:
     """One sample batch on a worker (a Dask task)."""
-    return worker_engine(spec).compute_batch(temperature, first, count)
+    return worker_engine(spec).compute_batch(temperature, first, count, displacements)
 
 
-def run_distributed(engine: MonteCarloEngine, spec: RunSpec, client, temperature: float
-                    ) -> Iterator[BatchResult]:
-    """Like ``engine.run(temperature)``, with the batches computed on ``client``'s workers;
-    results are absorbed in completion order. ``engine.cancel()`` cancels what is left."""
-    from distributed import as_completed
+POLL_S = 0.2  # how often a waiting client looks at Pause / Stop
+
+
+def run_distributed(engine: MonteCarloEngine, spec: RunSpec, client, temperature: float,
+                    window: int | None = None) -> Iterator[BatchResult]:
+    """Like ``engine.run(temperature)``, with the batches computed on ``client``'s workers.
+
+    At most ``window`` batches (default: two per worker thread) are in flight, handed out
+    in sample order; results are absorbed in completion order as they arrive, so the
+    running estimate and progress move as in a local run. ``engine.pause()`` stops handing
+    out batches (those in flight still arrive); ``engine.cancel()`` cancels the
+    outstanding futures within ``POLL_S`` and returns, leaving every finished sample in
+    the engine.
+    """
+    from distributed import TimeoutError as DaskTimeout
+    from distributed import wait
 
     engine._cancel.clear()
-    futures = [client.submit(compute_task, spec, float(temperature), first, count, pure=False)
-               for first, count in engine.pending(temperature)]
-    done = as_completed(futures)
-    for future in done:
-        engine._go.wait()
-        if engine._cancel.is_set():
-            client.cancel(futures)
+    todo = engine.pending(temperature)[::-1]  # popped from the end: ascending sample order
+    if window is None:
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        window = 2 * max(1, threads)
+    running: set = set()
+    try:
+        while todo or running:
+            if engine.cancelled:
+                return
+            if engine._go.is_set():
+                while todo and len(running) < window:
+                    first, count = todo.pop()
+                    running.add(client.submit(compute_task, spec, float(temperature), first, count,
+                                              pure=False))
+            if not running:  # paused with nothing in flight
+                engine._go.wait(POLL_S)
+                continue
+            try:
+                finished = wait(running, timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            except DaskTimeout:
+                continue
+            for future in finished:
+                running.discard(future)
+                yield engine.absorb(future.result())
+    finally:
+        if running:
+            client.cancel(list(running))
+
+
+def run_all_distributed(engine: MonteCarloEngine, spec: RunSpec, client) -> Iterator[BatchResult]:
+    """All temperatures of the settings on ``client``, like ``engine.run_all()``; a cancel
+    ends the whole sweep."""
+    for temperature in engine.settings.temperatures:
+        yield from run_distributed(engine, spec, client, temperature)
+        if engine.cancelled:
             return
-        yield engine.absorb(future.result())
 
 
 def make_client(workers: int = 2, threads_per_worker: int = 1, scheduler: str | None = None):

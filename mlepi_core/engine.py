@@ -167,6 +167,11 @@ class MonteCarloEngine:
         self._cancel.set()
         self._go.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether the current run was cancelled (cleared when a run starts)."""
+        return self._cancel.is_set()
+
     # --- the run -----------------------------------------------------------------------
     def pending(self, temperature: float) -> list[tuple[int, int]]:
         """(first, count) of the batches still to sample at ``temperature``, in order."""
@@ -179,9 +184,11 @@ class MonteCarloEngine:
                 out.append((todo[0], todo[-1] - todo[0] + 1))
         return out
 
-    def compute_batch(self, temperature: float, first: int, count: int) -> dict:
+    def compute_batch(self, temperature: float, first: int, count: int,
+                      displacements: bool = False) -> dict:
         """Observables of samples first .. first+count-1 at ``temperature``, changing no state:
-        the unit of work a worker does (``absorb`` merges it)."""
+        the unit of work a worker does (``absorb`` merges it). With ``displacements`` the
+        result also holds each sample's displacements from the ideal supercell (Angstrom)."""
         s = self.settings
         seconds = {}
         t = time.perf_counter()
@@ -197,6 +204,9 @@ class MonteCarloEngine:
             seconds[key] = 0.0
         out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "near_k": {}, "spectra": {},
                "seconds": seconds}
+        if displacements:
+            out["displacements_a"] = {first + k: a.positions - self.sampler.ideal.positions
+                                      for k, a in enumerate(atoms)}
         for k, b in enumerate(blocks):
             j = first + k
             bt = self.probe.tensors(b)
