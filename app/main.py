@@ -82,6 +82,8 @@ def create_app(session: Session | None = None):
     supercell = w.Select.from_param(vm.param.supercell, name="Supercell (n x n)", css_classes=["mlepi-supercell"])
     forces = w.Select.from_param(vm.param.forces, name="Force model")
     electrons = w.Select.from_param(vm.param.electrons, name="Hamiltonian model")
+    executor = w.RadioButtonGroup.from_param(vm.param.executor, name="Run on", button_type="light",
+                                             css_classes=["mlepi-executor"])
     unit = w.RadioButtonGroup.from_param(vm.param.unit, name="Unit", button_type="light",
                                          options={"cm⁻¹": "cm1", "THz": "thz", "meV": "mev"},
                                          css_classes=["mlepi-unit"])
@@ -137,7 +139,7 @@ def create_app(session: Session | None = None):
         pause_btn.disabled = vm.status not in ("running", "paused")
         pause_btn.name = "Resume" if vm.status == "paused" else "Pause"
         stop_btn.disabled = not busy
-        for widget in (structure, upload, supercell, forces, electrons, seed, antithetic):
+        for widget in (structure, upload, supercell, forces, electrons, seed, antithetic, executor):
             widget.disabled = busy
         alert.object = vm.message or " "
         alert.alert_type = _status_kind(vm.status)
@@ -222,6 +224,7 @@ def create_app(session: Session | None = None):
         pn.pane.Markdown("#### Models"), forces, electrons,
         pn.pane.Markdown("#### Phonons"), unit, show_ref,
         pn.pane.Markdown("#### Monte Carlo"), t_slider, t_input, samples, seed, antithetic,
+        pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"}), executor,
         pn.Row(run_btn, pause_btn, stop_btn),
         pn.pane.Markdown("#### Results"), csv_dl, json_dl, png_dl,
     ]

@@ -102,6 +102,45 @@ def _electron_model(name: str):
     return CACHE.get(("electrons", name), lambda: hamiltonian_model_from_name(name))
 
 
+class DaskExecutor:
+    """The dashboard server's Dask cluster, shared by every tab that picks it (DESIGN.md
+    section 11): a LocalCluster of ``workers`` one-thread processes started on first use,
+    or the existing scheduler at ``scheduler``. Set by ``mlepi dashboard --workers N |
+    --scheduler ADDRESS``; each tab's runs stay its own (its own engine and futures)."""
+
+    workers: int = 2
+    scheduler: str | None = None
+    _client = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def configure(cls, workers: int = 2, scheduler: str | None = None) -> None:
+        cls.workers, cls.scheduler = int(workers), scheduler
+
+    @classmethod
+    def client(cls):
+        from mlepi_core.distributed import make_client
+
+        with cls._lock:
+            if cls._client is None:
+                cls._client = make_client(cls.workers, 1, cls.scheduler)
+            return cls._client
+
+    @classmethod
+    def describe(cls) -> str:
+        return f"Dask scheduler {cls.scheduler}" if cls.scheduler else f"Dask, {cls.workers} local workers"
+
+    @classmethod
+    def shutdown(cls) -> None:
+        with cls._lock:
+            if cls._client is not None:
+                cls._client.close()
+                cls._client = None
+
+
+EXECUTORS = ("local", "dask")
+
+
 def structure_summary(atoms) -> dict:
     """Formula, atom count, layers and stacking of a structure (for the page)."""
     layers = np.asarray(atoms.arrays["layer"])
@@ -124,6 +163,8 @@ class Session(param.Parameterized):
     samples = param.Integer(default=40, bounds=(2, 5000), doc="samples per temperature")
     seed = param.Integer(default=0, bounds=(0, 2 ** 31 - 1))
     antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
+    executor = param.Selector(objects=list(EXECUTORS), default="local",
+                              doc="local: in this server process; dask: sample batches on the server's Dask cluster")
     unit = param.Selector(objects=["cm1", "thz", "mev"], default="cm1", doc="phonon frequency unit")
     show_reference = param.Boolean(default=False, doc="overlay the reference phonon dispersion")
 
@@ -333,7 +374,7 @@ class Session(param.Parameterized):
             self._t_start = time.perf_counter()
             start_count = len(engine.per_sample.get(t, {}))
             self._publish(engine, t, start_count)
-            for _ in engine.run(t):
+            for _ in self._batches(engine, settings, t):
                 self._publish(engine, t, start_count)
             stats = engine.statistics(t)
             done = stats["samples"] >= settings.n_samples
@@ -348,6 +389,17 @@ class Session(param.Parameterized):
             self._set_status("error", f"the run failed: {type(err).__name__}: {err}")
         finally:
             self.version += 1
+
+    def _batches(self, engine, settings, t: float):
+        """The run at ``t``, in this process or as tasks on the server's Dask cluster (the same
+        samples and numbers: keyed random streams)."""
+        if self.executor == "local":
+            return engine.run(t)
+        from mlepi_core.distributed import RunSpec, run_distributed
+
+        self._set_status("running", f"sampling {t:g} K on {DaskExecutor.describe()} ...")
+        spec = RunSpec(self._atoms, force_choices()[self.forces], electron_choices()[self.electrons], settings)
+        return run_distributed(engine, spec, DaskExecutor.client(), t)
 
     def _publish(self, engine, t: float, start_count: int, final: bool = False):
         """Copy what the page shows out of the engine (under the lock) and bump ``version``."""

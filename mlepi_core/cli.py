@@ -315,7 +315,9 @@ def cmd_dashboard(args) -> int:
     import panel as pn
 
     from app.main import create_app
+    from app.viewmodel import DaskExecutor
 
+    DaskExecutor.configure(args.workers, args.scheduler)
     print(f"mlepi dashboard: http://{args.address}:{args.port}/  (Ctrl-C stops it)", flush=True)
     origins = [f"{host}:{args.port}" for host in {args.address, "localhost", "127.0.0.1"}]
     pn.serve(create_app, port=args.port, address=args.address, show=args.show, title="mlepi",
@@ -652,6 +654,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default="localhost", help="interface to listen on (0.0.0.0: all)")
     s.add_argument("--allow-origin", action="append", help="extra host:port allowed to connect")
     s.add_argument("--show", action="store_true", help="open a browser tab")
+    s.add_argument("--workers", type=int, default=2,
+                   help="worker processes of the LocalCluster that 'Run on: dask' starts on first use")
+    s.add_argument("--scheduler", help="'Run on: dask' uses this existing Dask scheduler instead")
     s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")

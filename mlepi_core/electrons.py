@@ -117,27 +117,41 @@ def solve_near(h: torch.Tensor, s: torch.Tensor, sigma: float, n_states: int,
     solve and one product with S (S q is carried along). Converged when every wanted
     residual |H c - E S c| is below ``tol`` (eV; eigenvalue errors ~ tol^2 / gap).
     ``guess`` (K, M, g), e.g. the undisplaced lattice's eigenvectors, starts the block
-    (the rest is random), so a thermal sample converges in a few steps. Returns
+    (the rest, and any all-zero column of ``guess``, is random), so a thermal sample
+    converges in a few steps. Returns
     energies (K, n) ascending and eigenvectors (K, M, n) with c^H S c = 1.
     """
     kk, m, _ = h.shape
     block = min(m, n_states + 8)
-    # The LU is the cost (2/3 M^3 per k); in single precision it is about twice as fast, and
-    # exact enough: it only steers the subspace, while the Ritz values, the Rayleigh
-    # quotients and the residual test below use H and S in full precision.
+    # The LU is the cost (2/3 M^3 per k); in single precision it is about twice as fast.
+    # Each solve with it gets one step of iterative refinement against H - sigma S in full
+    # precision: without it the single-precision rounding, which depends on the basis of
+    # the block, steers the iteration, and two engines that start from differently rotated
+    # (degenerate) warm-start vectors stop at points 1e-8 eV apart; with it they agree to
+    # 1e-13 eV (the Ritz values, Rayleigh quotients and the residual test use H and S in
+    # full precision anyway).
     # If the residual stalls at single precision's floor (large cells), the LU is redone
     # in full precision and the iteration goes on from where it is.
     low = torch.complex64 if h.is_complex() else torch.float32
-    lu, piv = torch.linalg.lu_factor((h - sigma * s).to(low))
+    shifted = h - sigma * s
+    lu, piv = torch.linalg.lu_factor(shifted.to(low))
+
+    def apply_t(sq):  # T q = (H - sigma S)^-1 S q
+        w = torch.linalg.lu_solve(lu, piv, sq.to(lu.dtype)).to(h.dtype)
+        if lu.dtype != h.dtype:  # one step of iterative refinement: full-precision solves
+            w = w + torch.linalg.lu_solve(lu, piv, (sq - shifted @ w).to(lu.dtype)).to(h.dtype)
+        return w
+
     best, stalled = float("inf"), 0
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(kk, m, block, generator=gen, dtype=h.real.dtype).to(device=h.device, dtype=h.dtype)
     if guess is not None:
         g = min(guess.shape[2], block - 4)  # keep a few random directions
-        x[:, :, :g] = guess[:, :, :g]
+        given = guess[:, :, :g].to(x.dtype)
+        x[:, :, :g] = torch.where(given.abs().sum(dim=1, keepdim=True) > 0, given, x[:, :, :g])
     q, sq = _s_orthonormal(x, s @ x)
     for it in range(max_iter):
-        w = torch.linalg.lu_solve(lu, piv, sq.to(lu.dtype)).to(h.dtype)  # T q
+        w = apply_t(sq)
         t = sq.mH @ w  # q^H S T q, Hermitian
         theta, z = torch.linalg.eigh(0.5 * (t + t.mH))
         wanted = torch.argsort(theta.abs(), dim=1, descending=True)[:, :n_states]
@@ -153,7 +167,7 @@ def solve_near(h: torch.Tensor, s: torch.Tensor, sigma: float, n_states: int,
             stalled = stalled + 1 if resid > 0.9 * best else 0
             best = min(best, float(resid))
             if stalled >= 3:
-                lu, piv = torch.linalg.lu_factor(h - sigma * s)
+                lu, piv = torch.linalg.lu_factor(shifted)
         y = w @ z
         q, sq = _s_orthonormal(y, s @ y)
     else:

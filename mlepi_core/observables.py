@@ -83,8 +83,7 @@ class BandProbe:
         e, c, _ = solve_generalized(h, s)
         self.sigma = float(0.5 * (e[:, n_occ - 1].max() + e[:, n_occ].min()))
         self.n_states = 2 * self.n_bands  # both valleys' bands; the next levels are ~1 eV away
-        near = torch.argsort((e - self.sigma).abs(), dim=1)[:, : 2 * self.n_states + 4]
-        self.guess = torch.gather(c, 2, near[:, None, :].expand(-1, c.shape[1], -1))
+        self.guess = canonical_guess(e, c, self.sigma, self.n_states + 4)
         energies, vectors = solve_near(h, s, self.sigma, self.n_states, guess=self.guess)
         self.pristine_bands = self._moments(energies, self.unfolder.weights(vectors, s, self.valley_g))
         self.static = self.fermi_velocity(self.pristine_bands)
@@ -243,6 +242,32 @@ class SpectralMap:
         x = (self.energies[None, None, :] - e_path[:, :, None]) / self.broadening
         gauss = np.exp(-0.5 * x ** 2) / (np.sqrt(2 * np.pi) * self.broadening)
         return np.einsum("pn,pne->pe", w_path, gauss)
+
+
+def canonical_guess(energies: torch.Tensor, vectors: torch.Tensor, sigma: float, count: int,
+                    tol_ev: float = 1e-6) -> torch.Tensor:
+    """Warm-start vectors for ``solve_near`` that depend only on the eigen-*space* of the
+    ``count`` states closest to ``sigma`` (per k), not on how LAPACK rotated degenerate
+    eigenvectors (which can differ between processes).
+
+    The block is V V^H R, the projection of fixed random vectors R on the space V spans
+    (V -> V U leaves it unchanged), and the cut at ``count`` moves forward (columns
+    zeroed; ``solve_near`` fills them at random) where it would split states equally far
+    from ``sigma`` (degenerate, or mirrored about it), whose span would be arbitrary. So
+    every engine, wherever it is built, starts its samples' iterations from the same block.
+    """
+    n_k, m, _ = vectors.shape
+    dist, order = torch.sort((energies - sigma).abs(), dim=1)
+    v = torch.gather(vectors, 2, order[:, None, :count].expand(-1, m, -1))
+    col = torch.arange(count, device=vectors.device)
+    clean = (dist[:, 1:count + 1] - dist[:, :count]) > tol_ev  # [:, g - 1]: a cut after column g - 1
+    cut = torch.where(clean, col[None, :] + 1, torch.zeros_like(col)[None, :]).amax(dim=1)  # (K,)
+    keep = (col[None, :] < cut[:, None])[:, None, :]  # (K, 1, count)
+    v = torch.where(keep, v, torch.zeros_like(v))
+    gen = torch.Generator().manual_seed(12345)
+    r = torch.randn(m, count, generator=gen, dtype=torch.float64).to(device=vectors.device, dtype=vectors.dtype)
+    x = v @ (v.mH @ r)
+    return torch.where(keep, x, torch.zeros_like(x))
 
 
 @dataclass

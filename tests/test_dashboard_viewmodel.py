@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.viewmodel import UPLOADED, Session
+from app.viewmodel import BATCH, UPLOADED, DaskExecutor, Session
 from mlepi_core.structures import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,16 +89,40 @@ def test_results_equal_the_cli_for_the_same_seed(tmp_path):
     out = tmp_path / "mc"
     cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "4",
            "--temperature", "300", "--seed", "7", "--forces", "empirical", "--electrons",
-           str(ROOT / "assets" / "models" / "electron"), "--out", str(out)]
+           str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--out", str(out)]
     if "HedgeNet-Phonon" in s.forces:
         cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
     cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
     assert cli["samples"] == snap["n_done"] == 4
-    # same samples; another process (thread count) steers the single-precision shift-invert
-    # LU differently, so band energies agree to the solver's tolerance (~1e-10 eV), not bitwise
-    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-7)
-    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=1e-4)
+    # the same samples in the same batches (the float32 network rounds by batch composition)
+    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-12, abs=0)
+    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=1e-9, abs=0)
+
+
+def test_a_run_on_the_dask_executor_equals_the_local_run():
+    pytest.importorskip("distributed")
+    local = Session(**FAST, seed=3)
+    local.run()
+    local.wait(timeout=300)
+    DaskExecutor.configure(workers=2)
+    try:
+        remote = Session(**FAST, seed=3, executor="dask")
+        remote.run()
+        wait_until(lambda: "Dask, 2 local workers" in remote.message or remote.status == "done")
+        remote.wait(timeout=300)
+    finally:
+        DaskExecutor.shutdown()
+    assert local.status == remote.status == "done", remote.message
+    a, b = local.snapshot(), remote.snapshot()
+    assert a["n_done"] == b["n_done"] == 4
+    assert b["vf"] == pytest.approx(a["vf"], rel=1e-12, abs=0)
+    assert b["vf_se"] == pytest.approx(a["vf_se"], rel=1e-9, abs=0)
+    for t, samples in local._engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
+        for j, (vf, gamma1) in samples.items():
+            assert remote._engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-12, abs=0)
+            # a least-squares fit parameter (SciPy's default tolerances): to its own precision
+            assert remote._engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
 
 
 def test_upload_good_and_bad_files(tmp_path):
