@@ -88,16 +88,21 @@ def cmd_phonons(args) -> int:
 
 
 def hamiltonian_model_from_name(name: str):
-    """'reference' (GFN1-xTB, tblite) or the folder of a trained electron model."""
+    """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model) or the folder of a
+    trained electron model."""
     if name == "reference":
         from .reference.tblite_electrons import GFN1Reference
 
         return GFN1Reference()
+    if name in ("slater-koster", "sk"):
+        from .reference.slater_koster import SlaterKosterPz
+
+        return SlaterKosterPz()
     if Path(name).is_dir():
         from .models import load_model
 
         return load_model(name, kind="electron")
-    raise SystemExit(f"mlepi: unknown Hamiltonian model {name!r} (reference or a model folder)")
+    raise SystemExit(f"mlepi: unknown Hamiltonian model {name!r} (reference, slater-koster or a model folder)")
 
 
 def cmd_mc(args) -> int:

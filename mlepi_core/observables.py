@@ -78,7 +78,8 @@ class BandProbe:
         """Pristine bands, windows and warm-start vectors from the undisplaced lattice."""
         self.unfolder = Unfolder(self.primitive.cell, self.ideal.positions, self.ideal.cell,
                                  pristine.norb)
-        n_occ = int(round(self.valence_electrons(self.ideal) / 2))
+        electrons = pristine.meta.get("valence_electrons", self.valence_electrons(self.ideal))
+        n_occ = int(round(electrons / 2))
         h, s = self._bloch(pristine)
         e, c, _ = solve_generalized(h, s)
         self.sigma = float(0.5 * (e[:, n_occ - 1].max() + e[:, n_occ].min()))
