@@ -315,6 +315,50 @@ def cmd_bands(args) -> int:
     return 0
 
 
+def cmd_continuum(args) -> int:
+    """Bistritzer-MacDonald bands of a twisted bilayer from the Slater-Koster parameters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .continuum import ContinuumModel, dirac_hbar_v, first_magic_angle, interlayer_w
+
+    hv, w = dirac_hbar_v(), interlayer_w(args.distance)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"hbar_v_ev_a": hv, "w_ev": w, "d_a": args.distance, "units": {"energy": "eV", "velocity": "1e6 m/s"},
+              "angles": []}
+    fig, axes = plt.subplots(1, len(args.angle), figsize=(3.2 * len(args.angle), 3.6), squeeze=False, sharey=True)
+    for ax, theta in zip(axes[0], args.angle):
+        model = ContinuumModel(theta, hv, w, w)
+        ks, dist, ticks, labels = model.path(args.points)
+        e = model.bands(ks, args.bands)
+        width = float(e[:, args.bands // 2 - 1: args.bands // 2 + 1].max() - e[:, args.bands // 2 - 1: args.bands // 2 + 1].min())
+        result["angles"].append({"theta_deg": theta, "alpha": model.alpha, "central_width_mev": 1e3 * width,
+                                 "k_point_velocity": model.k_point_velocity(), "distance_per_a": dist.tolist(),
+                                 "bands_ev": e.tolist()})
+        ax.plot(dist, 1e3 * e, color="tab:blue", lw=1)
+        ax.set_xticks(ticks, labels)
+        ax.set_title(f"{theta:.3f}°: central width {1e3 * width:.1f} meV", fontsize=9)
+        print(f"theta {theta:.3f} deg: alpha {model.alpha:.3f}, central bands {1e3 * width:.1f} meV wide, "
+              f"v(K_m) {model.k_point_velocity():.4f} x 1e6 m/s")
+    axes[0][0].set_ylabel("E - E$_D$ (meV)")
+    if args.magic:
+        theta, v = first_magic_angle()
+        result["first_magic_angle_deg"] = theta
+        print(f"first magic angle (minimum of |v(K_m)|): {theta:.3f} deg")
+    fig.tight_layout()
+    fig.savefig(out / "continuum_bands.png", dpi=140)
+    plt.close(fig)
+    tmp = out / ".continuum.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out / "continuum.json")
+    print(f"hbar v {hv:.3f} eV A, w {1e3 * w:.1f} meV (Slater-Koster, d = {args.distance} A); "
+          f"wrote {out}/continuum.json, continuum_bands.png")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     """Serve the Panel dashboard (app/) on this machine; all JS/CSS is served locally."""
     import panel as pn
@@ -653,6 +697,15 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=float, default=3.0, help="energy window about E_F (eV)")
     s.add_argument("--out", default="results/bands")
     s.set_defaults(func=cmd_bands)
+
+    s = sub.add_parser("continuum", help="Bistritzer-MacDonald bands of twisted bilayers (Slater-Koster parameters)")
+    s.add_argument("--angle", type=float, nargs="+", default=[1.08], help="twist angles in degrees")
+    s.add_argument("--distance", type=float, default=3.35, help="interlayer distance (A) for the tunnelling w")
+    s.add_argument("--bands", type=int, default=8, help="bands nearest the Dirac point")
+    s.add_argument("--points", type=int, default=40, help="k-points per path segment")
+    s.add_argument("--magic", action="store_true", help="also find the first magic angle")
+    s.add_argument("--out", default="results/continuum")
+    s.set_defaults(func=cmd_continuum)
 
     s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
     s.add_argument("--port", type=int, default=5006)
