@@ -160,11 +160,10 @@ def cmd_mc(args) -> int:
                 bar.update(len(batch.vf))
                 bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
                 engine.save_checkpoint(checkpoint, identity)
-    if client is not None:
-        client.close()
     runs = {n: e for n, e in runs.items() if any(e.per_sample.values())}
     if stop.stopped and not runs:
         print("stopped before any sample finished", file=sys.stderr)
+        close_client(client)
         return 130
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
                   "executor": "dask" if client is not None else "local",
@@ -188,11 +187,24 @@ def cmd_mc(args) -> int:
             f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
             f"vs static)" for n in runs))
     print(f"wrote {args.out}/results.json, vf_vs_T.csv, vf_vs_T.png")
+    close_client(client)  # after the results are on disk: a stopped cluster takes seconds to wind down
     if stop.stopped:
         print(f"stopped: the folder holds the {sum(len(v) for e in runs.values() for v in e.per_sample.values())} "
               f"finished samples; the same command with --resume continues", file=sys.stderr)
         return 130
     return 0
+
+
+def close_client(client) -> None:
+    """Close a Dask client and the LocalCluster it started (an existing cluster stays up)."""
+    if client is None:
+        return
+    from distributed import LocalCluster
+
+    cluster = client.cluster if isinstance(client.cluster, LocalCluster) else None
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 class StopOnSignal:
