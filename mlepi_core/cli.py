@@ -196,15 +196,9 @@ def cmd_mc(args) -> int:
 
 
 def close_client(client) -> None:
-    """Close a Dask client and the LocalCluster it started (an existing cluster stays up)."""
-    if client is None:
-        return
-    from distributed import LocalCluster
-
-    cluster = client.cluster if isinstance(client.cluster, LocalCluster) else None
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    """Close a Dask client (and the LocalCluster it started; an existing cluster stays up)."""
+    if client is not None:
+        client.close()
 
 
 class StopOnSignal:

@@ -131,11 +131,11 @@ def run_all_distributed(engine: MonteCarloEngine, spec: RunSpec, client) -> Iter
 
 def make_client(workers: int = 2, threads_per_worker: int = 1, scheduler: str | None = None):
     """A Dask client: of an existing scheduler at ``scheduler`` (e.g. tcp://host:8786, or one
-    started by dask-jobqueue), or of a LocalCluster of ``workers`` processes started for the run."""
-    from distributed import Client, LocalCluster
+    started by dask-jobqueue), or of a LocalCluster of ``workers`` processes started for the run
+    and owned by the client (``client.close()`` shuts it down; an existing cluster stays up)."""
+    from distributed import Client
 
     if scheduler:
         return Client(scheduler)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                           dashboard_address=None)
-    return Client(cluster)
+    return Client(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                  dashboard_address=None)
