@@ -61,6 +61,7 @@ def electron_choices() -> dict[str, str]:
     if (MODELS / "electron" / "metadata.json").is_file():
         out["HedgeNet-Electron (ML)"] = str(MODELS / "electron")
     out["GFN1-xTB (reference, slow)"] = "reference"
+    out["Slater-Koster p_z (reference, fast; γ₁ 0.31 eV)"] = "slater-koster"
     return out
 
 

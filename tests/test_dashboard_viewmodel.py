@@ -156,3 +156,15 @@ def test_two_sessions_share_no_run():
     again.run()
     again.wait(timeout=300)
     assert again.results_csv() == a.results_csv()
+
+
+def test_the_slater_koster_reference_is_an_electron_choice():
+    """The p_z model (one orbital per carbon, S = 1, realistic gamma_1) runs the same pipeline."""
+    label = next(k for k in Session.param.electrons.objects if k.startswith("Slater-Koster"))
+    s = Session(**FAST, electrons=label)
+    s.run()
+    s.wait(timeout=300)
+    assert s.status == "done", s.message
+    snap = s.snapshot()
+    assert snap["n_done"] == 4 and 0.4 < snap["vf"] < 0.9
+    assert snap["static"]["gamma1"] == pytest.approx(0.31, abs=0.03)  # vs 0.13 eV from GFN1-xTB
