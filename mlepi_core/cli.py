@@ -472,9 +472,16 @@ def cmd_data_electron(args) -> int:
 
     cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
                             twisted=() if args.no_twisted else ElectronSetConfig.twisted)
+    if args.electrons == "gfn1":
+        reference = GFN1Reference(r_c=args.cutoff)
+    elif args.electrons == "slater-koster":
+        from .reference.slater_koster import SlaterKosterPz
+
+        reference = SlaterKosterPz()
+    else:
+        raise SystemExit(f"mlepi: unknown electron reference {args.electrons!r} (gfn1 or slater-koster)")
     t0 = time.time()
-    out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces),
-                                GFN1Reference(r_c=args.cutoff))
+    out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces), reference)
     size_mb = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 1e6
     print(f"electron set -> {out} ({size_mb:.0f} MB, {time.time() - t0:.0f} s)")
     return 0
@@ -787,6 +794,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--cutoff", type=float, default=6.0, help="block cutoff r_c in Angstrom")
     s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
     s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells")
+    s.add_argument("--electrons", default="gfn1", choices=["gfn1", "slater-koster"],
+                   help="the labelling reference: GFN1-xTB (s, p, with S) or the Slater-Koster p_z model")
     s.set_defaults(func=cmd_data_electron)
 
     train = sub.add_parser("train", help="train a network from a config file").add_subparsers(

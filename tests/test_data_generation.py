@@ -110,3 +110,25 @@ def test_twisted_held_out_cells_are_wide_enough_for_rc(forces):
         atoms = make()
         check_cell_for_cutoff(atoms.cell, 6.0)
         assert set(atoms.arrays["layer"]) == {0, 1}
+
+
+def test_slater_koster_electron_set_round_trips_through_the_deeph_layout(tmp_path, forces):
+    """The same generator with the p_z reference: one l = 0 orbital per atom on disk, the
+    orbital named in info.json, and the blocks read back equal to the reference's."""
+    import json
+
+    from mlepi_core.reference.slater_koster import SlaterKosterPz
+
+    cfg = ElectronSetConfig(n_configs=2, size=6, seed=1, twisted=((1, 2, 2),), fractions=(0.5, 0.5, 0.0))
+    sk = SlaterKosterPz()
+    out = generate_electron_set(tmp_path / "sk", cfg, forces, sk, progress=False)
+    for name in ("ab6_00000", "tbg_1_2_x2_1"):
+        atoms, blocks = read_deeph(out / name)
+        (direct,) = sk.blocks([atoms])
+        assert (blocks.norb == 1).all()
+        assert (out / name / "orbital_types.dat").read_text().split("\n")[0].strip() == "0"
+        info = json.loads((out / name / "info.json").read_text())
+        assert info["meta"]["orbital"] == "p_z along the local normal" and info["isorthogonal"]
+        order = np.lexsort((blocks.R[:, 2], blocks.R[:, 1], blocks.R[:, 0], blocks.j, blocks.i))
+        np.testing.assert_allclose(blocks.h[order], direct.h, atol=1e-12)
+        np.testing.assert_array_equal(blocks.R[order], direct.R)

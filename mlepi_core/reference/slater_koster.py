@@ -23,6 +23,9 @@ keeps every term smooth when atoms move.
 Behind the Hamiltonian-model seam (``blocks``, in the DeepH layout mlepi uses
 everywhere: one 1x1 block per pair within R_CUT, orbital "p_z along the local normal")
 and as sparse matrices for large cells (``sparse_hk``: the 11,164-atom magic-angle cell).
+The orbital follows the local normal, so under rotations it is a scalar: to the DeepH
+layout and the equivariant networks it is an l = 0 orbital (``orbital_types`` 0, order
+"s"), and ``meta["orbital"]`` says what it is.
 """
 
 from __future__ import annotations
@@ -123,9 +126,10 @@ class SlaterKosterPz:
             s = np.concatenate([np.ones(n), np.zeros(len(t))])
             order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
             out.append(Blocks(i=i[order], j=j[order], R=shift[order], h=h[order, None, None],
-                              s=s[order, None, None], norb=np.ones(n, dtype=np.int64), orbital_order="pz",
+                              s=s[order, None, None], norb=np.ones(n, dtype=np.int64), orbital_order="s",
                               meta={"source": "Slater-Koster p_z (Moon & Koshino 2012)", "orbital": ORBITAL,
-                                    "r_c_A": R_CUT, "units": "H: eV", "valence_electrons": n}))
+                                    "orbital_types": [[0]] * n, "r_c_A": R_CUT, "units": "H: eV",
+                                    "valence_electrons": n}))
         return out
 
     def sparse_hk(self, atoms: Atoms, k_frac: Sequence[float]):
