@@ -160,7 +160,11 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     # Stop, then the CSV holds exactly the finished samples
     page.locator(".mlepi-stop button").click()
     wait_for_text(page, ".mlepi-message", lambda t: "stopped" in t or "samples at 300 K" in t, timeout=120)
-    done = int(text_of(page, ".mlepi-progress").split("/")[0].strip())
+    done, previous = -1, -2  # the last batch's progress line may reach the page just after the message
+    while done != previous:
+        previous = done
+        time.sleep(1.0)
+        done = int(text_of(page, ".mlepi-progress").split("/")[0].strip())
     with page.expect_download() as info:
         page.locator(".mlepi-csv button").click()
     path = tmp_path / "samples.csv"
