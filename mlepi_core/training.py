@@ -609,13 +609,17 @@ class ElectronTask:
                 f"S {m.get('s_mae', float('nan')):.2e}")
 
     def data_info(self) -> dict:
-        from .data.electron_dataset import deeph_set_sha256
+        from .data.electron_dataset import deeph_set_sha256, valence_electrons_per_atom
 
         if not hasattr(self, "_data_sha256"):
             self._data_sha256 = deeph_set_sha256(self.data_path)
-        return {"path": str(self.data_path), "sha256": self._data_sha256,
+        info = {"path": str(self.data_path), "sha256": self._data_sha256,
                 "n_structures": sum(len(v) for v in self.split_names.values()),
                 "split_counts": {s: len(v) for s, v in self.split_names.items()}}
+        per_atom = valence_electrons_per_atom(self.data_path, self.split_names.get("train", []))
+        if per_atom is not None:  # the basis's electron count (the band probe's Fermi level needs it)
+            info["valence_electrons_per_atom"] = per_atom
+        return info
 
     def save(self, model, path: Path, train_config: TrainConfig, metrics: Mapping | None) -> Path:
         from .models.io import save_model

@@ -132,3 +132,6 @@ def test_slater_koster_electron_set_round_trips_through_the_deeph_layout(tmp_pat
         order = np.lexsort((blocks.R[:, 2], blocks.R[:, 1], blocks.R[:, 0], blocks.j, blocks.i))
         np.testing.assert_allclose(blocks.h[order], direct.h, atol=1e-12)
         np.testing.assert_array_equal(blocks.R[order], direct.R)
+    from mlepi_core.data.electron_dataset import valence_electrons_per_atom
+
+    assert valence_electrons_per_atom(out, ["ab6_00000"]) == 1.0  # one pi electron per carbon

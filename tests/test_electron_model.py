@@ -428,3 +428,20 @@ def test_normalisation_statistics_match_a_direct_computation():
     assert torch.allclose(norm.edge_scale[1][rows_2e], ye[:, rows_2e].pow(2).mean().sqrt().expand(5))
     scalar_resid = (y - mean)[:, 0].pow(2).mean().sqrt()
     assert torch.allclose(norm.onsite_scale[0], scalar_resid)
+
+
+def test_a_model_trained_on_a_p_z_basis_reports_its_electron_count():
+    """The band probe's Fermi level needs the electrons the basis holds: one per carbon for a
+    network trained on Slater-Koster p_z labels (recorded from the data), the element's
+    valence count otherwise (nothing recorded)."""
+    from pathlib import Path
+
+    from mlepi_core.models import load_model
+    from mlepi_core.structures import bilayer
+
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "models" / "electron", kind="electron")
+    atoms = bilayer("AB")
+    assert "valence_electrons" not in model.blocks([atoms])[0].meta
+    model.metadata = {**model.metadata, "training_data": {**model.metadata.get("training_data", {}),
+                                                          "valence_electrons_per_atom": 1.0}}
+    assert model.blocks([atoms])[0].meta["valence_electrons"] == 4

@@ -355,6 +355,17 @@ def load_split(root: str | Path, split: str = "train", cutoffs: Mapping[str, flo
 _FILE_DIGESTS: dict = {}  # (path, size, mtime_ns) -> sha256 digest, so a process hashes a file once
 
 
+def valence_electrons_per_atom(root: str | Path, names: Sequence[str]) -> float | None:
+    """Electrons per atom that the set's orbital basis holds, as its reference recorded them
+    (info.json meta "valence_electrons", e.g. one per carbon for the p_z model); None when
+    the first structure does not say (then the element's valence count applies)."""
+    if not names:
+        return None
+    info = json.loads((Path(root) / names[0] / "info.json").read_text())
+    count = (info.get("meta") or {}).get("valence_electrons")
+    return None if count is None else float(count) / float(info["nsites"])
+
+
 def _file_digest(path: Path) -> bytes:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

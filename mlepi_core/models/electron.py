@@ -846,4 +846,8 @@ class MLHamiltonianModel:
             out = self.network(batch, reverse)
             s_out = self.s_network(batch, reverse)["s"] if self.s_network is not None else None
             result.extend(blocks_from_output(batch, out, self.network.relations, s_out, meta))
+        per_atom = (self.metadata.get("training_data") or {}).get("valence_electrons_per_atom")
+        if per_atom is not None:  # a basis that is not the elements' valence shell (the p_z model)
+            for b, atoms in zip(result, structures):
+                b.meta = {**b.meta, "valence_electrons": int(round(per_atom * len(atoms)))}
         return result
