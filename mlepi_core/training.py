@@ -54,6 +54,7 @@ CHECKPOINT_FORMAT = 1
 RESUMABLE_CHANGES = {"max_epochs", "max_steps", "max_time_h", "patience", "progress",
                      "checkpoint_every_steps", "checkpoint_every_minutes", "log_every_steps",
                      "num_threads", "device", "eval_batch_size", "output_dir", "data_workers"}
+STAGE_TWO_SETTINGS = {"stage_two_epoch", "stage_two_energy_weight", "stage_two_forces_weight", "stage_two_lr"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,12 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def with_earlier_data(info: dict, task) -> dict:
+    """``info`` plus the byte-different versions of the same labels a resumed run first saw."""
+    earlier = getattr(task, "earlier_data", None)
+    return {**info, "earlier_versions": earlier} if earlier else info
 
 
 def resolve_device(name: str) -> torch.device:
@@ -426,7 +433,7 @@ class PhononTask:
         from .models.io import save_model
 
         return save_model(path, model, train_config=train_config.to_dict(), metrics=metrics,
-                          training_data=self.data_info())
+                          training_data=with_earlier_data(self.data_info(), self))
 
 
 # --- the electron task ----------------------------------------------------------------------
@@ -625,7 +632,7 @@ class ElectronTask:
         from .models.io import save_model
 
         return save_model(path, model, train_config=train_config.to_dict(), metrics=metrics,
-                          training_data=self.data_info())
+                          training_data=with_earlier_data(self.data_info(), self))
 
 
 TASKS = {"phonon": PhononTask, "electron": ElectronTask}
@@ -691,6 +698,7 @@ class Trainer:
         if resume and (self.out / CHECKPOINT_FILE).is_file():
             self._load_checkpoint(self.out / CHECKPOINT_FILE)
             self.resumed = True
+        self.task.earlier_data = self.state.get("earlier_data", [])
 
     # -- bookkeeping --
     @property
@@ -718,22 +726,58 @@ class Trainer:
             raise ValueError(f"{path}: checkpoint format {ck.get('format')} is not {CHECKPOINT_FORMAT}")
         # a setting that a checkpoint predates counts as its default value
         old, new = {**TrainConfig().to_dict(), **ck["config"]}, self.cfg.to_dict()
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
-                         and k not in RESUMABLE_CHANGES)
+        resumable = set(RESUMABLE_CHANGES)
+        if ck["state"]["stage"] == 1 and ck["state"]["epoch"] < min(
+                e if e is not None else math.inf for e in (old["stage_two_epoch"], new["stage_two_epoch"])):
+            resumable |= STAGE_TWO_SETTINGS  # stage two is still ahead: its settings may change
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in resumable)
         if changed:
             raise ValueError(f"{path} was written by a run with other settings ({', '.join(changed)}); "
                              f"use another output_dir or start afresh (--no-resume)")
         saved_data, data = ck.get("data_sha256"), self.task.data_info().get("sha256")
+        earlier = list(ck["state"].get("earlier_data", []))
         if saved_data is not None and saved_data != data:
-            raise ValueError(f"{path} was trained on another data set (sha256 {saved_data[:12]}..., now "
-                             f"{str(data)[:12]}...): the labels changed; start afresh (--no-resume) "
-                             f"or restore the data")
+            earlier.append(self._check_regenerated_data(path, saved_data, ck["state"],
+                                                        {saved_data, *(e["sha256"] for e in earlier)}))
         self.model.load_state_dict(ck["model"])
         self.ema.load_state_dict(ck["ema"])
         self.optimizer.load_state_dict(ck["optimizer"])
         if self.scheduler is not None and ck["scheduler"] is not None:
             self.scheduler.load_state_dict(ck["scheduler"])
         self.state.update(ck["state"])
+        self.state["earlier_data"] = earlier
+
+    def _check_regenerated_data(self, path: Path, saved_sha: str, saved_state: Mapping,
+                                same_labels: set) -> dict:
+        """Accept a data set whose bytes differ from the checkpoint's only if it holds the same
+        labels: the best saved model, re-evaluated on this validation split, must reproduce the
+        validation errors it recorded when trained (relative 1e-4, float rounding of a set
+        regenerated on another CPU or library build). ``same_labels``: the sha256 of the versions
+        already known to hold these labels. Returns the record kept in the metadata."""
+        from .models.io import load_model, read_metadata
+
+        refuse = (f"{path} was trained on another data set (sha256 {saved_sha[:12]}..., now "
+                  f"{str(self.task.data_info().get('sha256'))[:12]}...)")
+        model_dir = self.out / "model"
+        meta = read_metadata(model_dir) if (model_dir / "metadata.json").is_file() else {}
+        recorded = (meta.get("metrics") or {}).get("val") or {}
+        if (meta.get("training_data") or {}).get("sha256") not in same_labels or not recorded:
+            raise ValueError(f"{refuse}, and no saved model with recorded validation errors on the old "
+                             f"data can show the labels are the same; start afresh (--no-resume)")
+        ff = load_model(model_dir, device=self.device, dtype=self.dtype)
+        now = evaluate(self.task, ff.network, "val", self.cfg.eval_batch_size, self.device, self.dtype)
+        keys = [k for k in self.task.metric_names if "_mae" in k and k in recorded]
+        rel = {k: abs(now[k] - recorded[k]) / max(abs(recorded[k]), 1e-12) for k in keys}
+        if not keys or max(rel.values()) > 1e-4:
+            raise ValueError(f"{refuse}: the labels changed (validation errors of the saved model "
+                             f"{ {k: round(recorded[k], 6) for k in keys} } then, "
+                             f"{ {k: round(now[k], 6) for k in keys} } now); start afresh (--no-resume) "
+                             f"or restore the data")
+        self._say(f"data set regenerated (sha256 {saved_sha[:12]}... -> "
+                  f"{self.task.data_info()['sha256'][:12]}...): the saved model reproduces its "
+                  f"validation errors to {max(rel.values()):.1e} relative; continuing")
+        return {"sha256": saved_sha, "until_epoch": int(saved_state["epoch"]),
+                "until_step": int(saved_state["step"]), "val_relative_difference": max(rel.values())}
 
     def _log(self, name: str, row: Mapping) -> None:
         path = self.out / name

@@ -322,6 +322,42 @@ def test_resume_refuses_relabelled_data(tmp_path, tiny_set):
         Trainer(tiny_train_config(data, tmp_path / "run", max_steps=4))
 
 
+def test_resume_accepts_the_same_labels_in_other_bytes(tmp_path, tiny_set):
+    """A set regenerated elsewhere (other bytes, same numbers) continues, and the model's
+    metadata records the earlier version; a changed validation label is refused."""
+    import shutil
+
+    data = tmp_path / "data.xyz"
+    shutil.copy(tiny_set, data)
+    Trainer(tiny_train_config(data, tmp_path / "run", max_epochs=1)).run()  # a model is saved
+    old_sha = load_model(tmp_path / "run" / "model").metadata["training_data"]["sha256"]
+    text = data.read_text()
+    data.write_text(text.replace(' 0.0 0.0 ', ' 0.00 0.000 '))  # same cells, other bytes
+    assert data.read_text() != text
+    resumed = Trainer(tiny_train_config(data, tmp_path / "run", max_epochs=3))
+    assert resumed.resumed and resumed.state["earlier_data"][0]["sha256"] == old_sha
+    resumed.run()
+    again = Trainer(tiny_train_config(data, tmp_path / "run", max_epochs=3))  # kept in the checkpoint
+    assert again.state["earlier_data"] == resumed.state["earlier_data"]
+    again.task.save(again.model, tmp_path / "saved", again.cfg, {})  # as every best model is saved
+    versions = load_model(tmp_path / "saved").metadata["training_data"]["earlier_versions"]
+    assert versions[0]["sha256"] == old_sha and versions[0]["until_epoch"] == 1
+    lines = data.read_text().splitlines()
+    val = next(i for i, line in enumerate(lines) if "split=val" in line)
+    *cols, fz = lines[val + 1].split()
+    lines[val + 1] = " ".join([*cols, f"{float(fz) + 1.0:.8f}"])  # one val force off by 1 eV/A
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="labels changed"):
+        Trainer(tiny_train_config(data, tmp_path / "run", max_epochs=4))
+
+
+def test_stage_two_settings_may_change_while_stage_two_is_ahead(tmp_path, tiny_set):
+    Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=5)).run()
+    assert Trainer(tiny_train_config(tiny_set, tmp_path / "run", stage_two_epoch=3)).resumed
+    with pytest.raises(ValueError, match="other settings"):  # not once the run is past it
+        Trainer(tiny_train_config(tiny_set, tmp_path / "run", stage_two_epoch=1))
+
+
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
     cfg = tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=1,
                             stage_two_lr=0.002)
