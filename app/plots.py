@@ -9,6 +9,8 @@ from mlepi_core.phonons import convert_frequencies
 
 LAYER_COLORS = ["#1f6fb4", "#e4572e", "#3a9d5d", "#8e44ad"]
 ACCENT = "#1f6fb4"
+# pinned runs: Okabe & Ito's colour-blind-safe palette (also presentation mode's palette)
+OKABE_ITO = ["#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#0072B2", "#000000", "#F0E442"]
 UNIT_TEXT = {"cm1": "cm⁻¹", "thz": "THz", "mev": "meV"}
 HEIGHT = 330
 
@@ -82,9 +84,59 @@ def phonon_dos(curves: dict, unit: str) -> hv.Overlay:
         title="DOS", height=HEIGHT, width=170, xticks=0, toolbar=None)
 
 
+def spectral_peaks(spectral: np.ndarray, energies: np.ndarray, distances: np.ndarray,
+                   rel: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quasiparticle peaks of A(k, E) (n_k, n_E): the local maxima in E of each column above
+    ``rel`` of the largest value, with their half widths at half maximum (eV, linear
+    interpolation; includes the 50 meV broadening). Returns flat (k, E, HWHM) arrays."""
+    a = np.asarray(spectral, dtype=float)
+    e = np.asarray(energies, dtype=float)
+    inner = (a[:, 1:-1] > a[:, :-2]) & (a[:, 1:-1] >= a[:, 2:]) & (a[:, 1:-1] > rel * a.max())
+    ik, ie = np.nonzero(inner)
+    ie = ie + 1
+    half = a[ik, ie] / 2
+    widths = []
+    for sign in (-1, 1):  # walk down each side to half maximum (vectorised over peaks)
+        j = ie.copy()
+        alive = np.ones(len(j), dtype=bool)
+        while alive.any():
+            nxt = j + sign
+            ok = alive & (nxt >= 0) & (nxt < len(e))
+            ok[ok] &= a[ik[ok], nxt[ok]] > half[ok]
+            j[ok] = nxt[ok]
+            alive = ok
+        nxt = np.clip(j + sign, 0, len(e) - 1)
+        y0, y1 = a[ik, j], a[ik, nxt]
+        t = np.where(y0 != y1, (y0 - half) / np.where(y0 != y1, y0 - y1, 1.0), 0.0)
+        widths.append(np.abs(e[j] + t * (e[nxt] - e[j]) - e[ie]))
+    return np.asarray(distances)[ik], e[ie], 0.5 * (widths[0] + widths[1])
+
+
 # --- the live Monte Carlo figures ---------------------------------------------------------
 # Bokeh figures whose data sources are replaced after every batch: the browser redraws
 # in place (auto-ranging axes), and the server sends only the new numbers.
+
+def pin_color(n: int) -> str:
+    return OKABE_ITO[n % len(OKABE_ITO)]
+
+
+def style_figure(fig, presentation: bool) -> None:
+    """Presentation mode: larger type and thicker lines (the projector at the back of a room)."""
+    size = "18pt" if presentation else "11pt"
+    fig.title.text_font_size = size
+    for axis in (*fig.xaxis, *fig.yaxis):
+        axis.axis_label_text_font_size = "16pt" if presentation else "10pt"
+        axis.major_label_text_font_size = "14pt" if presentation else "9pt"
+    for r in fig.renderers:
+        glyph = getattr(r, "glyph", None)
+        if glyph is not None and hasattr(glyph, "line_width") and not isinstance(glyph.line_width, dict):
+            base = getattr(r, "_mlepi_width", None)
+            if base is None:
+                r._mlepi_width = base = glyph.line_width
+            glyph.line_width = base * (2 if presentation else 1)
+    if fig.legend:
+        fig.legend.label_text_font_size = "14pt" if presentation else "9pt"
+
 
 def _figure(title: str, x_label: str, y_label: str, **kw):
     from bokeh.models import DataRange1d
@@ -111,6 +163,28 @@ class RunningFermiVelocity:
         line = self.figure.line("n", "mean", source=self.src, color=ACCENT, line_width=2)
         self.figure.line("n", "v", source=self.ref, color="#222222", line_dash="dashed")
         self.figure.add_tools(HoverTool(renderers=[line], tooltips=[("samples", "@n"), ("<v_F>", "@mean{0.0000}")]))
+        self.pin_bands = ColumnDataSource({"xs": [], "ys": [], "color": []})
+        self.pin_lines = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
+        self.figure.patches("xs", "ys", source=self.pin_bands, color="color", alpha=0.18, line_alpha=0)
+        self.figure.multi_line("xs", "ys", source=self.pin_lines, color="color", line_width=2,
+                               legend_field="label")
+        self.figure.legend.location = "bottom_right"
+
+    def set_pins(self, pins: list[dict]) -> None:
+        """Overlay pinned runs: their running mean and error band, each in its colour."""
+        bands, lines = {"xs": [], "ys": [], "color": []}, {"xs": [], "ys": [], "color": [], "label": []}
+        for n, pin in enumerate(pins):
+            c = np.asarray(pin["count"], dtype=float)
+            m, se = np.asarray(pin["running_mean"]), np.nan_to_num(np.asarray(pin["running_se"]))
+            bands["xs"].append(np.concatenate([c, c[::-1]]))
+            bands["ys"].append(np.concatenate([m - se, (m + se)[::-1]]))
+            bands["color"].append(pin_color(n))
+            lines["xs"].append(c)
+            lines["ys"].append(m)
+            lines["color"].append(pin_color(n))
+            lines["label"].append(f"{pin['label']}: {pin['vf']:.4f} ± {pin['vf_se']:.4f}")
+        self.pin_bands.data, self.pin_lines.data = bands, lines
+        self.figure.legend.visible = bool(pins)
 
     def update(self, data: dict) -> None:
         c = np.asarray(data.get("count", []), dtype=float)
@@ -136,6 +210,19 @@ class FermiVelocityVsT:
         self.figure.line("T", "v", source=self.ref, color="#222222", line_dash="dashed")
         self.figure.add_tools(HoverTool(renderers=[pts], tooltips=[("T (K)", "@T"), ("<v_F>", "@vf{0.0000}"),
                                                                    ("samples", "@samples")]))
+        self.pins = ColumnDataSource({"T": [], "vf": [], "lo": [], "hi": [], "color": [], "label": []})
+        self.figure.segment("T", "lo", "T", "hi", source=self.pins, color="color", line_width=2)
+        self.figure.scatter("T", "vf", source=self.pins, color="color", size=10, marker="diamond",
+                            legend_field="label")
+        self.figure.legend.location = "bottom_left"
+
+    def set_pins(self, pins: list[dict]) -> None:
+        rows = [(h, n, pin) for n, pin in enumerate(pins) for h in pin["history"]]
+        vf = np.array([h["vf"] for h, _, _ in rows], dtype=float)
+        se = np.nan_to_num(np.array([h["vf_se"] for h, _, _ in rows], dtype=float))
+        self.pins.data = {"T": [h["T"] for h, _, _ in rows], "vf": vf, "lo": vf - se, "hi": vf + se,
+                          "color": [pin_color(n) for _, n, _ in rows], "label": [p["label"] for _, _, p in rows]}
+        self.figure.legend.visible = bool(rows)
 
     def update(self, history: list) -> None:
         t = np.array([h["T"] for h in history], dtype=float)
@@ -168,6 +255,29 @@ class SpectralFunction:
         self.figure.segment("x", "y0", "x", "y1", source=self.marks, color="white", alpha=0.6, line_width=1)
         self.figure.xaxis.ticker = FixedTicker(ticks=[])
         self.figure.xgrid.visible = self.figure.ygrid.visible = False
+        self.pins = ColumnDataSource({"k": [], "e": [], "lo": [], "hi": [], "color": [], "label": []})
+        self.figure.segment("k", "lo", "k", "hi", source=self.pins, color="color", line_width=3, alpha=0.8)
+        self.figure.scatter("k", "e", source=self.pins, color="color", size=5, legend_field="label")
+        self.figure.legend.location = "top_right"
+        self.figure.legend.visible = False
+
+    def set_pins(self, pins: list[dict]) -> None:
+        """Pinned runs' quasiparticle peaks, each bar spanning ± its half width at half maximum."""
+        cols = {"k": [], "e": [], "lo": [], "hi": [], "color": [], "label": []}
+        for n, pin in enumerate(pins):
+            k, e, w = (np.asarray(pin["peaks"][x]) for x in ("k", "e", "hwhm"))
+            keep = (e >= self.emin) & (e <= self.emax)
+            for key, values in (("k", k), ("e", e), ("lo", e - w), ("hi", e + w)):
+                cols[key] += [float(v) for v in values[keep]]
+            cols["color"] += [pin_color(n)] * int(keep.sum())
+            cols["label"] += [f"{pin['label']} (peak ± HWHM)"] * int(keep.sum())
+        self.pins.data = cols
+        self.figure.legend.visible = bool(pins)
+
+    def set_palette(self, presentation: bool) -> None:
+        from bokeh.palettes import Cividis256, Magma256
+
+        self.mapper.palette = Cividis256 if presentation else Magma256  # cividis: colour-blind safe
 
     def update(self, data: dict) -> None:
         if not data:

@@ -65,6 +65,24 @@ def electron_choices() -> dict[str, str]:
     return out
 
 
+def _model_code(name: str) -> str:
+    """A model's short name in links: "ml" for a shipped network, else its reference name."""
+    return "ml" if Path(name).is_absolute() else {"reference": "gfn1"}.get(name, name)
+
+
+def _label_of(choices: dict, code: str) -> str:
+    for label, name in choices.items():
+        if _model_code(name) == code:
+            return label
+    raise ValueError(f"no model {code!r} here (have {', '.join(_model_code(v) for v in choices.values())})")
+
+
+def _flag(value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ValueError("expected 0 or 1")
+    return value == "1"
+
+
 class _Cache:
     """Process-wide, thread-safe memo of expensive read-only objects (models, lattices)."""
 
@@ -168,6 +186,9 @@ class Session(param.Parameterized):
                               doc="local: in this server process; dask: sample batches on the server's Dask cluster")
     unit = param.Selector(objects=["cm1", "thz", "mev"], default="cm1", doc="phonon frequency unit")
     show_reference = param.Boolean(default=False, doc="overlay the reference phonon dispersion")
+    presentation = param.Boolean(default=False, doc="large fonts, high contrast, colour-blind-safe palette")
+    mode = param.Tuple(default=None, length=2, allow_None=True,
+                       doc="the selected phonon mode: (index of the q-point on the path, band)")
 
     status = param.Selector(objects=["idle", "preparing", "running", "paused", "stopping", "stopped",
                                      "done", "error"], default="idle", constant=True)
@@ -188,6 +209,7 @@ class Session(param.Parameterized):
         self._phonon_future = None
         self._snapshot: dict = {}
         self._history: dict[float, dict] = {}  # T -> v_F point of this structure/settings
+        self._pins: list[dict] = []  # finished runs kept for comparison overlays
         self._t_start = None
 
     # --- structure ----------------------------------------------------------------------
@@ -243,6 +265,7 @@ class Session(param.Parameterized):
             self._engine, self._engine_key, self._snapshot = None, None, {}
             self._history.clear()
             self._phonons = {}
+        self.mode = None
         self.version += 1
         self.compute_phonons()
 
@@ -465,12 +488,103 @@ class Session(param.Parameterized):
         with self._lock:
             return [self._history[t] for t in sorted(self._history)]
 
+    # --- the view state in the page URL -------------------------------------------------
+    def to_query(self) -> dict[str, str]:
+        """The whole view state as URL query parameters (short, readable values); an
+        uploaded structure cannot travel in a link and is left out."""
+        q = {"supercell": str(self.supercell), "forces": _model_code(force_choices()[self.forces]),
+             "electrons": _model_code(electron_choices()[self.electrons]),
+             "T": f"{float(self.temperature):g}", "samples": str(self.samples), "seed": str(self.seed),
+             "antithetic": str(int(self.antithetic)), "unit": self.unit,
+             "reference": str(int(self.show_reference)), "presentation": str(int(self.presentation))}
+        if self.structure != UPLOADED:
+            q = {"structure": GALLERY[self.structure], **q}
+        if self.mode is not None:
+            q["mode"] = f"{self.mode[0]},{self.mode[1]}"
+        return q
+
+    def apply_query(self, query: dict) -> list[str]:
+        """Set the view from URL query parameters (values as ``to_query`` writes them; a
+        parameter given several times counts once). Returns the problems, also shown as
+        ``message``; valid parameters are applied, invalid ones left as they are."""
+        query = {k: (v[-1] if isinstance(v, (list, tuple)) else v) for k, v in query.items()}
+        if isinstance(next(iter(query.values()), ""), bytes):
+            query = {k: v.decode() for k, v in query.items()}
+        problems, values = [], {}
+
+        def take(key, name, convert):
+            if key not in query:
+                return
+            try:
+                value = convert(query[key])
+                self.param[name]._validate(value)
+                values[name] = value
+            except Exception as err:
+                problems.append(f"{key}={query[key]!r}: {err}")
+
+        by_code = {v: k for k, v in GALLERY.items()}
+        take("structure", "structure", lambda v: by_code[v])
+        take("supercell", "supercell", int)
+        take("forces", "forces", lambda v: _label_of(force_choices(), v))
+        take("electrons", "electrons", lambda v: _label_of(electron_choices(), v))
+        take("T", "temperature", float)
+        take("samples", "samples", int)
+        take("seed", "seed", int)
+        take("antithetic", "antithetic", _flag)
+        take("unit", "unit", str)
+        take("reference", "show_reference", _flag)
+        take("presentation", "presentation", _flag)
+        take("mode", "mode", lambda v: tuple(int(x) for x in v.split(",")))
+        if "structure" in values and values["structure"] != self.structure:
+            self.structure = values.pop("structure")  # first: a new structure resets the view
+        values.pop("structure", None)
+        if values.get("antithetic") and "samples" in values:  # set together: even counts are checked
+            self.param.update(samples=values.pop("samples"), antithetic=values.pop("antithetic"))
+        self.param.update(**values)
+        if problems:
+            self.message = "Some link parameters were not used: " + "; ".join(problems)
+        return problems
+
+    # --- pinned runs, overlaid on later ones ----------------------------------------------
+    def pin(self, label: str | None = None) -> dict:
+        """Keep the current run (running v_F with its error band, the spectral peaks, the
+        v_F(T) points) to overlay on later runs. Returns the pinned record."""
+        from app.plots import spectral_peaks
+
+        snap = self.snapshot()
+        if not snap or not snap.get("n_done"):
+            raise ValueError("nothing to pin yet: run some samples first")
+        label = label or (f"{self.summary()['stacking']} · {snap['T']:g} K · "
+                          f"{self.electrons.split(' (')[0]} · {snap['n_done']} samples")
+        k, e, hwhm = spectral_peaks(snap["spectral"], snap["energies"], snap["k_distances"])
+        record = {"label": label, "T": snap["T"], "vf": snap["vf"], "vf_se": snap["vf_se"],
+                  "n": snap["n_done"], "count": np.asarray(snap["count"]).copy(),
+                  "running_mean": np.asarray(snap["running_mean"]).copy(),
+                  "running_se": np.asarray(snap["running_se"]).copy(),
+                  "peaks": {"k": k, "e": e, "hwhm": hwhm}, "history": self.history(),
+                  "settings": self.to_query()}
+        with self._lock:
+            self._pins.append(record)
+        self.version += 1
+        return record
+
+    def pins(self) -> list[dict]:
+        with self._lock:
+            return list(self._pins)
+
+    def clear_pins(self) -> None:
+        with self._lock:
+            self._pins.clear()
+        self.version += 1
+
     # --- results out --------------------------------------------------------------------
     def results_dict(self) -> dict:
         engine = self._engine
         out = {"mlepi_version": __version__, "structure": self.structure, **self.summary(),
                "forces": self.forces, "electrons": self.electrons,
-               "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": self.history()}
+               "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": self.history(),
+               "view": self.to_query(),
+               "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings")} for r in self.pins()]}
         if engine is not None:
             out["settings"] = dataclasses.asdict(engine.settings)
             out["static"] = dict(engine.static)
@@ -492,6 +606,54 @@ class Session(param.Parameterized):
                     v, g = engine.per_sample[t][j]
                     buf.write(f"{t:g},{j},{v:.10g},{g:.10g}\n")
         return buf.getvalue()
+
+    def export_html(self) -> str:
+        """The current figures and numbers as one self-contained HTML page (BokehJS inlined:
+        it opens offline, for a slide deck or an e-mail)."""
+        import html
+
+        import holoviews as hv
+        from bokeh.embed import file_html
+        from bokeh.layouts import column, gridplot
+        from bokeh.models import Div
+        from bokeh.resources import INLINE
+
+        from app import plots
+
+        snap, pins, summary = self.snapshot(), self.pins(), self.summary()
+        figures = []
+        curves = self.phonon_curves()
+        if curves:
+            figures.append(hv.render(plots.phonon_dispersion(curves, self.unit), backend="bokeh"))
+        vf, vft, spec = plots.RunningFermiVelocity(), plots.FermiVelocityVsT(), plots.SpectralFunction()
+        vf.update(snap)
+        vf.set_pins(pins)
+        vft.update(self.history())
+        vft.set_pins(pins)
+        spec.update(snap)
+        spec.set_pins(pins)
+        figures += [vf.figure, vft.figure] + ([spec.figure] if snap else [])
+        for fig in figures:
+            fig.sizing_mode, fig.width, fig.height = "fixed", 560, 360
+            plots.style_figure(fig, self.presentation)
+        rows = [("structure", f"{summary['formula']}, {summary['atoms']} atoms, {summary['stacking']}"),
+                ("force model", self.forces), ("Hamiltonian model", self.electrons),
+                ("supercell", f"{self.supercell} x {self.supercell}"), ("seed", str(self.seed))]
+        if snap:
+            rows += [("temperature", f"{snap['T']:g} K"), ("samples", f"{snap['n_done']} / {snap['n_total']}"),
+                     ("<v_F>", f"{snap['vf']:.4f} ± {snap['vf_se']:.4f} × 10⁶ m/s"),
+                     ("static lattice v_F", f"{snap['static']['vf']:.4f} × 10⁶ m/s"),
+                     ("change vs static", f"{100 * snap['rel_change']:+.2f} %")]
+        rows += [(f"pinned: {pin['label']}", f"{pin['vf']:.4f} ± {pin['vf_se']:.4f} × 10⁶ m/s") for pin in pins]
+        table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                        f"<td class='mlepi-number'>{html.escape(v)}</td></tr>" for k, v in rows)
+        head = Div(text=f"<h2>mlepi {html.escape(__version__)}: {html.escape(self.structure)}</h2>"
+                        f"<table>{table}</table><p style='color:#666'>Link to this view: "
+                        f"?{html.escape('&'.join(f'{k}={v}' for k, v in self.to_query().items()))}</p>",
+                   width=1100)
+        grid = [(figures[i:i + 2] + [None])[:2] for i in range(0, len(figures), 2)]
+        return file_html(column(head, gridplot(grid)),
+                         resources=INLINE, title=f"mlepi: {self.structure}")
 
     def figure_png(self) -> bytes:
         """The current results as one PNG (running v_F, v_F(T), averaged spectral function)."""

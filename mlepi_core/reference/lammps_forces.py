@@ -43,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import sys
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -247,6 +248,7 @@ class EmpiricalForceReference:
         self.cutoff = float(cutoff)
         self.cache_size = int(cache_size)
         self._cells: OrderedDict[tuple, _LammpsCell] = OrderedDict()
+        self._lock = threading.RLock()  # one structure at a time: the instances are shared state
 
     def __repr__(self) -> str:
         return (f"EmpiricalForceReference(intralayer={self.intralayer!r}, taper={self.taper}, "
@@ -259,8 +261,13 @@ class EmpiricalForceReference:
                                  f"force reference (REBO/LCBOP + Kolmogorov-Crespi knows C only)")
 
     def energy_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        """Energy (eV) and forces (eV/A, shape (N, 3)) of one structure."""
+        """Energy (eV) and forces (eV/A, shape (N, 3)) of one structure (thread-safe: calls
+        from several threads, e.g. dashboard tabs sharing one model, take turns)."""
         self._check(atoms)
+        with self._lock:
+            return self._energy_forces(atoms)
+
+    def _energy_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
         layers = _layer_indices(atoms)
         positions, rot, box = _lammps_frame(atoms)
         key = (np.round(box, 8).tobytes(), len(atoms), layers.tobytes())
@@ -286,14 +293,22 @@ class EmpiricalForceReference:
         results = [self.energy_forces(atoms) for atoms in structures]
         return np.array([e for e, _ in results], dtype=float), [f for _, f in results]
 
+    def __getstate__(self) -> dict:  # a copy in another process starts without instances
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cells", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cells, self._lock = OrderedDict(), threading.RLock()
+
     def as_ase_calculator(self) -> "EmpiricalForceCalculator":
         """An ASE calculator that shares this reference (and its LAMMPS instances)."""
         return EmpiricalForceCalculator(reference=self)
 
     def close(self) -> None:
         """Release every LAMMPS instance."""
-        while self._cells:
-            self._cells.popitem()[1].close()
+        with self._lock:
+            while self._cells:
+                self._cells.popitem()[1].close()
 
     def __del__(self):
         try:

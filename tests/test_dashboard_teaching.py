@@ -1,0 +1,79 @@
+"""The teaching dashboard's view-model without a browser: the view state in the URL,
+pinned runs, the offline HTML export (issue 11)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from app.plots import spectral_peaks
+from app.viewmodel import GALLERY, Session, electron_choices, force_choices
+
+FAST = dict(supercell=3, samples=4, temperature=300.0)
+
+
+def test_url_round_trip_of_every_parameter():
+    a = Session(structure="AA bilayer", supercell=9, temperature=125.5, samples=12, seed=42, antithetic=True,
+                unit="thz", show_reference=True, presentation=True, mode=(17, 3),
+                forces=list(force_choices())[-1], electrons=list(electron_choices())[-1])
+    query = a.to_query()
+    assert set(query) == {"structure", "supercell", "forces", "electrons", "T", "samples", "seed", "antithetic",
+                          "unit", "reference", "presentation", "mode"}
+    b = Session()
+    assert b.apply_query({k: [v.encode()] for k, v in query.items()}) == []  # as Tornado hands them over
+    for name in ("structure", "supercell", "forces", "electrons", "temperature", "samples", "seed",
+                 "antithetic", "unit", "show_reference", "presentation", "mode"):
+        assert getattr(b, name) == getattr(a, name), name
+    assert b.to_query() == query
+    for label in GALLERY:  # every gallery structure has a link
+        assert Session().apply_query({"structure": GALLERY[label]}) == []
+
+
+def test_bad_link_parameters_are_reported_and_skipped():
+    s = Session()
+    problems = s.apply_query({"T": "-5", "samples": "abc", "structure": "nonsense", "seed": "9",
+                              "electrons": "dft"})
+    assert len(problems) == 4 and s.seed == 9 and s.temperature == 300.0
+    assert "link parameters" in s.message and "dft" in s.message
+
+
+def test_pinned_runs_keep_their_curves_and_peaks():
+    s = Session(**FAST)
+    with pytest.raises(ValueError, match="nothing to pin"):
+        s.pin()
+    s.run()
+    s.wait()
+    first = s.pin()
+    assert first["n"] == 4 and len(first["running_mean"]) == 4 and "300 K" in first["label"]
+    assert len(first["peaks"]["e"]) > 0 and np.all(first["peaks"]["hwhm"] >= 0.05 * np.sqrt(2 * np.log(2)) * 0.9)
+    s.temperature = 0.0
+    s.run()
+    s.wait()
+    s.pin()
+    assert [p["T"] for p in s.pins()] == [300.0, 0.0]
+    assert [p["label"] for p in s.results_dict()["pinned"]] == [p["label"] for p in s.pins()]
+    s.clear_pins()
+    assert s.pins() == []
+
+
+def test_spectral_peaks_find_gaussian_centres_and_widths():
+    e = np.linspace(-3, 3, 601)
+    widths = np.array([0.05, 0.1, 0.2])
+    a = np.exp(-0.5 * ((e[None, :] - np.array([[-1.0], [0.3], [2.0]])) / widths[:, None]) ** 2)
+    k, centre, hwhm = spectral_peaks(a, e, np.arange(3.0))
+    assert np.allclose(centre, [-1.0, 0.3, 2.0], atol=0.01)
+    assert np.allclose(hwhm, widths * np.sqrt(2 * np.log(2)), rtol=0.02)
+
+
+def test_export_is_one_self_contained_html_file():
+    s = Session(**FAST)
+    s.run()
+    s.wait()
+    s.pin()
+    page = s.export_html()
+    assert "<script" in page and not re.search(r"<script[^>]+src=", page)  # BokehJS inlined
+    assert not re.search(r"<link[^>]+href=[\"']https?:", page)
+    snap = s.snapshot()
+    assert f"{snap['vf']:.4f}" in page and f"{snap['vf_se']:.4f}" in page  # (JSON-escaped text)
