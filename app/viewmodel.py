@@ -199,7 +199,7 @@ class Session(param.Parameterized):
     def __init__(self, **params):
         super().__init__(**params)
         self._lock = threading.RLock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlepi-session")
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlepi-session")
         self._uploaded = None
         self._atoms = build(GALLERY[self.structure])
         self._engine = None
@@ -210,6 +210,8 @@ class Session(param.Parameterized):
         self._snapshot: dict = {}
         self._history: dict[float, dict] = {}  # T -> v_F point of this structure/settings
         self._pins: list[dict] = []  # finished runs kept for comparison overlays
+        self._answers: dict[int, str] = {}  # the lesson's exercises, worked out on request
+        self._exercise_futures: dict = {}
         self._t_start = None
 
     # --- structure ----------------------------------------------------------------------
@@ -487,6 +489,42 @@ class Session(param.Parameterized):
         """v_F(T) points of this session's runs on the current structure and models (Fig. 4f)."""
         with self._lock:
             return [self._history[t] for t in sorted(self._history)]
+
+    # --- the lesson's exercises --------------------------------------------------------
+    def quick_engine(self, temperatures: tuple[float, ...], n_samples: int, supercell: int = 3):
+        """A small Monte Carlo engine of its own on this tab's structure and models (the
+        lesson's exercises), leaving the tab's run alone."""
+        from mlepi_core.engine import MCSettings, MonteCarloEngine
+
+        ok, why = self.mc_allowed
+        if not ok:
+            raise ValueError(why)
+        settings = dataclasses.replace(self.settings(), temperatures=tuple(temperatures),
+                                       n_samples=int(n_samples), supercell=int(supercell), antithetic=False)
+        return MonteCarloEngine(self._atoms, _force_model(force_choices()[self.forces]),
+                                _electron_model(electron_choices()[self.electrons]), settings,
+                                lattice=self._lattice(self.forces, supercell))
+
+    def solve_exercise(self, number: int) -> None:
+        """Work out exercise ``number`` (app.lesson.EXERCISES) in the background; its answer
+        appears in ``exercise_answers()``."""
+        from app.lesson import EXERCISES
+
+        exercise = EXERCISES[number]
+        self._answers[number] = "computing ..."
+        self.version += 1
+
+        def job():
+            try:
+                self._answers[number] = exercise.solve(self)
+            except Exception as err:
+                self._answers[number] = f"Could not compute this here: {type(err).__name__}: {err}"
+            self.version += 1
+
+        self._exercise_futures[number] = self._pool.submit(job)
+
+    def exercise_answers(self) -> dict[int, str]:
+        return dict(self._answers)
 
     # --- the view state in the page URL -------------------------------------------------
     def to_query(self) -> dict[str, str]:

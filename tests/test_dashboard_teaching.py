@@ -77,3 +77,33 @@ def test_export_is_one_self_contained_html_file():
     assert not re.search(r"<link[^>]+href=[\"']https?:", page)
     snap = s.snapshot()
     assert f"{snap['vf']:.4f}" in page and f"{snap['vf_se']:.4f}" in page  # (JSON-escaped text)
+
+
+def test_the_lesson_exercises_compute_their_answers():
+    from app.lesson import EXERCISES
+
+    s = Session(**FAST)
+    s.solve_exercise(0)
+    s.solve_exercise(1)
+    for f in s._exercise_futures.values():
+        f.result(timeout=600)
+    zero, need = s.exercise_answers()[0], s.exercise_answers()[1]
+    assert "zero-point RMS displacement" in zero and "%" in zero, zero
+    rms = float(re.search(r"\*\*([0-9.]+) Å\*\*", zero).group(1))
+    assert 0.03 < rms < 0.2  # graphene: ~0.06 A per Cartesian component at 0 K, ~0.1 A in all
+    m = int(re.search(r"\*\*(\d+) samples\*\*", need).group(1))
+    assert m >= 1 and len(EXERCISES) == 3
+
+
+def test_the_phonon_exercise_names_the_interlayer_modes():
+    s = Session(**FAST)
+    s.solve_exercise(2)
+    s._exercise_futures[2].result(timeout=600)
+    answer = s.exercise_answers()[2]
+    shear = float(re.search(r"\*\*shear\*\* mode at \*\*([0-9.]+) cm", answer).group(1))
+    breathing = float(re.search(r"\*\*breathing\*\* mode at \*\*([0-9.]+) cm", answer).group(1))
+    assert 5 < shear < breathing < 150, answer  # both soft; breathing above shear (c33 > c44)
+    mono = Session(**FAST, structure="Monolayer")
+    mono.solve_exercise(2)
+    mono._exercise_futures[2].result(timeout=600)
+    assert "one layer" in mono.exercise_answers()[2]
