@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 from ase import Atoms
 
+from .layers import orbital_layers
 from .observables import BandProbe, RunningStats, SpectralMap
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
@@ -76,7 +77,9 @@ class MonteCarloEngine:
     ``run(T)`` yields ``BatchResult`` batch by batch; ``pause()``, ``resume()`` and
     ``cancel()`` act between batches from any thread. Results accumulate in
     ``per_sample[T]`` (v_F and gamma_1 of every finished sample, by index), so a
-    cancelled temperature continues where it stopped when run again.
+    cancelled temperature continues where it stopped when run again. With more than one
+    layer, each sample's A(k, E) comes with its layer-projected parts A_L(k, E) from the
+    same solve (``SpectralMap.layer_spectral_function``; ``layer_spectral_mean``).
     """
 
     def __init__(self, primitive: Atoms, force_model: ForceModel,
@@ -95,12 +98,21 @@ class MonteCarloEngine:
         # about 20 path points at any supercell: the (n x grid) grid with n x grid >= 18
         grid = max(1, -(-18 // settings.supercell))
         self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid)
-        self.static_spectrum = self.spectral.spectral_function(self.probe.tensors(pristine))
+        # the layer of each orbital (compact layout), for the layer-projected A_L(k, E)
+        self.orbital_layer = orbital_layers(ideal, pristine)
+        self.n_layers = int(self.orbital_layer.max()) + 1
+        if self.n_layers > 1:
+            self.static_spectrum, self.static_layer_spectrum = self.spectral.layer_spectral_function(
+                self.probe.tensors(pristine), self.orbital_layer, self.n_layers, return_total=True)
+        else:
+            self.static_spectrum = self.spectral.spectral_function(self.probe.tensors(pristine))
+            self.static_layer_spectrum = self.static_spectrum[None]
         self.static_near_k = self.near_k_bands(self.probe.pristine_bands)
         self.setup_seconds = time.perf_counter() - t0
         self.per_sample: dict[float, dict[int, tuple[float, float]]] = {}
         self.near_k: dict[float, dict[int, np.ndarray]] = {}  # T -> j -> (n_q, n_bands) eV
         self.spectra: dict[float, dict] = {}  # T -> {"sum": (n_path, n_E), "samples": set}
+        self.layer_spectra: dict[float, dict] = {}  # T -> {"sum": (n_layers, n_path, n_E), "samples": set}
         self._go = threading.Event()
         self._go.set()
         self._cancel = threading.Event()
@@ -111,6 +123,7 @@ class MonteCarloEngine:
         self.per_sample.clear()
         self.near_k.clear()
         self.spectra.clear()
+        self.layer_spectra.clear()
 
     # --- checkpoints --------------------------------------------------------------------
     def state(self) -> dict:
@@ -118,7 +131,9 @@ class MonteCarloEngine:
         from dataclasses import asdict as _asdict
 
         return {"settings": _asdict(self.settings), "per_sample": self.per_sample, "near_k": self.near_k,
-                "spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])} for t, a in self.spectra.items()}}
+                "spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])} for t, a in self.spectra.items()},
+                "layer_spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])}
+                                  for t, a in self.layer_spectra.items()}}
 
     def load_state(self, state: dict) -> None:
         """Continue from ``state()`` of a run with the same seed, sampling and cell."""
@@ -134,6 +149,9 @@ class MonteCarloEngine:
         self.near_k = {float(t): dict(v) for t, v in state["near_k"].items()}
         self.spectra = {float(t): {"sum": a["sum"], "samples": set(a["samples"])}
                         for t, a in state["spectra"].items()}
+        # checkpoints written before the layer parts existed hold none
+        self.layer_spectra = {float(t): {"sum": a["sum"], "samples": set(a["samples"])}
+                              for t, a in state.get("layer_spectra", {}).items()}
 
     def save_checkpoint(self, path, extra: dict | None = None) -> None:
         """Write the finished samples atomically (pickle: our own file, read by load_checkpoint)."""
@@ -192,10 +210,7 @@ class MonteCarloEngine:
         s = self.settings
         seconds = {}
         t = time.perf_counter()
-        atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
-        for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
-            a.positions = self.sampler.ideal.positions + s.displacement_scale * (
-                a.positions - self.sampler.ideal.positions)
+        atoms = self._sample_batch(temperature, first, count)
         seconds["sampling"] = time.perf_counter() - t
         t = time.perf_counter()
         blocks = self.hamiltonian_model.blocks(atoms)
@@ -203,7 +218,7 @@ class MonteCarloEngine:
         for key in ("bloch", "eig", "unfold", "fit", "spectral"):
             seconds[key] = 0.0
         out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "near_k": {}, "spectra": {},
-               "seconds": seconds}
+               "layer_spectra": {}, "seconds": seconds}
         if displacements:
             out["displacements_a"] = {first + k: a.positions - self.sampler.ideal.positions
                                       for k, a in enumerate(atoms)}
@@ -221,9 +236,28 @@ class MonteCarloEngine:
             seconds["fit"] += time.perf_counter() - t
             if s.spectral_every and j % s.spectral_every == 0:
                 t = time.perf_counter()
-                out["spectra"][j] = self.spectral.spectral_function(bt)
+                if self.n_layers > 1:  # A and its layer parts from one solve
+                    out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
+                        bt, self.orbital_layer, self.n_layers, return_total=True)
+                else:
+                    out["spectra"][j] = self.spectral.spectral_function(bt)
                 seconds["spectral"] += time.perf_counter() - t
         return out
+
+    def _sample_batch(self, temperature: float, first: int, count: int) -> list:
+        """The displaced supercells of samples first .. first+count-1, as ``compute_batch`` uses them."""
+        s = self.settings
+        atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
+        for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
+            a.positions = self.sampler.ideal.positions + s.displacement_scale * (
+                a.positions - self.sampler.ideal.positions)
+        return atoms
+
+    def sample_atoms(self, temperature: float, index: int) -> Atoms:
+        """The displaced supercell of Monte Carlo sample ``index`` at ``temperature`` (K),
+        the same atoms ``compute_batch`` gives the Hamiltonian model (keyed stream, any batch)."""
+        (atoms,) = self._sample_batch(temperature, int(index), 1)
+        return atoms
 
     def absorb(self, result: dict) -> BatchResult:
         """Merge a ``compute_batch`` result into the run (samples already held are kept)."""
@@ -238,6 +272,12 @@ class MonteCarloEngine:
             if j not in spectra["samples"]:
                 spectra["sum"] = spectra["sum"] + result["spectra"][j]
                 spectra["samples"].add(j)
+        if result.get("layer_spectra"):
+            layers = self.layer_spectra.setdefault(temperature, {"sum": 0.0, "samples": set()})
+            for j in sorted(result["layer_spectra"]):
+                if j not in layers["samples"]:
+                    layers["sum"] = layers["sum"] + result["layer_spectra"][j]
+                    layers["samples"].add(j)
         stats = self.statistics(temperature)
         return BatchResult(temperature, first, np.array(result["vf"]), np.array(result["gamma1"]), stats["vf"],
                            stats["vf_se"], len(done), result["seconds"])
@@ -280,6 +320,18 @@ class MonteCarloEngine:
         acc = self.spectra.get(float(temperature))
         if not acc or not acc["samples"]:
             return self.static_spectrum, 0
+        return acc["sum"] / len(acc["samples"]), len(acc["samples"])
+
+    def layer_spectral_mean(self, temperature: float) -> tuple[np.ndarray, int]:
+        """The configuration-averaged layer-projected A_L(k, E) (n_layers, n_path, n_E) at
+        ``temperature`` and how many samples it holds (static lattice's if none); its sum
+        over layers is ``spectral_mean`` over the same samples. One layer: A itself."""
+        if self.n_layers == 1:
+            mean, count = self.spectral_mean(temperature)
+            return mean[None], count
+        acc = self.layer_spectra.get(float(temperature))
+        if not acc or not acc["samples"]:
+            return self.static_layer_spectrum, 0
         return acc["sum"] / len(acc["samples"]), len(acc["samples"])
 
     def _values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -95,6 +95,15 @@ class BandProbe:
         valence = {1: 1, 5: 3, 6: 4, 7: 5, 8: 6}
         return int(sum(valence[int(z)] for z in atoms.numbers))
 
+    def fermi_level(self, pristine: Blocks) -> float:
+        """E_F (eV) of undisplaced blocks on the ideal supercell, defined as in ``prepare``:
+        mid-gap at the probe's k-points with the blocks' valence electrons (for another
+        Hamiltonian model of the same lattice, e.g. a reference)."""
+        electrons = pristine.meta.get("valence_electrons", self.valence_electrons(self.ideal))
+        n_occ = int(round(electrons / 2))
+        e, _, _ = solve_generalized(*self._bloch(pristine))
+        return float(0.5 * (e[:, n_occ - 1].max() + e[:, n_occ].min()))
+
     def _bloch(self, blocks: Blocks | BlockTensors) -> tuple[torch.Tensor, torch.Tensor]:
         bt = blocks if isinstance(blocks, BlockTensors) else self.tensors(blocks)
         k = torch.as_tensor(self.k_cart.reshape(-1, 3), device=self.device)
@@ -231,6 +240,12 @@ class SpectralMap:
 
     def spectral_function(self, bt: BlockTensors) -> np.ndarray:
         """A(k, E) (n_path, n_energies) in states/eV of one sample's blocks."""
+        e_path, w_path, _ = self._path_states(bt)
+        return np.einsum("pn,pne->pe", w_path, self._gaussians(e_path))
+
+    def _path_states(self, bt: BlockTensors):
+        """The complex64 solve of ``spectral_function``: energies (P, nb) eV about E_F and
+        clamped weights (P, nb) along the path, and (c, s, inside) at the folded k-points."""
         k = torch.as_tensor(self.k_fold, device=bt.h.device)
         h = bloch_sum(bt, k, "h").to(torch.complex64)
         s = bloch_sum(bt, k, "s").to(torch.complex64)
@@ -240,9 +255,78 @@ class SpectralMap:
         p = np.arange(len(self.g))
         w_path = (w[self.fold_index, p] * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
         e_path = (e[self.fold_index] - self.e_fermi).double().cpu().numpy()  # (P, nb)
+        return e_path, w_path, (c, s, inside)
+
+    def _gaussians(self, e_path: np.ndarray) -> np.ndarray:
+        """g(E - E_n(k)) (P, nb, n_energies) in 1/eV for energies ``e_path`` (P, nb) about E_F."""
         x = (self.energies[None, None, :] - e_path[:, :, None]) / self.broadening
-        gauss = np.exp(-0.5 * x ** 2) / (np.sqrt(2 * np.pi) * self.broadening)
-        return np.einsum("pn,pne->pe", w_path, gauss)
+        return np.exp(-0.5 * x ** 2) / (np.sqrt(2 * np.pi) * self.broadening)
+
+    def layer_spectral_function(self, bt: BlockTensors, orbital_layer: np.ndarray, n_layers: int,
+                                return_total: bool = False):
+        """Layer-projected A_L(k, E) (n_layers, n_path, n_energies) in states/eV, with
+        sum_L A_L = ``spectral_function(bt)`` to rounding (and, with ``return_total``, that
+        A itself from the same solve, bit for bit equal to ``spectral_function``'s).
+
+        The unfolding weight W_n(k) is a sum over orbitals m; its layer part W_nL keeps the
+        orbitals of layer L (``mlepi_core.layers.unfolded_layer_weights``). A shows the
+        clamped total max(W_n, 0), so each state's shown weight is shared in proportion to
+        its clamped layer parts: w_nL = max(W_n, 0) max(W_nL, 0) / sum_L' max(W_nL', 0)
+        (equally if no part is positive). With S = 1 the parts are >= 0 and w_nL = W_nL.
+        ``orbital_layer`` (M,): the layer of each orbital (``mlepi_core.layers.orbital_layers``).
+        """
+        from .layers import unfolded_layer_weights
+
+        e_path, w_path, (c, s, inside) = self._path_states(bt)
+        parts = unfolded_layer_weights(self.unfolder, c, s, self.g, orbital_layer, n_layers,
+                                       k_index=self.fold_index)  # (P, nb, L)
+        parts = (parts * inside[self.fold_index][..., None]).clamp(min=0.0).double().cpu().numpy()
+        norm = parts.sum(axis=-1, keepdims=True)
+        share = np.where(norm > 0, parts / np.where(norm > 0, norm, 1.0), 1.0 / n_layers)
+        gauss = self._gaussians(e_path)
+        layers = np.einsum("pnl,pne->lpe", w_path[..., None] * share, gauss)
+        if return_total:
+            return np.einsum("pn,pne->pe", w_path, gauss), layers
+        return layers
+
+    def unfolded_bands(self, bt: BlockTensors, e_fermi: float | None = None,
+                       window: tuple[float, float] | None = None) -> dict:
+        """Unfolded bands along the path in float64 (complex128 solve): for each path point
+        every state n whose band index lies in the contiguous range holding all states
+        within ``window`` (eV about ``e_fermi``; default the map's window widened by 4
+        broadenings) at some folded k.
+
+        Returns {"energies_ev": (P, nb) about ``e_fermi`` (default the map's E_F),
+        "weights": (P, nb) unfolded weights W_n(k) (not clamped), "band_index": (nb,) index
+        of each column among all states of the supercell, ascending energy}. For checks
+        of a sample against a reference (Fig. 4d of the MLEPI paper), not for averaging.
+        """
+        from .layers import unfolded_layer_weights
+
+        ef = self.e_fermi if e_fermi is None else float(e_fermi)
+        if window is None:
+            window = (self.window[0] - 4 * self.broadening, self.window[1] + 4 * self.broadening)
+        k = torch.as_tensor(self.k_fold, device=bt.h.device)
+        h = bloch_sum(bt, k, "h").to(torch.complex128)
+        s = bloch_sum(bt, k, "s").to(torch.complex128)
+        e, c, _ = solve_generalized(h, s)
+        inside = (e >= ef + window[0]) & (e <= ef + window[1])
+        lo = int(inside.float().argmax(dim=1).min())
+        hi = int((inside.shape[1] - inside.flip(1).float().argmax(dim=1)).max())
+        e, c = e[:, lo:hi], c[:, :, lo:hi]
+        zeros = np.zeros(bt.n_orbitals, dtype=int)
+        w = unfolded_layer_weights(self.unfolder, c, s, self.g, zeros, 1, k_index=self.fold_index)[..., 0]
+        return {"energies_ev": (e[self.fold_index] - ef).cpu().numpy(), "weights": w.cpu().numpy(),
+                "band_index": np.arange(lo, hi)}
+
+    def spectrum_from_bands(self, energies_ev: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """A(k, E) (n_path, n_energies) in states/eV from ``unfolded_bands``' energies (eV about
+        E_F) and weights: as ``spectral_function`` (weights clamped at 0, states within the
+        window widened by 4 broadenings), from the float64 solve."""
+        pad = 4 * self.broadening
+        keep = (energies_ev >= self.window[0] - pad) & (energies_ev <= self.window[1] + pad)
+        w = np.where(keep, np.clip(weights, 0.0, None), 0.0)
+        return np.einsum("pn,pne->pe", w, self._gaussians(energies_ev))
 
 
 def canonical_guess(energies: torch.Tensor, vectors: torch.Tensor, sigma: float, count: int,
