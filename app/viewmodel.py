@@ -189,6 +189,8 @@ class Session(param.Parameterized):
     presentation = param.Boolean(default=False, doc="large fonts, high contrast, colour-blind-safe palette")
     mode = param.Tuple(default=None, length=2, allow_None=True,
                        doc="the selected phonon mode: (index of the q-point on the path, band)")
+    mode_amplitude = param.Number(default=0.3, bounds=(0.01, 2.0), doc="largest displacement shown (A)")
+    mode_speed = param.Number(default=1.0, bounds=(0.1, 5.0), doc="animation periods per second")
 
     status = param.Selector(objects=["idle", "preparing", "running", "paused", "stopping", "stopped",
                                      "done", "error"], default="idle", constant=True)
@@ -211,6 +213,8 @@ class Session(param.Parameterized):
         self._history: dict[float, dict] = {}  # T -> v_F point of this structure/settings
         self._pins: list[dict] = []  # finished runs kept for comparison overlays
         self._answers: dict[int, str] = {}  # the lesson's exercises, worked out on request
+        self._mode_view = None
+        self._mode_future = None
         self._exercise_futures: dict = {}
         self._t_start = None
 
@@ -335,6 +339,86 @@ class Session(param.Parameterized):
         size = self.phonon_supercell()
         return {lab: v for (lab, s), v in self._phonons.items() if s == size
                 and (lab == self.forces or self.show_reference)}
+
+    # --- one phonon mode, or one Monte Carlo sample, to watch ------------------------------
+    @param.depends("mode", watch=True)
+    def _mode_changed(self):
+        self._mode_view = None
+        if self.mode is not None:
+            self._mode_future = self._pool.submit(self._mode_job, tuple(self.mode), self._structure_key())
+        self.version += 1
+
+    def _mode_job(self, mode: tuple[int, int], key) -> None:
+        from mlepi_core.modes import mode_at, mode_frames
+
+        try:
+            curves = self.phonon_curves()
+            disp = curves[self.forces][0] if self.forces in curves else None
+            if disp is None:  # wait for this view's phonons (a link may name a mode first)
+                self._phonon_future.result() if self._phonon_future is not None else None
+                disp = self.phonon_curves()[self.forces][0]
+            iq, band = mode
+            if not (0 <= iq < len(disp.q_frac) and 0 <= band < disp.freq_thz.shape[1]):
+                raise ValueError(f"no mode {iq},{band}: the path has {len(disp.q_frac)} q-points and "
+                                 f"{disp.freq_thz.shape[1]} bands")
+            relaxed, phonon = self._lattice(self.forces, self.phonon_supercell())
+            m = mode_at(phonon, relaxed, disp.q_frac[iq], band)
+            atoms, frames = mode_frames(relaxed, m, amplitude_a=1.0, n_frames=24)
+            view = {"kind": "mode", "text": m.describe(), "atoms": atoms, "frames": frames,
+                    "frequency_thz": m.frequency_thz, "distance": float(disp.distances[iq]),
+                    "character": m.character}
+        except Exception as err:
+            view = {"kind": "error", "text": f"mode {mode}: {type(err).__name__}: {err}"}
+        if key == self._structure_key() and tuple(self.mode or ()) == tuple(mode):
+            self._mode_view = view
+            self.version += 1
+
+    def select_mode_at(self, distance: float, frequency: float) -> tuple[int, int] | None:
+        """The mode nearest a click on the dispersion (distance 1/A, frequency in ``unit``)."""
+        from mlepi_core.phonons import convert_frequencies
+
+        curves = self.phonon_curves()
+        if self.forces not in curves:
+            return None
+        disp = curves[self.forces][0]
+        iq = int(np.abs(disp.distances - distance).argmin())
+        band = int(np.abs(convert_frequencies(disp.freq_thz[iq], self.unit) - frequency).argmin())
+        self.mode = (iq, band)
+        return self.mode
+
+    def show_sample(self, exaggeration: float = 10.0) -> None:
+        """Animate the newest Monte Carlo sample's displacement, ``exaggeration`` times enlarged."""
+        from mlepi_core.modes import displacement_frames
+
+        engine, snap = self._engine, self.snapshot()
+        if engine is None or not snap.get("n_done"):
+            raise ValueError("no Monte Carlo sample yet: press Run first")
+        t = snap["T"]
+        index = int(max(engine.per_sample[t]))
+        atoms = engine.sample_atoms(t, index)
+        ideal = engine.sampler.ideal
+        u = atoms.positions - ideal.positions
+        frames = displacement_frames(ideal.positions, u, exaggeration=1.0, n_frames=24)
+        rms = float(np.sqrt(np.mean(np.sum(u ** 2, axis=1))))
+        self._mode_view = {"kind": "sample", "atoms": ideal, "frames": frames, "exaggeration": exaggeration,
+                           "text": f"Monte Carlo sample {index} at {t:g} K: RMS displacement {rms:.4f} Å, "
+                                   f"shown × {exaggeration:g}"}
+        self.version += 1
+
+    def mode_view(self) -> dict | None:
+        """What the animation shows: supercell, frames (n_frames, N, 3) at unit amplitude for a
+        mode (scale by ``mode_amplitude``) or the true displacement for a sample, and a caption."""
+        return self._mode_view
+
+    def animation_frame(self, frame: int) -> np.ndarray | None:
+        """Positions (N, 3) of animation frame ``frame`` at the chosen amplitude."""
+        view = self._mode_view
+        if not view or "frames" not in view:
+            return None
+        frames = view["frames"]
+        ideal = view["atoms"].positions
+        scale = self.mode_amplitude if view["kind"] == "mode" else view["exaggeration"]
+        return ideal + scale * (frames[frame % len(frames)] - ideal)
 
     # --- Monte Carlo --------------------------------------------------------------------
     def settings(self):

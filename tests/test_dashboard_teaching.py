@@ -107,3 +107,42 @@ def test_the_phonon_exercise_names_the_interlayer_modes():
     mono.solve_exercise(2)
     mono._exercise_futures[2].result(timeout=600)
     assert "one layer" in mono.exercise_answers()[2]
+
+
+def test_a_click_on_the_dispersion_selects_and_animates_that_mode():
+    from mlepi_core.phonons import convert_frequencies
+
+    s = Session(**FAST)
+    s.compute_phonons()
+    s.wait()
+    disp = s.phonon_curves()[s.forces][0]
+    top = convert_frequencies(disp.freq_thz[0], "cm1").max()  # the G mode at Gamma
+    iq, band = s.select_mode_at(0.0, top - 0.2)
+    assert iq == 0 and abs(convert_frequencies(disp.freq_thz[0, band], "cm1") - top) < 1.0  # a G mode
+    s._mode_future.result(timeout=120)
+    view = s.mode_view()
+    assert view["kind"] == "mode" and view["text"].startswith("G mode"), view
+    assert view["character"].in_plane > 0.99
+    s.mode_amplitude = 0.5
+    f0, f6 = s.animation_frame(0), s.animation_frame(6)
+    assert not np.allclose(f0, f6)
+    assert np.isclose(max(np.linalg.norm(s.animation_frame(k) - view["atoms"].positions, axis=1).max()
+                          for k in range(24)), 0.5, rtol=1e-6)
+    s.mode = (10_000, 0)  # e.g. from a stale link
+    s._mode_future.result(timeout=120)
+    assert s.mode_view()["kind"] == "error" and "no mode" in s.mode_view()["text"]
+
+
+def test_the_newest_sample_is_shown_exaggerated():
+    s = Session(**FAST)
+    with pytest.raises(ValueError, match="Run first"):
+        s.show_sample()
+    s.run()
+    s.wait()
+    s.show_sample(exaggeration=10.0)
+    view = s.mode_view()
+    assert view["kind"] == "sample" and "× 10" in view["text"]
+    swing = s.animation_frame(6) - view["atoms"].positions  # sin(2 pi 6/24) = 1: the full sample
+    engine = s._engine
+    u = engine.sample_atoms(300.0, 3).positions - engine.sampler.ideal.positions
+    assert np.allclose(swing, 10.0 * u, atol=1e-9)
