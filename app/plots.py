@@ -49,8 +49,11 @@ def structure_views(atoms, min_extent: float = 10.0) -> list:
     return views
 
 
-def phonon_dispersion(curves: dict, unit: str) -> hv.Overlay:
-    """Bands along Gamma-M-K-Gamma of each model (first solid, others dashed), hover readouts."""
+def phonon_dispersion(curves: dict, unit: str, presentation: bool = False, selected=None,
+                      layer_weight: np.ndarray | None = None) -> hv.Overlay:
+    """Bands along Gamma-M-K-Gamma of each model (first solid, others dashed), hover readouts;
+    ``selected`` (distance, THz) marks the chosen mode; ``layer_weight`` (n_q, n_bands), the
+    first model's weight on layer 1, colours its branches (blue: layer 1, red: layer 2)."""
     if not curves:
         return _empty("phonon dispersion", "computing phonons ...")
     ylabel = f"frequency ({UNIT_TEXT[unit]})"
@@ -66,12 +69,26 @@ def phonon_dispersion(curves: dict, unit: str) -> hv.Overlay:
         first = first or disp
     ticks = list(zip(first.label_distances, first.labels))
     lines = [hv.VLine(x).opts(color="#bbbbbb", line_width=1) for x in first.label_distances[1:-1]]
+    if layer_weight is not None:
+        disp = next(iter(curves.values()))[0]
+        f = convert_frequencies(disp.freq_thz, unit)
+        x = np.repeat(disp.distances, f.shape[1])
+        elements.append(hv.Points((x, f.ravel(), np.asarray(layer_weight).ravel()), ["wavevector", ylabel],
+                                  "weight on layer 1").opts(
+            color="weight on layer 1", cmap="coolwarm_r", clim=(0, 1), size=4, colorbar=True,
+            tools=["hover"]))
+    if selected is not None:
+        elements.append(hv.Points([(selected[0], float(convert_frequencies(np.array([selected[1]]), unit)[0]))],
+                                  ["wavevector", ylabel]).opts(
+            marker="circle", size=16, fill_alpha=0, line_color="#d62728", line_width=3))
+    scale = 1.7 if presentation else 1.0
     return hv.Overlay(elements + lines).opts(
-        title="phonon dispersion", xticks=ticks, height=HEIGHT, responsive=True, legend_position="bottom_right",
+        title="phonon dispersion (click a point: its mode moves)", xticks=ticks, height=HEIGHT, responsive=True,
+        legend_position="bottom_right", fontscale=scale,
         xlim=(first.distances[0], first.distances[-1]), show_legend=len(curves) > 1, toolbar="above")
 
 
-def phonon_dos(curves: dict, unit: str) -> hv.Overlay:
+def phonon_dos(curves: dict, unit: str, presentation: bool = False) -> hv.Overlay:
     """Total phonon DOS, drawn sideways to share the dispersion's frequency axis."""
     if not curves:
         return _empty("DOS", "")
@@ -81,7 +98,7 @@ def phonon_dos(curves: dict, unit: str) -> hv.Overlay:
         items.append(hv.Curve((convert_frequencies(f, unit), dos), ylabel, "DOS").opts(
             color=ACCENT if n == 0 else "#222222", line_dash="solid" if n == 0 else "dashed", tools=["hover"]))
     return hv.Overlay(items).opts(hv.opts.Curve(invert_axes=True)).opts(
-        title="DOS", height=HEIGHT, width=170, xticks=0, toolbar=None)
+        title="DOS", height=HEIGHT, width=170, xticks=0, toolbar=None, fontscale=1.7 if presentation else 1.0)
 
 
 def spectral_peaks(spectral: np.ndarray, energies: np.ndarray, distances: np.ndarray,
@@ -324,3 +341,28 @@ class NearKBands:
         if "mean" in prof:
             mean, se = prof["mean"].ravel(), np.nan_to_num(prof["se"]).ravel()
             self.src.data = {"q": np.repeat(q, n_bands), "e": mean, "lo": mean - se, "hi": mean + se}
+
+
+class ModeAnimation:
+    """Top (x-y) and side (x-z) views of a supercell whose positions the page replaces
+    frame by frame (a phonon mode, or a Monte Carlo sample's displacement)."""
+
+    def __init__(self):
+        from bokeh.models import ColumnDataSource
+
+        self.src = ColumnDataSource({"x": [], "y": [], "z": [], "color": []})
+        self.top = _figure("mode: top view", "x (Å)", "y (Å)", match_aspect=True)
+        self.side = _figure("mode: side view", "x (Å)", "z (Å)")
+        self.top.height, self.side.height = 300, 220
+        for fig, y in ((self.top, "y"), (self.side, "z")):
+            fig.scatter("x", y, source=self.src, color="color", size=9, line_color="white")
+        self.figure = self.top  # for styling with the other figures
+
+    def show(self, atoms, positions: np.ndarray, title: str) -> None:
+        layers = np.asarray(atoms.arrays["layer"])
+        self.src.data = {"x": positions[:, 0], "y": positions[:, 1], "z": positions[:, 2],
+                         "color": [LAYER_COLORS[k % 4] for k in layers]}
+        self.top.title.text = title
+
+    def move(self, positions: np.ndarray) -> None:
+        self.src.data = {**self.src.data, "x": positions[:, 0], "y": positions[:, 1], "z": positions[:, 2]}

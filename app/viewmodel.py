@@ -189,6 +189,7 @@ class Session(param.Parameterized):
     presentation = param.Boolean(default=False, doc="large fonts, high contrast, colour-blind-safe palette")
     mode = param.Tuple(default=None, length=2, allow_None=True,
                        doc="the selected phonon mode: (index of the q-point on the path, band)")
+    show_layers = param.Boolean(default=False, doc="layer-resolved views: branches, A(k, E) and DOS per layer")
     mode_amplitude = param.Number(default=0.3, bounds=(0.01, 2.0), doc="largest displacement shown (A)")
     mode_speed = param.Number(default=1.0, bounds=(0.1, 5.0), doc="animation periods per second")
 
@@ -215,6 +216,7 @@ class Session(param.Parameterized):
         self._answers: dict[int, str] = {}  # the lesson's exercises, worked out on request
         self._mode_view = None
         self._mode_future = None
+        self._check, self._check_future, self._check_cancel = None, None, threading.Event()
         self._exercise_futures: dict = {}
         self._t_start = None
 
@@ -404,6 +406,87 @@ class Session(param.Parameterized):
                            "text": f"Monte Carlo sample {index} at {t:g} K: RMS displacement {rms:.4f} Å, "
                                    f"shown × {exaggeration:g}"}
         self.version += 1
+
+    def branch_layer_weight(self) -> np.ndarray | None:
+        """(n_q, n_bands) weight of each phonon branch on layer 1 along the shown path, when
+        the layer view is on and the structure has two layers or more."""
+        from mlepi_core.modes import branch_layer_character
+
+        curves = self.phonon_curves()
+        if not self.show_layers or self.forces not in curves or len(set(self._atoms.arrays["layer"])) < 2:
+            return None
+        disp = curves[self.forces][0]
+
+        def make():
+            relaxed, phonon = self._lattice(self.forces, self.phonon_supercell())
+            return branch_layer_character(phonon, relaxed, disp.q_frac)[..., 0]
+        return CACHE.get(("branch layers", self._structure_key(), self.phonon_supercell(),
+                          force_choices()[self.forces]), make)
+
+    def layer_spectra(self) -> dict | None:
+        """The current run's layer-projected <A_L(k, E)> (Mulliken weights in the overlap
+        metric, summing to <A(k, E)>) and the static lattice's; None for one layer."""
+        engine, snap = self._engine, self.snapshot()
+        if engine is None or not snap or engine.n_layers < 2:
+            return None
+        mean, count = engine.layer_spectral_mean(snap["T"])
+        return {"layers": mean, "count": count, "static": engine.static_layer_spectrum,
+                "energies": snap["energies"], "k_distances": snap["k_distances"],
+                "k_labels": snap["k_labels"], "label_distances": snap["label_distances"],
+                "static_spectral": snap["static_spectral"]}
+
+    def layer_dos(self) -> dict:
+        """The static lattice's electronic DOS per layer (primitive-cell k mesh)."""
+        from mlepi_core.layers import layer_dos
+
+        name = electron_choices()[self.electrons]
+        return CACHE.get(("layer dos", self._structure_key(), name),
+                         lambda: layer_dos(_electron_model(name), self._atoms))
+
+    # --- the paper's Fig. 4d, live: one sample against the reference solver ----------------
+    def check_reference(self, sample: int | None = None) -> None:
+        """Run the electron reference (GFN1-xTB; Slater-Koster if that is the tab's model, the
+        reference being itself then) on sample ``sample`` (default the newest) of the current
+        run in the background; ``reference_result()`` holds the outcome."""
+        from mlepi_core.reference_check import Cancelled, check_sample
+
+        engine, snap = self._engine, self.snapshot()
+        if engine is None or not snap.get("n_done"):
+            raise ValueError("no Monte Carlo sample yet: press Run first")
+        if self._check_future is not None and not self._check_future.done():
+            raise RuntimeError("a reference check is already running")
+        t = snap["T"]
+        index = int(max(engine.per_sample[t]) if sample is None else sample)
+        reference = _electron_model("reference")
+        self._check_cancel.clear()
+        self._check = {"status": "running", "T": t, "sample": index,
+                       "text": f"running GFN1-xTB on sample {index} at {t:g} K ..."}
+        self.version += 1
+
+        def job():
+            try:
+                out = check_sample(engine, t, index, reference, window_ev=1.0,
+                                   cancelled=self._check_cancel.is_set)
+                text = (f"sample {index} at {t:g} K: largest |E_ML − E_ref| within 1 eV of E_F = "
+                        f"{out['max_abs_diff_mev']:.1f} meV ({out['n_compared']} states; "
+                        f"{sum(out['seconds'].values()):.1f} s)")
+                self._check = {"status": "done", "T": t, "sample": index, "text": text, "result": out}
+            except Cancelled:
+                self._check = {"status": "cancelled", "T": t, "sample": index, "text": "reference check cancelled"}
+            except Exception as err:
+                hint = (" GFN1-xTB needs a cell of 13 Å or more: choose a supercell of 6 x 6 or larger."
+                        if "cell too small" in str(err) else "")
+                self._check = {"status": "error", "T": t, "sample": index,
+                               "text": f"reference check failed: {type(err).__name__}: {err}.{hint}"}
+            self.version += 1
+
+        self._check_future = self._pool.submit(job)
+
+    def cancel_reference_check(self) -> None:
+        self._check_cancel.set()
+
+    def reference_result(self) -> dict | None:
+        return self._check
 
     def mode_view(self) -> dict | None:
         """What the animation shows: supercell, frames (n_frames, N, 3) at unit amplitude for a
@@ -618,7 +701,8 @@ class Session(param.Parameterized):
              "electrons": _model_code(electron_choices()[self.electrons]),
              "T": f"{float(self.temperature):g}", "samples": str(self.samples), "seed": str(self.seed),
              "antithetic": str(int(self.antithetic)), "unit": self.unit,
-             "reference": str(int(self.show_reference)), "presentation": str(int(self.presentation))}
+             "reference": str(int(self.show_reference)), "presentation": str(int(self.presentation)),
+             "layers": str(int(self.show_layers))}
         if self.structure != UPLOADED:
             q = {"structure": GALLERY[self.structure], **q}
         if self.mode is not None:
@@ -656,6 +740,7 @@ class Session(param.Parameterized):
         take("unit", "unit", str)
         take("reference", "show_reference", _flag)
         take("presentation", "presentation", _flag)
+        take("layers", "show_layers", _flag)
         take("mode", "mode", lambda v: tuple(int(x) for x in v.split(",")))
         if "structure" in values and values["structure"] != self.structure:
             self.structure = values.pop("structure")  # first: a new structure resets the view
@@ -707,6 +792,12 @@ class Session(param.Parameterized):
                "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": self.history(),
                "view": self.to_query(),
                "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings")} for r in self.pins()]}
+        check = self._check
+        if check and check.get("status") == "done":
+            r = check["result"]
+            out["reference_check"] = {"T": check["T"], "sample": check["sample"], "reference": "GFN1-xTB",
+                                      "max_abs_diff_mev": r["max_abs_diff_mev"], "n_compared": r["n_compared"],
+                                      "window_ev": 1.0}
         if engine is not None:
             out["settings"] = dataclasses.asdict(engine.settings)
             out["static"] = dict(engine.static)

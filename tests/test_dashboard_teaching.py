@@ -16,15 +16,15 @@ FAST = dict(supercell=3, samples=4, temperature=300.0)
 
 def test_url_round_trip_of_every_parameter():
     a = Session(structure="AA bilayer", supercell=9, temperature=125.5, samples=12, seed=42, antithetic=True,
-                unit="thz", show_reference=True, presentation=True, mode=(17, 3),
+                unit="thz", show_reference=True, presentation=True, mode=(17, 3), show_layers=True,
                 forces=list(force_choices())[-1], electrons=list(electron_choices())[-1])
     query = a.to_query()
     assert set(query) == {"structure", "supercell", "forces", "electrons", "T", "samples", "seed", "antithetic",
-                          "unit", "reference", "presentation", "mode"}
+                          "unit", "reference", "presentation", "mode", "layers"}
     b = Session()
     assert b.apply_query({k: [v.encode()] for k, v in query.items()}) == []  # as Tornado hands them over
     for name in ("structure", "supercell", "forces", "electrons", "temperature", "samples", "seed",
-                 "antithetic", "unit", "show_reference", "presentation", "mode"):
+                 "antithetic", "unit", "show_reference", "presentation", "mode", "show_layers"):
         assert getattr(b, name) == getattr(a, name), name
     assert b.to_query() == query
     for label in GALLERY:  # every gallery structure has a link
@@ -146,3 +146,51 @@ def test_the_newest_sample_is_shown_exaggerated():
     engine = s._engine
     u = engine.sample_atoms(300.0, 3).positions - engine.sampler.ideal.positions
     assert np.allclose(swing, 10.0 * u, atol=1e-9)
+
+
+def test_the_reference_check_runs_in_the_background_and_can_be_cancelled():
+    import time
+
+    small = Session(**FAST)
+    with pytest.raises(ValueError, match="Run first"):
+        small.check_reference()
+    small.run()
+    small.wait()
+    small.check_reference()
+    small._check_future.result(timeout=600)
+    assert "6 x 6 or larger" in small.reference_result()["text"]  # GFN1-xTB's 13 A cutoff
+    s = Session(supercell=6, samples=2, temperature=300.0)
+    s.run()
+    s.wait()
+    t0 = time.perf_counter()
+    s.check_reference()
+    assert time.perf_counter() - t0 < 0.5 and s.reference_result()["status"] == "running"  # off the UI thread
+    s._check_future.result(timeout=600)
+    done = s.reference_result()
+    assert done["status"] == "done", done
+    diff = done["result"]["max_abs_diff_mev"]
+    assert 0 < diff < 1000 and f"{diff:.1f} meV" in done["text"]  # HedgeNet-Electron vs GFN1-xTB on a sample
+    assert s.results_dict()["reference_check"]["max_abs_diff_mev"] == diff
+    s.check_reference(sample=0)
+    s.cancel_reference_check()
+    s._check_future.result(timeout=600)
+    assert s.reference_result()["status"] == "cancelled"
+
+
+def test_layer_projections_sum_to_the_spectral_function():
+    s = Session(**FAST, show_layers=True)
+    s.run()
+    s.wait()
+    view = s.layer_spectra()
+    total, count = s._engine.spectral_mean(300.0)
+    assert view["layers"].shape[0] == 2 and view["count"] == count == 4
+    assert np.abs(view["layers"].sum(axis=0) - total).max() < 1e-10
+    assert np.abs(view["static"].sum(axis=0) - s._engine.static_spectrum).max() < 1e-10
+    s.compute_phonons()
+    s.wait()
+    w = s.branch_layer_weight()
+    assert w.shape[0] == len(s.phonon_curves()[s.forces][0].distances)
+    assert np.allclose(w, 0.5, atol=1e-6)  # AB: inversion x time reversal puts every branch half on each layer
+    dos = s.layer_dos()
+    assert dos["dos"].shape[0] == 2 and np.allclose(dos["dos"].sum(axis=0), dos["total"], atol=1e-10)
+    assert Session(**FAST, structure="Monolayer").layer_spectra() is None
