@@ -9,12 +9,15 @@ the Session's own thread) never blocks the page.
 from __future__ import annotations
 
 import io
+import time
+from urllib.parse import urlencode
 
 import holoviews as hv
 import panel as pn
 from panel.theme.fast import Fast
 
 from app import plots
+from app.lesson import EXERCISES, LESSON
 from app.viewmodel import Session
 
 EQUATIONS = r"""
@@ -105,6 +108,37 @@ def create_app(session: Session | None = None):
     summary = pn.pane.Markdown("", css_classes=["mlepi-summary"])
     phonon_note = pn.pane.Markdown("", css_classes=["mlepi-phonon-status"])
 
+    presentation = w.Toggle.from_param(vm.param.presentation, name="Presentation mode", button_type="light",
+                                       css_classes=["mlepi-presentation"])
+    pin_btn = w.Button(name="Pin this run", button_type="light", css_classes=["mlepi-pin"])
+    clear_btn = w.Button(name="Clear pins", button_type="light", css_classes=["mlepi-clear-pins"])
+    amplitude = w.FloatSlider.from_param(vm.param.mode_amplitude, name="Mode amplitude (Å)", step=0.01)
+    speed = w.FloatSlider.from_param(vm.param.mode_speed, name="Mode speed (periods/s)", step=0.1)
+    sample_btn = w.Button(name="Show the newest sample (× 10)", button_type="light",
+                          css_classes=["mlepi-show-sample"])
+    mode_text = pn.pane.Markdown("Click a point of the dispersion to see that mode move.",
+                                 css_classes=["mlepi-mode-text"])
+    animation = plots.ModeAnimation()
+    anim_pane = pn.Row(pn.pane.Bokeh(animation.top), pn.pane.Bokeh(animation.side), css_classes=["mlepi-mode-view"])
+    layers_box = w.Checkbox.from_param(vm.param.show_layers, name="layer-resolved views",
+                                       css_classes=["mlepi-layers-toggle"])
+    check_btn = w.Button(name="Check this sample against the reference", button_type="light",
+                         css_classes=["mlepi-check"])
+    check_cancel = w.Button(name="Cancel check", button_type="light", css_classes=["mlepi-check-cancel"])
+    check_text = pn.pane.Markdown("Run some samples, then check the newest against GFN1-xTB (6 x 6 or larger).",
+                                  css_classes=["mlepi-check-text"])
+    overlay = plots.ReferenceOverlay()
+    overlay_pane = pn.Column(pn.pane.Bokeh(overlay.figure), css_classes=["mlepi-reference-overlay"])
+    layer_figs = [plots.SpectralFunction(), plots.SpectralFunction()]
+    for n, fig in enumerate(layer_figs):
+        fig.figure.title.text = f"⟨A(k, E)⟩ on layer {n + 1} (Mulliken weights; the layers sum to the total)"
+    layer_dos_fig = plots.LayerDOS()
+    layers_card = pn.Card(pn.GridBox(*[pn.pane.Bokeh(f.figure) for f in layer_figs], pn.pane.Bokeh(layer_dos_fig.figure),
+                                     ncols=2),
+                          title="Layers", collapsible=True, visible=False, css_classes=["mlepi-layers"])
+    html_dl = w.FileDownload(callback=lambda: io.StringIO(vm.export_html()), filename="mlepi_view.html",
+                             label="Figures + numbers (HTML, opens offline)", button_type="light",
+                             css_classes=["mlepi-html"])
     csv_dl = w.FileDownload(callback=lambda: io.StringIO(vm.results_csv()), filename="mlepi_samples.csv",
                             label="Samples (CSV)", button_type="light", css_classes=["mlepi-csv"])
     json_dl = w.FileDownload(callback=lambda: io.StringIO(vm.results_json()), filename="mlepi_results.json",
@@ -115,6 +149,21 @@ def create_app(session: Session | None = None):
     top, side = plots.structure_views(vm.atoms)
     top_pane = pn.pane.HoloViews(top, css_classes=["mlepi-top"])
     side_pane = pn.pane.HoloViews(side, css_classes=["mlepi-side"])
+    tap = hv.streams.Tap(x=None, y=None)
+
+    def on_tap(x=None, y=None):
+        if x is not None and y is not None:
+            vm.select_mode_at(x, y)
+
+    tap.add_subscriber(on_tap)
+
+    def dispersion_figure(curves):
+        view = vm.mode_view() or {}
+        selected = (view["distance"], view["frequency_thz"]) if view.get("kind") == "mode" else None
+        overlay = plots.phonon_dispersion(curves, vm.unit, vm.presentation, selected, vm.branch_layer_weight())
+        tap.source = overlay  # clicks on the new figure select modes
+        return overlay
+
     disp_pane = pn.pane.HoloViews(plots.phonon_dispersion({}, vm.unit), css_classes=["mlepi-phonons"])
     dos_pane = pn.pane.HoloViews(plots.phonon_dos({}, vm.unit), sizing_mode="fixed", width=190)
     # live figures: a new batch replaces their data in place
@@ -160,6 +209,50 @@ def create_app(session: Session | None = None):
         vm.stop()
         controls()
 
+    def on_pin(_):
+        try:
+            vm.pin()
+        except ValueError as err:
+            vm.message = str(err)
+
+    def on_sample(_):
+        try:
+            vm.show_sample(10.0)
+        except ValueError as err:
+            vm.message = str(err)
+
+    def on_check(_):
+        try:
+            vm.check_reference()
+        except (ValueError, RuntimeError) as err:
+            vm.message = str(err)
+
+    check_btn.on_click(on_check)
+    check_cancel.on_click(lambda _: vm.cancel_reference_check())
+
+    lesson_rows = []
+    for number, exercise in enumerate(EXERCISES):
+        button = w.Button(name="Compute", button_type="primary", css_classes=[f"mlepi-exercise-{number}"])
+        button.on_click(lambda _, n=number: vm.solve_exercise(n))
+        answer = pn.pane.Markdown("", css_classes=[f"mlepi-answer-{number}"])
+        lesson_rows.append((button, answer))
+
+    def restore_from_url():
+        """A pasted link: its query sets every control (before the first phonons are computed)."""
+        if pn.state.location is not None and pn.state.location.query_params:
+            vm.apply_query(pn.state.location.query_params)
+
+    def write_url(*_):
+        if pn.state.location is not None:
+            pn.state.location.search = "?" + urlencode(vm.to_query())
+
+    vm.param.watch(write_url, ["structure", "supercell", "forces", "electrons", "temperature", "samples", "seed",
+                               "antithetic", "unit", "show_reference", "presentation", "mode", "show_layers"])
+
+    pin_btn.on_click(on_pin)
+    clear_btn.on_click(lambda _: vm.clear_pins())
+    sample_btn.on_click(on_sample)
+
     run_btn.on_click(on_run)
     pause_btn.on_click(on_pause)
     stop_btn.on_click(on_stop)
@@ -180,12 +273,47 @@ def create_app(session: Session | None = None):
                               f"stacking: {s['stacking']} · cell {s['cell']}")
             top_pane.object, side_pane.object = plots.structure_views(vm.atoms)
         curves = vm.phonon_curves()
-        key = (tuple(curves), id(next(iter(curves.values()), None)), vm.unit)
+        view = vm.mode_view()
+        key = (tuple(curves), id(next(iter(curves.values()), None)), vm.unit, vm.presentation, id(view),
+               vm.show_layers)
         if key != seen["phonons"]:
             seen["phonons"] = key
-            disp_pane.object = plots.phonon_dispersion(curves, vm.unit)
-            dos_pane.object = plots.phonon_dos(curves, vm.unit)
+            disp_pane.object = dispersion_figure(curves)
+            dos_pane.object = plots.phonon_dos(curves, vm.unit, vm.presentation)
+        if view is not seen.get("mode"):
+            seen["mode"] = view
+            if view and "frames" in view:
+                animation.show(view["atoms"], vm.animation_frame(0), view["text"].split(":")[0])
+                mode_text.object = f"**{view['text']}**"
+            elif view:
+                mode_text.object = view["text"]
+        check = vm.reference_result()
+        if check is not seen.get("check"):
+            seen["check"] = check
+            check_text.object = check["text"] if check else check_text.object
+            overlay.update(check.get("result") if check else None,
+                           f"sample {check['sample']} at {check['T']:g} K: ML vs GFN1-xTB"
+                           if check and check.get("result") else "")
+        answers = vm.exercise_answers()
+        for n, (_, answer) in enumerate(lesson_rows):
+            answer.object = answers.get(n, "")
         snap = vm.snapshot()
+        layers_card.visible = vm.show_layers
+        if vm.show_layers and (snap.get("n_done"), snap.get("T")) != seen.get("layers_n"):
+            spectra = vm.layer_spectra()
+            if spectra is not None:
+                seen["layers_n"] = (snap.get("n_done"), snap.get("T"))
+                for n, fig in enumerate(layer_figs):
+                    fig.update({**spectra, "spectral": spectra["layers"][n]})
+        dos = vm.layer_dos_result()
+        if dos is not seen.get("layer_dos"):
+            seen["layer_dos"] = dos
+            layer_dos_fig.update(dos)
+        pins = vm.pins()
+        if [id(p) for p in pins] != seen.get("pins"):
+            seen["pins"] = [id(p) for p in pins]
+            for name in ("vf", "vft", "spectral"):
+                live[name].set_pins(pins)
         if snap.get("n_done") != (seen["snap"] or {}).get("n_done") or snap.get("T") != (seen["snap"] or {}).get("T") \
                 or (not snap and seen["snap"]):
             seen["snap"] = snap
@@ -214,30 +342,82 @@ def create_app(session: Session | None = None):
     def _unit_changed(_=None):
         vm.version += 1
 
+    clock = {"t0": time.perf_counter(), "frame": -1}
+
+    def animate():
+        """Every 80 ms: the animation's next frame (24 frames per period, ``mode_speed`` periods/s)."""
+        view = vm.mode_view()
+        if not view or "frames" not in view:
+            return
+        frame = int((time.perf_counter() - clock["t0"]) * vm.mode_speed * 24) % 24
+        if frame != clock["frame"]:
+            clock["frame"] = frame
+            animation.move(vm.animation_frame(frame))
+
     callback = pn.state.add_periodic_callback(refresh, period=500, start=False)
-    pn.state.onload(lambda: (vm.compute_phonons(), refresh(), callback.start()))
+    animator = pn.state.add_periodic_callback(animate, period=80, start=False)
+    pn.state.onload(lambda: (restore_from_url(), vm.compute_phonons(), refresh(), callback.start(),
+                             animator.start()))
     if pn.state.curdoc is not None:
         pn.state.on_session_destroyed(lambda _ctx: vm.close())
 
+    advanced = [seed, antithetic, executor, counters, csv_dl, json_dl, png_dl]  # hidden in presentation mode
+    run_on = pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"})
+    advanced.append(run_on)
     sidebar = [
+        presentation,
         pn.pane.Markdown("#### Structure"), structure, upload, supercell,
         pn.pane.Markdown("#### Models"), forces, electrons,
-        pn.pane.Markdown("#### Phonons"), unit, show_ref,
-        pn.pane.Markdown("#### Monte Carlo"), t_slider, t_input, samples, seed, antithetic,
-        pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"}), executor,
+        pn.pane.Markdown("#### Phonons"), unit, show_ref, layers_box, amplitude, speed,
+        pn.pane.Markdown("#### Monte Carlo"), t_slider, t_input, samples, seed, antithetic, run_on, executor,
         pn.Row(run_btn, pause_btn, stop_btn),
-        pn.pane.Markdown("#### Results"), csv_dl, json_dl, png_dl,
+        pn.Row(pin_btn, clear_btn),
+        pn.pane.Markdown("#### Results"), html_dl, csv_dl, json_dl, png_dl,
     ]
-    main = [
+    equations = pn.Card(pn.pane.Markdown(EQUATIONS, css_classes=["mlepi-equations"]), title="How this is computed",
+                        collapsed=True)
+    advanced.append(equations)
+    mode_card = pn.Card(mode_text, anim_pane, sample_btn, title="Mode", collapsible=True,
+                        css_classes=["mlepi-mode"])
+    check_card = pn.Card(pn.Row(check_btn, check_cancel), check_text, overlay_pane,
+                         title="Check a sample against the reference (Fig. 4d)", collapsible=True,
+                         css_classes=["mlepi-reference-check"])
+    explore = pn.Column(
         pn.Column(alert, progress, progress_text, counters),
         pn.Row(pn.Card(summary, top_pane, side_pane, title="Structure", collapsible=True, width_policy="max"),
                pn.Card(phonon_note, pn.Row(disp_pane, dos_pane), title="Phonons", collapsible=True,
                        width_policy="max")),
-        pn.Card(pn.GridBox(vf_pane, vft_pane, spec_pane, nk_pane, ncols=2), title="Monte Carlo, live", css_classes=["mlepi-monte-carlo"],
-                collapsible=True),
-        pn.Card(pn.pane.Markdown(EQUATIONS, css_classes=["mlepi-equations"]), title="How this is computed",
-                collapsed=True),
-    ]
+        mode_card,
+        pn.Card(pn.GridBox(vf_pane, vft_pane, spec_pane, nk_pane, ncols=2), title="Monte Carlo, live",
+                css_classes=["mlepi-monte-carlo"], collapsible=True),
+        layers_card, check_card, equations)
+    lesson = pn.Column(pn.pane.Markdown(LESSON, css_classes=["mlepi-lesson"]),
+                       *[pn.Column(pn.pane.Markdown(f"**{i + 1}. {ex.title}** {ex.question}"), button, answer)
+                         for i, (ex, (button, answer)) in enumerate(zip(EXERCISES, lesson_rows))],
+                       css_classes=["mlepi-lesson-tab"])
+    tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), dynamic=False, css_classes=["mlepi-tabs"])
+    main = [tabs]
+    texts = [alert, progress_text, summary, phonon_note, mode_text, check_text, counters]
+
+    @pn.depends(vm.param.presentation, watch=True)
+    def apply_presentation(on=None):
+        """Presentation mode: large type, black on white, the colour-blind-safe palette, and only
+        what a talk needs."""
+        on = vm.presentation
+        big = {"font-size": "1.6em", "color": "#000000"} if on else {}
+        for pane in (*texts, explore, lesson):
+            pane.styles = big
+        for widget in advanced:
+            widget.visible = not on
+        for fig in (*[f.figure for f in live.values()], *[f.figure for f in layer_figs], overlay.figure,
+                    layer_dos_fig.figure, animation.top, animation.side):
+            plots.style_figure(fig, on)
+        for fig in (live["spectral"], *layer_figs):
+            fig.set_palette(on)
+        vm.version += 1  # redraw the phonon figures with their presentation style
+
+    apply_presentation()
+
     template = pn.template.FastListTemplate(
         title="mlepi: electron-phonon renormalisation of layered materials, live",
         sidebar=sidebar, main=main, accent=plots.ACCENT, sidebar_width=330, theme_toggle=False,

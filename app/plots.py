@@ -366,3 +366,61 @@ class ModeAnimation:
 
     def move(self, positions: np.ndarray) -> None:
         self.src.data = {**self.src.data, "x": positions[:, 0], "y": positions[:, 1], "z": positions[:, 2]}
+
+
+class ReferenceOverlay:
+    """One Monte Carlo sample's unfolded bands from the ML Hamiltonian (blue, size ~ weight)
+    over the reference solver's (black rings), as in the paper's Fig. 4d."""
+
+    def __init__(self, emin: float = -3.0, emax: float = 3.0):
+        from bokeh.models import ColumnDataSource, Range1d
+
+        self.emin, self.emax = emin, emax
+        self.ml = ColumnDataSource({"k": [], "e": [], "size": []})
+        self.ref = ColumnDataSource({"k": [], "e": [], "size": []})
+        self.figure = _figure("check against the reference: run it on a sample", "wavevector", "E - E_F (eV)")
+        self.figure.y_range = Range1d(emin, emax)
+        self.figure.scatter("k", "e", source=self.ref, size="size", fill_alpha=0, line_color="#000000",
+                            line_width=1.5, legend_label="reference (GFN1-xTB)")
+        self.figure.scatter("k", "e", source=self.ml, size="size", color=ACCENT, alpha=0.7,
+                            legend_label="ML (HedgeNet-Electron)")
+        self.figure.legend.location = "bottom_right"
+
+    def update(self, result: dict | None, caption: str = "") -> None:
+        from bokeh.models import FixedTicker
+
+        if not result:
+            self.ml.data = self.ref.data = {"k": [], "e": [], "size": []}
+            return
+        d = np.asarray(result["k_distances"])
+        for src, name, scale in ((self.ml, "ml", 9.0), (self.ref, "reference", 13.0)):
+            e, w = np.asarray(result[name]["energies_ev"]), np.asarray(result[name]["weights"])
+            k = np.broadcast_to(d[:, None], e.shape)
+            keep = (w > 0.05) & (e >= self.emin) & (e <= self.emax)
+            src.data = {"k": k[keep], "e": e[keep], "size": 3 + scale * np.sqrt(w[keep])}
+        labels = np.asarray(result["label_distances"])
+        self.figure.xaxis.ticker = FixedTicker(ticks=[float(v) for v in labels])
+        self.figure.xaxis.major_label_overrides = {float(v): n for v, n in zip(labels, result["k_labels"])}
+        self.figure.title.text = caption
+
+
+class LayerDOS:
+    """The static lattice's electronic DOS projected on each layer (Mulliken), and the total."""
+
+    def __init__(self):
+        from bokeh.models import ColumnDataSource
+
+        self.src = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": []})
+        self.figure = _figure("electronic DOS per layer (Mulliken, static lattice)", "E - E_F (eV)",
+                              "states / eV / cell")
+        self.figure.multi_line("xs", "ys", source=self.src, color="color", line_width=2, legend_field="label")
+
+    def update(self, dos: dict | None) -> None:
+        if not dos:
+            self.src.data = {"xs": [], "ys": [], "color": [], "label": []}
+            return
+        e = np.asarray(dos["energies_ev"])  # about E_F already
+        rows = [(dos["total"], "#222222", "total")] + [
+            (d, LAYER_COLORS[n % 4], f"layer {n + 1}") for n, d in enumerate(dos["dos"])]
+        self.src.data = {"xs": [e] * len(rows), "ys": [r[0] for r in rows], "color": [r[1] for r in rows],
+                         "label": [r[2] for r in rows]}

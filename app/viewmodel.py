@@ -216,9 +216,12 @@ class Session(param.Parameterized):
         self._answers: dict[int, str] = {}  # the lesson's exercises, worked out on request
         self._mode_view = None
         self._mode_future = None
+        self._layer_dos = None
         self._check, self._check_future, self._check_cancel = None, None, threading.Event()
         self._exercise_futures: dict = {}
         self._t_start = None
+        if self.show_layers:
+            self._layers_changed()
 
     # --- structure ----------------------------------------------------------------------
     @property
@@ -435,6 +438,21 @@ class Session(param.Parameterized):
                 "k_labels": snap["k_labels"], "label_distances": snap["label_distances"],
                 "static_spectral": snap["static_spectral"]}
 
+    @param.depends("show_layers", "electrons", "structure", watch=True)
+    def _layers_changed(self):
+        self._layer_dos = None
+        if self.show_layers:
+            def job():
+                try:
+                    self._layer_dos = self.layer_dos()
+                except Exception as err:
+                    self.message = f"layer DOS failed: {type(err).__name__}: {err}"
+                self.version += 1
+            self._pool.submit(job)
+
+    def layer_dos_result(self) -> dict | None:
+        return self._layer_dos
+
     def layer_dos(self) -> dict:
         """The static lattice's electronic DOS per layer (primitive-cell k mesh)."""
         from mlepi_core.layers import layer_dos
@@ -469,7 +487,7 @@ class Session(param.Parameterized):
                                    cancelled=self._check_cancel.is_set)
                 text = (f"sample {index} at {t:g} K: largest |E_ML − E_ref| within 1 eV of E_F = "
                         f"{out['max_abs_diff_mev']:.1f} meV ({out['n_compared']} states; "
-                        f"{sum(out['seconds'].values()):.1f} s)")
+                        f"{out['seconds']['total']:.1f} s)")
                 self._check = {"status": "done", "T": t, "sample": index, "text": text, "result": out}
             except Cancelled:
                 self._check = {"status": "cancelled", "T": t, "sample": index, "text": "reference check cancelled"}
