@@ -365,6 +365,159 @@ def cmd_continuum(args) -> int:
     return 0
 
 
+def _write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def cmd_tbg(args) -> int:
+    """Flat bands of a commensurate twisted bilayer near the magic angle (the paper's Fig. 4c):
+    the 8 states nearest charge neutrality at Gamma, M, K of the moire cell from each
+    Hamiltonian model (sparse, labelled shift-invert; mlepi_core.moire), the width of the
+    four central bands, the gaps to the remote bands, ML vs reference errors, the
+    Bistritzer-MacDonald bands at the same angle; rigid and optionally relaxed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import moire
+    from .structures import twist_angle, twisted_bilayer
+
+    say = lambda msg: print(msg, flush=True)  # noqa: E731
+    if args.mn:
+        try:
+            m, n = (int(x) for x in args.mn.split(","))
+        except ValueError:
+            raise StructureError(f"--mn is written m,n (e.g. 30,31), got {args.mn!r}") from None
+    else:
+        m, n = moire.commensurate_cell_for_angle(args.angle)
+    theta = twist_angle(m, n)
+    seconds = {}
+    t0 = time.perf_counter()
+    atoms = twisted_bilayer(m, n, d=args.distance)
+    seconds["build"] = time.perf_counter() - t0
+    say(f"twisted bilayer ({m}, {n}): {theta:.4f} deg, {len(atoms)} atoms, d = {args.distance} A")
+    p = max(1, args.path_points)
+    k_frac, dist, labels, ticks = moire.moire_path(atoms.cell, p)
+    k_frac, dist = k_frac[:-1], dist[:-1]  # the closing Gamma repeats the first point
+    corner = {"Γ": 0, "M": p, "K": 2 * p}
+
+    models = []
+    for name in args.electrons:
+        is_ref = name in ("slater-koster", "sk")
+        label = "reference" if is_ref else Path(name).name
+        models.append((label, is_ref, hamiltonian_model_from_name(name)))
+    if sum(r for _, r, _ in models) > 1:
+        raise SystemExit("mlepi: give the Slater-Koster reference once in --electrons")
+
+    def solve_all(structure, tag, entries):
+        out = {}
+        for label, _, model in entries:
+            say(f"[{tag}] {label}: bands nearest neutrality at {len(k_frac)} k-points")
+            t = time.perf_counter()
+            nb = moire.bands_near_neutrality(model, structure, k_frac, args.n_states,
+                                             progress=lambda s: say(f"  {s}"))
+            seconds[f"{tag}_{label}"] = time.perf_counter() - t
+            e = nb.relative_mev()
+            below, above = moire.remote_gaps(e)
+            out[label] = {"e_fermi_ev": nb.e_fermi, "n_occupied_bands": nb.n_occ,
+                          "width_mev": moire.central_width(e), "gap_below_mev": below, "gap_above_mev": above,
+                          "eigenvalues_mev": {c: e[i].tolist() for c, i in corner.items()},
+                          **({"path_mev": e.tolist()} if args.path_points > 1 else {}), "_e": e}
+            say(f"  {label}: E_F {nb.e_fermi:.4f} eV, central bands {out[label]['width_mev']:.2f} meV wide, "
+                f"gaps to remote bands {below:.2f} (below) / {above:.2f} (above) meV "
+                f"[{seconds[f'{tag}_{label}']:.1f} s]")
+        return out
+
+    def summary(res):
+        ref = next((v for (lab, r, _), v in zip(models, res.values()) if r), None)
+        ml = next((v for (lab, r, _), v in zip(models, res.values()) if not r), None)
+        section = {"ref_width_mev": ref["width_mev"] if ref else None,
+                   "ml_width_mev": ml["width_mev"] if ml else None,
+                   "gap_to_remote_mev": min(ref["gap_below_mev"], ref["gap_above_mev"]) if ref else None,
+                   "max_ml_ref_err_mev": None}
+        if ref and ml:
+            idx = list(corner.values())
+            section["max_ml_ref_err_mev"] = float(np.abs(ml["_e"][idx] - ref["_e"][idx]).max())
+            section["ml_ref_fermi_shift_mev"] = 1e3 * (ml["e_fermi_ev"] - ref["e_fermi_ev"])
+            say(f"  ML vs reference, 8 states at Gamma, M, K (each from its own E_F): max |dE| "
+                f"{section['max_ml_ref_err_mev']:.2f} meV")
+        section["eigenvalues"] = {lab: v["eigenvalues_mev"] for lab, v in res.items()}
+        section["models"] = {lab: {k: x for k, x in v.items() if k != "_e"} for lab, v in res.items()}
+        return section
+
+    result = {"atoms": len(atoms), "angle_deg": theta, "mn": [m, n], "distance_a": args.distance,
+              "n_states": args.n_states, "energies": "meV from each model's E_F (centre of the four "
+              "central bands at K: charge neutrality, half of them filled)",
+              "k_points_frac": {c: k_frac[i].tolist() for c, i in corner.items()},
+              "electrons": list(args.electrons)}
+    rigid = solve_all(atoms, "rigid", models)
+    result["rigid"] = summary(rigid)
+    relaxed = None
+    if args.relaxed:
+        say(f"relaxing positions with {args.forces} (L-BFGS, fmax {args.relax_fmax} eV/A, "
+            f"at most {args.relax_steps} steps)")
+        t = time.perf_counter()
+        cell, record = moire.relax_twisted(atoms, force_model_from_name(args.forces), fmax=args.relax_fmax,
+                                           steps=args.relax_steps, progress=lambda s: say(f"  {s}"))
+        seconds["relax"] = time.perf_counter() - t
+        d_aa, d_ab = moire.local_interlayer_distance(cell)
+        record.update({"forces": args.forces, "d_aa_a": d_aa, "d_ab_a": d_ab})
+        say(f"  {record['steps']} steps, max |F| {record['max_force_ev_a']:.4f} eV/A, d(AA) {d_aa:.3f} A, "
+            f"d(AB) {d_ab:.3f} A [{seconds['relax']:.1f} s]")
+        relaxed = solve_all(cell, "relaxed", models)
+        result["relaxed"] = {**summary(relaxed), "relaxation": record}
+    if args.gfn1_model:
+        gfn1 = solve_all(atoms, "rigid", [("gfn1_ml", False, hamiltonian_model_from_name(args.gfn1_model))])
+        result["gfn1_ml_width_mev"] = gfn1["gfn1_ml"]["width_mev"]
+        result["gfn1_ml"] = {k: v for k, v in gfn1["gfn1_ml"].items() if k != "_e"}
+    t = time.perf_counter()
+    dist_c, e_c, ticks_c = moire.continuum_bands(theta, 30, d=args.distance)
+    e_c = 1e3 * (e_c - moire.central_bands(e_c)[60].mean())  # meV from its neutrality point (K)
+    seconds["continuum"] = time.perf_counter() - t
+    result["continuum"] = {"width_mev": moire.central_width(e_c),
+                           "eigenvalues_mev": {c: e_c[30 * k].tolist() for k, c in enumerate(corner)}}
+    say(f"continuum model at {theta:.4f} deg: central bands {result['continuum']['width_mev']:.2f} meV wide "
+        f"along Gamma-M-K-Gamma")
+    result["seconds"] = seconds
+
+    tag = f"{theta:.2f}"
+    out = Path(args.out or f"assets/results/tbg_{tag}.json")
+    figure = Path(args.figure or f"assets/figures/tbg_{tag}.png")
+    panels = [("rigid", rigid)] + ([("relaxed", relaxed)] if relaxed else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False, sharey=True)
+    x_c = np.interp(dist_c, ticks_c, ticks)  # continuum path drawn on the tight-binding one
+    for ax, (name, res) in zip(axes[0], panels):
+        ax.plot(x_c, e_c, color="tab:blue", lw=1, alpha=0.7)
+        ax.plot([], [], color="tab:blue", lw=1, label="continuum (BM)")
+        for k, (label, is_ref, _) in enumerate(models):
+            e = res[label]["_e"]
+            xs = np.repeat(dist[:, None], e.shape[1], axis=1)
+            if is_ref:
+                ax.scatter(xs, e, s=60, facecolors="none", edgecolors="k", lw=1.1, label="Slater-Koster p$_z$", zorder=3)
+            else:
+                ax.scatter(xs, e, s=14, color=f"C{k + 1}", label=f"ML ({label})", zorder=4)
+        ax.set_xticks(ticks, labels)
+        ax.set_xlim(ticks[0], ticks[-1])
+        ax.axhline(0, color="0.7", lw=0.6, zorder=0)
+        width = ", ".join(f"{lab} {res[lab]['width_mev']:.1f}" for lab, _, _ in models)
+        ax.set_title(f"({m},{n}) {theta:.3f}°, {len(atoms)} atoms, {name}\ncentral widths (meV): {width}", fontsize=8)
+    span = max(np.abs(np.concatenate([v["_e"].ravel() for _, r in panels for v in r.values()])).max(), 1.0)
+    axes[0][0].set_ylim(-1.2 * span, 1.2 * span)
+    axes[0][0].set_ylabel("E - E$_F$ (meV)")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    _write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    plt.close(fig)
+    _write_atomic(out, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+    say(f"wrote {out}, {figure}")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     """Serve the Panel dashboard (app/) on this machine; all JS/CSS is served locally."""
     import panel as pn
@@ -719,6 +872,26 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--magic", action="store_true", help="also find the first magic angle")
     s.add_argument("--out", default="results/continuum")
     s.set_defaults(func=cmd_continuum)
+
+    s = sub.add_parser("tbg", help="flat bands of a commensurate twisted bilayer near the magic angle (Fig. 4c)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--angle", type=float, default=1.08,
+                       help="twist angle (deg): the (m, m+1) cell nearest it (1.08: (30, 31), 11,164 atoms)")
+    which.add_argument("--mn", help="the commensurate cell m,n instead (e.g. 2,3)")
+    s.add_argument("--electrons", nargs="+", default=["slater-koster"],
+                   help="Hamiltonian model(s): slater-koster (the reference) and/or trained model folders")
+    s.add_argument("--gfn1-model", help="also the central width from a GFN1-trained electron model folder")
+    s.add_argument("--relaxed", action="store_true", help="also relax positions (L-BFGS) and solve again")
+    s.add_argument("--forces", default="empirical", help="force model of the relaxation")
+    s.add_argument("--relax-fmax", type=float, default=0.005, help="relaxation stops at max |F| below this (eV/A)")
+    s.add_argument("--relax-steps", type=int, default=600, help="relaxation steps at most")
+    s.add_argument("--distance", type=float, default=3.35, help="interlayer distance (A) of the rigid cell")
+    s.add_argument("--n-states", type=int, default=8, help="states nearest neutrality per k-point (even)")
+    s.add_argument("--path-points", type=int, default=0,
+                   help="k-points per segment of Gamma-M-K-Gamma (0: Gamma, M, K only)")
+    s.add_argument("--out", help="JSON (default assets/results/tbg_<angle>.json)")
+    s.add_argument("--figure", help="PNG (default assets/figures/tbg_<angle>.png)")
+    s.set_defaults(func=cmd_tbg)
 
     s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
     s.add_argument("--port", type=int, default=5006)
