@@ -268,9 +268,9 @@ def remote_gaps(energies: np.ndarray) -> tuple[float, float]:
 def continuum_bands(theta_deg: float, points_per_segment: int = 30, d: float | None = None, n_per_valley: int = 4
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bistritzer-MacDonald bands (``mlepi_core.continuum``, Slater-Koster parameters) of both
-    valleys along Gamma - M - K - Gamma, ``n_per_valley`` bands each, merged and sorted:
-    (path distance (P,) 1/A, energies (P, 2 n_per_valley) eV from the continuum Dirac point,
-    label distances (4,)). Valley K' follows from time reversal, E_K'(kappa) = E_K(-kappa)
+    valleys along Gamma - M - K - Gamma, the 2 ``n_per_valley`` of their union nearest the
+    Dirac point (as many as a tight-binding window of that size holds): (path distance (P,)
+    1/A, energies (P, 2 n_per_valley) eV from the continuum Dirac point, label distances (4,)). Valley K' follows from time reversal, E_K'(kappa) = E_K(-kappa)
     with kappa the moire crystal momentum from Gamma, so the merged set is what a
     commensurate tight-binding cell, where both valleys fold, shows at each k."""
     from .continuum import ContinuumModel
@@ -283,9 +283,12 @@ def continuum_bands(theta_deg: float, points_per_segment: int = 30, d: float | N
     ks = [a + t * (b - a) for a, b in zip(corners[:-1], corners[1:])
           for t in np.arange(points_per_segment) / points_per_segment] + [gamma]
     ks = np.array(ks)
-    e = np.concatenate([model.bands(ks, n_per_valley), model.bands(2 * gamma - ks, n_per_valley)], axis=1)
+    # Extra bands per valley, then the middle 2 n_per_valley of the union: where one valley's
+    # second remote band dips below the other's first, the nearest states mix valleys.
+    e = np.concatenate([model.bands(ks, n_per_valley + 4), model.bands(2 * gamma - ks, n_per_valley + 4)], axis=1)
+    e = np.sort(e, axis=1)[:, 4:4 + 2 * n_per_valley]
     dist = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(ks, axis=0), axis=1))])
-    return dist, np.sort(e, axis=1), dist[::points_per_segment]
+    return dist, e, dist[::points_per_segment]
 
 
 # --- relaxation ------------------------------------------------------------------------
