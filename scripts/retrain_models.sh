@@ -6,7 +6,7 @@
 #   STAGE=phonon bash scripts/retrain_models.sh   # or electron: one family only
 #
 # Cost on the 2-core CPU of our machines: phonon set 1 min, electron set ~20 min; each phonon
-# network ~2-5 min per epoch (80 epochs), each electron network ~1.5-4 min per epoch (60
+# network ~2-10 min per epoch (60 epochs), each electron network ~1.5-4 min per epoch (60
 # epochs): several sessions, every step checkpointed and resumed. A CUDA GPU is used when
 # present (device: auto in the configs).
 set -euo pipefail
