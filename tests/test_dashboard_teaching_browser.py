@@ -24,11 +24,12 @@ def open_page(browser, url, **kw):
     return page
 
 
-def run_to_end(page, n: int, timeout: float = 300) -> str:
-    """Press Run and wait for all ``n`` samples; returns the shown '<v_F> ± se'."""
+def run_to_end(page, n: int, temperature: float, timeout: float = 300) -> str:
+    """Press Run and wait for all ``n`` samples at ``temperature``; returns the shown '<v_F> ± se'."""
     page.locator(".mlepi-run button").click()
-    text = wait_for_text(page, ".mlepi-progress", lambda t: done_of(t) >= n and "v_F" in t, timeout=timeout)
-    wait_for_text(page, ".mlepi-message", lambda t: "samples at" in t, timeout=60)
+    at = f"at {temperature:g} K"
+    wait_for_text(page, ".mlepi-progress", lambda t: done_of(t) >= n and at in t and "v_F" in t, timeout=timeout)
+    wait_for_text(page, ".mlepi-message", lambda t: f"samples {at}" in t, timeout=60)
     return VF.search(text_of(page, ".mlepi-progress")).group(1)
 
 
@@ -53,7 +54,7 @@ def test_a_clicked_phonon_mode_is_named_and_moves(server, browser):
 
 def test_a_pasted_link_restores_the_view_and_its_numbers(server, browser):
     first = open_page(browser, server + "?supercell=3&T=200&samples=4&seed=5&unit=thz")
-    vf = run_to_end(first, 4)
+    vf = run_to_end(first, 4, 200)
     link = first.url
     first.close()
     again = open_page(browser, link)
@@ -62,7 +63,7 @@ def test_a_pasted_link_restores_the_view_and_its_numbers(server, browser):
     assert again.locator(".mlepi-temperature input").input_value() == "200"
     assert again.locator(".mlepi-seed input").input_value() == "5"
     assert again.locator(".mlepi-supercell select").input_value() == "3"
-    assert run_to_end(again, 4) == vf  # the same numbers, to all shown digits
+    assert run_to_end(again, 4, 200) == vf  # the same numbers, to all shown digits
     again.close()
 
 
@@ -82,9 +83,16 @@ def test_presentation_mode_enlarges_the_type(server, browser):
     page.close()
 
 
-def test_the_exported_page_opens_offline(server, browser, tmp_path):
+def test_pinned_overlays_and_the_exported_page_opens_offline(server, browser, tmp_path):
     page = open_page(browser, server + "?supercell=3&samples=4", accept_downloads=True)
-    vf = run_to_end(page, 4)
+    run_to_end(page, 4, 300)
+    page.locator(".mlepi-pin button").click()
+    page.locator(".mlepi-temperature input").fill("0")
+    page.locator(".mlepi-temperature input").press("Enter")
+    time.sleep(1.0)
+    vf = run_to_end(page, 4, 0)
+    time.sleep(2.0)
+    page.locator(".mlepi-monte-carlo").first.screenshot(path=str(FIGURES / "dashboard_overlay.png"))
     with page.expect_download() as info:
         page.locator(".mlepi-html button").click()
     path = tmp_path / "view.html"
@@ -99,12 +107,13 @@ def test_the_exported_page_opens_offline(server, browser, tmp_path):
         Array.from(n.childNodes).map(c => c.nodeType === 3 ? c.textContent : walk(c)).join(' ');
         return walk(document.body); }""")  # Bokeh draws its Div in a shadow root
     assert vf.split(" ± ")[0] in deep_text and vf.split(" ± ")[1] in deep_text
+    assert "pinned" in deep_text  # the pinned 300 K run travels with the page
     context.close()
 
 
-def test_reference_check_layers_and_overlays(server, browser):
+def test_a_sample_checked_against_the_reference_and_the_layer_views(server, browser):
     page = open_page(browser, server + "?supercell=6&samples=10&T=300")
-    run_to_end(page, 10, timeout=600)
+    run_to_end(page, 10, 300, timeout=600)
     page.locator(".mlepi-check button").first.click()
     text = wait_for_text(page, ".mlepi-check-text", lambda t: "meV" in t or "failed" in t, timeout=600)
     assert re.search(r"= [0-9.]+ meV", text), text
@@ -116,12 +125,4 @@ def test_reference_check_layers_and_overlays(server, browser):
     page.locator(".mlepi-layers canvas").first.wait_for(timeout=60_000)
     time.sleep(3.0)
     page.locator(".mlepi-layers").first.screenshot(path=str(FIGURES / "dashboard_layers.png"))
-
-    page.locator(".mlepi-pin button").click()
-    page.locator(".mlepi-temperature input").fill("0")
-    page.locator(".mlepi-temperature input").press("Enter")
-    time.sleep(1.0)
-    run_to_end(page, 10, timeout=600)
-    time.sleep(2.0)
-    page.locator(".mlepi-monte-carlo").first.screenshot(path=str(FIGURES / "dashboard_overlay.png"))
     page.close()
