@@ -746,6 +746,8 @@ class Trainer:
             self.scheduler.load_state_dict(ck["scheduler"])
         self.state.update(ck["state"])
         self.state["earlier_data"] = earlier
+        if self.state["done"] and not self.state.get("early_stopped") and self.state["epoch"] < self.cfg.max_epochs:
+            self.state["done"] = False  # a finished run given more epochs goes on
 
     def _check_regenerated_data(self, path: Path, saved_sha: str, saved_state: Mapping,
                                 same_labels: set) -> dict:
@@ -924,7 +926,7 @@ class Trainer:
                 st["stage_two_due"] = True
             else:
                 self._say(f"early stopping: no better validation loss for {cfg.patience} epochs")
-                st["done"] = True
+                st["done"], st["early_stopped"] = True, True
         self.save_checkpoint()
 
     def finish(self) -> dict:

@@ -358,6 +358,17 @@ def test_stage_two_settings_may_change_while_stage_two_is_ahead(tmp_path, tiny_s
         Trainer(tiny_train_config(tiny_set, tmp_path / "run", stage_two_epoch=1))
 
 
+def test_a_finished_run_given_more_epochs_goes_on(tmp_path, tiny_set):
+    done = Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=1))
+    done.run()
+    assert done.state["done"] and done.state["epoch"] == 1
+    assert Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=1)).state["done"]
+    more = Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2))
+    assert not more.state["done"]
+    more.run()
+    assert more.state["epoch"] == 2 and more.state["done"]
+
+
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
     cfg = tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=1,
                             stage_two_lr=0.002)
