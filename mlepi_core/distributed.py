@@ -114,7 +114,9 @@ def run_distributed(engine: MonteCarloEngine, spec: RunSpec, client, temperature
                 continue
             for future in finished:
                 running.discard(future)
-                yield engine.absorb(future.result())
+                result = engine.absorb(future.result())
+                if not engine.cancelled:  # after a cancel, work already done is kept, not reported
+                    yield result
     finally:
         if running:
             client.cancel(list(running))
