@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mlepi_core.files import write_text_atomic
 import torch
 
 from timing import median_time
@@ -74,12 +76,7 @@ def main():
         result.update({"width_model": name, "width_s": time.perf_counter() - t0,
                        "eigenvalues_mev": dict(zip(("Γ", "M", "K"), nb.relative_mev().tolist()))})
         print(f"central bands {result['flat_band_width_mev']:.2f} meV wide over Gamma, M, K ({name})", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out)
-    print(f"-> {out}")
+    print(f"-> {write_text_atomic(args.out, json.dumps(result, indent=1))}")
 
 
 if __name__ == "__main__":

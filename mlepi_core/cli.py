@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import write_atomic, write_text_atomic
 from .structures import StructureError
 
 
@@ -176,11 +177,7 @@ def cmd_mc(args) -> int:
                                      **{n: {k: row[n][k] for k in ("vf", "vf_se", "vf_rel_change", "gamma1",
                                                                     "gamma1_se", "samples")} for n in runs}}
                                     for row in result["temperatures"]]}
-        path = Path(args.summary)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=1, default=float))
-        tmp.replace(path)
+        path = write_text_atomic(args.summary, json.dumps(summary, indent=1, default=float))
         print(f"summary -> {path}")
     for row in result["temperatures"]:
         print(f"T = {row['T']:6.1f} K: " + "; ".join(
@@ -357,20 +354,10 @@ def cmd_continuum(args) -> int:
     fig.tight_layout()
     fig.savefig(out / "continuum_bands.png", dpi=140)
     plt.close(fig)
-    tmp = out / ".continuum.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out / "continuum.json")
+    write_text_atomic(out / "continuum.json", json.dumps(result, indent=1))
     print(f"hbar v {hv:.3f} eV A, w {1e3 * w:.1f} meV (Slater-Koster, d = {args.distance} A); "
           f"wrote {out}/continuum.json, continuum_bands.png")
     return 0
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary name beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
 
 
 def cmd_tbg(args) -> int:
@@ -511,9 +498,9 @@ def cmd_tbg(args) -> int:
     axes[0][0].set_ylabel("E - E$_F$ (meV)")
     axes[0][0].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    _write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
     plt.close(fig)
-    _write_atomic(out, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+    write_text_atomic(out, json.dumps(result, indent=1))
     say(f"wrote {out}, {figure}")
     return 0
 
@@ -760,10 +747,7 @@ def cmd_evaluate_phonon(args) -> int:
             plt.close(fig)
             print(f"figure -> {args.figure}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.out).with_name(f".{Path(args.out).name}.tmp")
-        tmp.write_text(json.dumps(out, indent=1, default=float))
-        tmp.replace(args.out)
+        write_text_atomic(args.out, json.dumps(out, indent=1, default=float))
         print(f"metrics -> {args.out}")
     return 0
 
@@ -835,11 +819,7 @@ def cmd_evaluate_electron(args) -> int:
             line += f" {m.get('h_mae_mev', float('nan')):>17.3f} {m.get('s_mae', float('nan')):>12.2e}"
         print(line)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(table, indent=1))
-        tmp.replace(out)
+        out = write_text_atomic(args.out, json.dumps(table, indent=1))
         print(f"metrics -> {out}")
     return 0
 

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 from ase import Atoms
 
+from .files import write_atomic, write_text_atomic
 from .layers import orbital_layers
 from .observables import BandProbe, RunningStats, SpectralMap
 from .phonons import harmonic_phonons, relax_positions
@@ -158,11 +159,8 @@ class MonteCarloEngine:
         import pickle
         from pathlib import Path
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump({"format": 1, **self.state(), **(extra or {})}, fh)
-        tmp.replace(path)
+        state = {"format": 1, **self.state(), **(extra or {})}
+        write_atomic(path, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
 
     def load_checkpoint(self, path) -> int:
         """Load a checkpoint written by ``save_checkpoint``; returns the samples it held."""
@@ -440,9 +438,7 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
             row[n]["near_k_se_ev"] = prof["se"].tolist() if "se" in prof else None
     result["near_k_q_per_a"] = list(runs[names[0]].probe.q_values)
     write_spectra(folder / "spectral.npz", runs, temps)
-    tmp = folder / ".results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, default=float))
-    tmp.replace(folder / "results.json")
+    write_text_atomic(folder / "results.json", json.dumps(result, indent=1, default=float))
     with open(folder / "vf_vs_T.csv", "w") as f:
         f.write("T_K," + ",".join(f"vf_{n},vf_se_{n},gamma1_{n},gamma1_se_{n}" for n in names) + "\n")
         for row in rows:
@@ -488,11 +484,10 @@ def write_spectra(path, runs: dict[str, MonteCarloEngine], temps: list[float]) -
         arrays[f"static_{n}"] = e.static_spectrum
         arrays[f"mean_{n}"] = np.array([e.spectral_mean(t)[0] for t in temps])
         arrays[f"samples_{n}"] = np.array([e.spectral_mean(t)[1] for t in temps])
-    path = Path(path)
-    tmp = path.with_name(".tmp_" + path.name)
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    tmp.replace(path)
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    write_atomic(path, save)
 
 
 def plot_spectra(path, engine: MonteCarloEngine, temps: list[float], title: str = "") -> None:

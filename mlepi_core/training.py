@@ -45,6 +45,7 @@ import torch
 import yaml
 
 from . import __version__
+from .files import write_text_atomic
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -147,7 +148,7 @@ class TrainConfig:
 
     def dump(self, path: str | Path) -> Path:
         path = Path(path)
-        _atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     def check(self) -> None:
@@ -178,11 +179,6 @@ def _plain(x):
     return x
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -946,7 +942,7 @@ class Trainer:
                 metrics[split] = evaluate(self.task, ff.network, split, self.cfg.eval_batch_size,
                                           self.device, self.dtype)
         update_metrics(model_dir, metrics)
-        _atomic_write_text(self.out / "metrics.json", json.dumps(_plain(metrics), indent=1))
+        write_text_atomic(self.out / "metrics.json", json.dumps(_plain(metrics), indent=1))
         summary = ", ".join(f"{s}: {self.task.describe(m)}"
                             for s, m in metrics.items() if isinstance(m, dict) and m)
         self._say(f"finished after {self.state['epoch']} epochs: {summary}")

@@ -10,7 +10,6 @@ renamed).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from ase import Atoms
 from tqdm import tqdm
 
 from .. import __version__
+from ..files import write_text_atomic
 from ..seams import ForceModel, HamiltonianModel
 from ..structures import bilayer, supercell, twisted_bilayer
 from ..units import BILAYER_D
@@ -30,11 +30,6 @@ from .extxyz import read_extxyz, write_extxyz
 CONFIG_STREAM, STACKING_STREAM = 1, 2  # keys that separate this module's streams from phonopy's
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def describe(model) -> str:
@@ -67,7 +62,7 @@ def _check_or_record_config(folder: Path, config: dict) -> None:
             raise ValueError(f"{folder} holds a data set generated with another configuration "
                              f"({path}); remove it or choose another --out")
     else:
-        atomic_write_text(path, json.dumps(config, indent=1, sort_keys=True))
+        write_text_atomic(path, json.dumps(config, indent=1, sort_keys=True))
 
 
 # --- phonon set ---------------------------------------------------------------------
@@ -145,7 +140,7 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
             "split_counts": {k: len(v) for k, v in split.items()}, "split": split,
             "units": {"energy": "eV", "forces": "eV/A", "positions": "A"},
             "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
-    atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1))
+    write_text_atomic(out / "metadata.json", json.dumps(meta, indent=1))
     shutil.rmtree(parts)
     return target
 
@@ -241,5 +236,5 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
             "hamiltonian_model": describe(hamiltonian_model),
             "split_counts": {k: len(v) for k, v in split.items() if k != "seed"},
             "mlepi_version": __version__, "wall_s_this_run": round(time.time() - t0, 1)}
-    atomic_write_text(out / "metadata.json", json.dumps(meta, indent=1))
+    write_text_atomic(out / "metadata.json", json.dumps(meta, indent=1))
     return out
