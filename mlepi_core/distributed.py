@@ -114,9 +114,9 @@ def run_distributed(engine: MonteCarloEngine, spec: RunSpec, client, temperature
                 continue
             for future in finished:
                 running.discard(future)
-                result = engine.absorb(future.result())
-                if not engine.cancelled:  # after a cancel, work already done is kept, not reported
-                    yield result
+                if engine.cancelled:  # asked to stop: what the caller has not seen stays out
+                    return
+                yield engine.absorb(future.result())
     finally:
         if running:
             client.cancel(list(running))
