@@ -727,39 +727,44 @@ class Session(param.Parameterized):
             q["mode"] = f"{self.mode[0]},{self.mode[1]}"
         return q
 
-    def apply_query(self, query: dict) -> list[str]:
-        """Set the view from URL query parameters (values as ``to_query`` writes them; a
-        parameter given several times counts once). Returns the problems, also shown as
-        ``message``; valid parameters are applied, invalid ones left as they are."""
+    @classmethod
+    def parse_query(cls, query: dict) -> tuple[dict, list[str]]:
+        """URL query parameters (values as ``to_query`` writes them, str or bytes; a parameter
+        given several times counts once) -> ({parameter: valid value}, [problems])."""
         query = {k: (v[-1] if isinstance(v, (list, tuple)) else v) for k, v in query.items()}
-        if isinstance(next(iter(query.values()), ""), bytes):
-            query = {k: v.decode() for k, v in query.items()}
+        query = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in query.items()}
         problems, values = [], {}
-
-        def take(key, name, convert):
+        by_code = {v: k for k, v in GALLERY.items()}
+        converters = {
+            "structure": ("structure", lambda v: by_code[v]),
+            "supercell": ("supercell", int),
+            "forces": ("forces", lambda v: _label_of(force_choices(), v)),
+            "electrons": ("electrons", lambda v: _label_of(electron_choices(), v)),
+            "T": ("temperature", float),
+            "samples": ("samples", int),
+            "seed": ("seed", int),
+            "antithetic": ("antithetic", _flag),
+            "unit": ("unit", str),
+            "reference": ("show_reference", _flag),
+            "presentation": ("presentation", _flag),
+            "layers": ("show_layers", _flag),
+            "mode": ("mode", lambda v: tuple(int(x) for x in v.split(","))),
+        }
+        for key, (name, convert) in converters.items():
             if key not in query:
-                return
+                continue
             try:
                 value = convert(query[key])
-                self.param[name]._validate(value)
+                cls.param[name]._validate(value)
                 values[name] = value
             except Exception as err:
                 problems.append(f"{key}={query[key]!r}: {err}")
+        return values, problems
 
-        by_code = {v: k for k, v in GALLERY.items()}
-        take("structure", "structure", lambda v: by_code[v])
-        take("supercell", "supercell", int)
-        take("forces", "forces", lambda v: _label_of(force_choices(), v))
-        take("electrons", "electrons", lambda v: _label_of(electron_choices(), v))
-        take("T", "temperature", float)
-        take("samples", "samples", int)
-        take("seed", "seed", int)
-        take("antithetic", "antithetic", _flag)
-        take("unit", "unit", str)
-        take("reference", "show_reference", _flag)
-        take("presentation", "presentation", _flag)
-        take("layers", "show_layers", _flag)
-        take("mode", "mode", lambda v: tuple(int(x) for x in v.split(",")))
+    def apply_query(self, query: dict) -> list[str]:
+        """Set the view from URL query parameters (see ``parse_query``). Returns the problems,
+        also shown as ``message``; valid parameters are applied, invalid ones left as they are."""
+        values, problems = self.parse_query(query)
         if "structure" in values and values["structure"] != self.structure:
             self.structure = values.pop("structure")  # first: a new structure resets the view
         values.pop("structure", None)

@@ -168,6 +168,12 @@ def model_graph(atoms: Atoms, cutoffs: Mapping[str, float], elements, dtype: tor
     return build_graph(atoms, cutoffs, dtype=dtype)
 
 
+def default_batch_atoms(device) -> int:
+    """Atoms per model evaluation: 512 on a CPU (about 1.5 GB peak with force gradients,
+    measured; larger batches are no faster there), 4096 on a GPU."""
+    return 4096 if torch.device(device).type == "cuda" else 512
+
+
 def atom_budget_chunks(graphs: Sequence[HeteroGraph], max_atoms: int):
     """(start, stop) ranges of consecutive graphs holding at most ``max_atoms`` atoms
     (at least one graph each), so a large batch of structures fits in memory."""

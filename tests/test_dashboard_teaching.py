@@ -27,8 +27,10 @@ def test_url_round_trip_of_every_parameter():
                  "antithetic", "unit", "show_reference", "presentation", "mode", "show_layers"):
         assert getattr(b, name) == getattr(a, name), name
     assert b.to_query() == query
+    a.close()
+    b.close()
     for label in GALLERY:  # every gallery structure has a link
-        assert Session().apply_query({"structure": GALLERY[label]}) == []
+        assert Session.parse_query({"structure": GALLERY[label]}) == ({"structure": label}, [])
 
 
 def test_bad_link_parameters_are_reported_and_skipped():

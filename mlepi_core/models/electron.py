@@ -66,7 +66,8 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
-from ..graph import Edges, HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
+from ..graph import (Edges, HeteroGraph, atom_budget_chunks, batch_graphs, default_batch_atoms,
+                     model_graph)
 from ..reference.tblite_electrons import P_TO_E3NN
 from ..seams import Blocks
 from .blocks import RadialEmbedding, species_index
@@ -798,14 +799,15 @@ class MLHamiltonianModel:
     ``blocks(structures)`` validates each structure (known elements, vacuum, no
     overlaps), builds its graph with the model's cutoffs (layers from
     ``arrays["layer"]`` or detected from z) and evaluates batches of at most
-    ``max_batch_atoms`` atoms on ``device`` in ``dtype``. Pairs: every on-site block and
-    every graph edge within the cutoffs (both relations). ``s_network`` supplies S
+    ``max_batch_atoms`` atoms (default: ``graph.default_batch_atoms``) on ``device`` in
+    ``dtype``. Pairs: every on-site block and every graph edge within the cutoffs (both
+    relations). ``s_network`` supplies S
     when ``network`` predicts H only.
     """
 
     def __init__(self, network: HedgeNetElectron, s_network: HedgeNetElectron | None = None,
                  metadata: Mapping | None = None, device: torch.device | str | None = None,
-                 dtype: torch.dtype = torch.float64, max_batch_atoms: int = 4096):
+                 dtype: torch.dtype = torch.float64, max_batch_atoms: int | None = None):
         self.device = torch.device(device) if device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         self.dtype = dtype
@@ -823,7 +825,7 @@ class MLHamiltonianModel:
         self.elements = frozenset(network.elements) if s_network is None else \
             frozenset(network.elements) & frozenset(s_network.elements)
         self.cutoffs = dict(network.cutoffs)
-        self.max_batch_atoms = int(max_batch_atoms)
+        self.max_batch_atoms = int(max_batch_atoms or default_batch_atoms(self.device))
 
     def __repr__(self) -> str:
         return (f"MLHamiltonianModel(elements={sorted(self.elements)}, cutoffs={self.cutoffs}, "

@@ -179,7 +179,7 @@ def _check_version(saved: str | None, path: Path) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str | None = None,
-               dtype: torch.dtype = torch.float64, max_batch_atoms: int = 4096,
+               dtype: torch.dtype = torch.float64, max_batch_atoms: int | None = None,
                kind: str | None = None) -> MLForceModel | MLHamiltonianModel:
     """The model saved in the folder ``path``, validated, on ``device``/``dtype``: a phonon
     model as a ForceModel (``MLForceModel``), an electron model as a HamiltonianModel

@@ -28,7 +28,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 from torch import nn
 
-from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs, model_graph
+from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs, default_batch_atoms, model_graph
 from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductBasisBlock,
                      species_index,
                      natural_irreps)
@@ -232,12 +232,13 @@ class MLForceModel:
     ``energies_forces(structures)`` validates each structure (elements the model knows,
     vacuum, no overlaps), builds its heterogeneous graph with the model's cutoffs
     (layers from ``arrays["layer"]`` or detected from z) and evaluates batches of at
-    most ``max_batch_atoms`` atoms on ``device`` in ``dtype``.
+    most ``max_batch_atoms`` atoms (default: ``graph.default_batch_atoms``) on
+    ``device`` in ``dtype``.
     """
 
     def __init__(self, network: HedgeNetPhonon, metadata: Mapping | None = None,
                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float64,
-                 max_batch_atoms: int = 4096):
+                 max_batch_atoms: int | None = None):
         self.device = torch.device(device) if device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         self.dtype = dtype
@@ -245,7 +246,7 @@ class MLForceModel:
         self.metadata = dict(metadata or {})
         self.elements = frozenset(network.elements)
         self.cutoffs = dict(network.cutoffs)
-        self.max_batch_atoms = int(max_batch_atoms)
+        self.max_batch_atoms = int(max_batch_atoms or default_batch_atoms(self.device))
 
     def __repr__(self) -> str:
         return (f"MLForceModel(elements={sorted(self.elements)}, cutoffs={self.cutoffs}, "
