@@ -246,3 +246,16 @@ def test_ase_adapter_refuses_unknown_elements():
     assert model.elements == frozenset({"Cu"})
     with pytest.raises(ValueError, match="C"):
         model.energies_forces([bilayer("AB")])
+
+
+def test_starting_lammps_leaves_torch_threads_alone():
+    """LAMMPS sets OpenMP to one thread when it starts; the ML models sharing that runtime
+    must keep the thread count they had (it halved the Monte Carlo throughput on 2 cores)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        EmpiricalForceReference().energies_forces([supercell(bilayer("AA"), 4)])  # a new instance
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

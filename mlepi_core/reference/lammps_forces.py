@@ -149,6 +149,18 @@ def _lammps_frame(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, tuple[float, fl
     return pos, rot, box
 
 
+def _new_lammps():
+    """A LAMMPS instance. LAMMPS sets the process's OpenMP thread count to 1 when it starts
+    (unless OMP_NUM_THREADS is set), which would leave torch, sharing that OpenMP runtime,
+    on one core for the rest of the run: the count torch had is put back."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    lmp = _lammps()(cmdargs=_LMP_ARGS)
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return lmp
+
+
 class _LammpsCell:
     """One LAMMPS instance for one (in-plane box, atom count, layer assignment)."""
 
@@ -156,7 +168,7 @@ class _LammpsCell:
                  positions: np.ndarray, taper: bool, cutoff: float):
         self.n = len(layers)
         n_layers = int(layers.max()) + 1
-        lmp = _lammps()(cmdargs=_LMP_ARGS)
+        lmp = _new_lammps()
         self.lmp = lmp
         lx, ly, xy = box
         # Non-periodic z, shrink-wrapped with a minimum: a box much thinner than the
