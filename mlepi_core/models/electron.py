@@ -378,8 +378,19 @@ class EdgeConvolution(nn.Module):
         self.seg_rows = [ir.dim * n for ir, n in self.out_segments]
         self.seg_paths = [n for _, n in self.out_segments]
 
+    chunk_edges = 2048  # the (E, d_out, d_in) coupling of a chunk stays in cache
+
     def forward(self, z: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """z (E, d_in, C); sh (E, d_sh); weights (E, n_paths, C) -> (E, rows of sum_segments, C)."""
+        """z (E, d_in, C); sh (E, d_sh); weights (E, n_paths, C) -> (E, rows of sum_segments, C),
+        in chunks of ``chunk_edges`` edges (whole-graph intermediates of a large cell fall out
+        of cache, and the time per atom grew with the cell)."""
+        n, step = z.shape[0], self.chunk_edges
+        if n <= step:
+            return self._convolve(z, sh, weights)
+        return torch.cat([self._convolve(z[i:i + step], sh[i:i + step], weights[i:i + step])
+                          for i in range(0, n, step)])
+
+    def _convolve(self, z: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         coupling = (sh @ self.cg).view(-1, self.d_out, self.d_in)
         m = torch.bmm(coupling, z)
         c = m.shape[2]
