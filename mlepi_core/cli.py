@@ -134,7 +134,8 @@ def cmd_mc(args) -> int:
         if stop.stopped:
             break
         label = "reference" if name == "reference" else "ml"
-        engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings)
+        engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings,
+                                  device=args.device)
         stop.engine = engine
         runs[label] = engine
         checkpoint = out / f"checkpoint_{label}.pkl"
@@ -917,6 +918,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
+    s.add_argument("--device", help="torch device of the Bloch sums and eigen-solves (cpu, cuda, ...; "
+                   "default cpu); trained models pick CUDA by themselves when it is there")
     s.add_argument("--spectral-every", type=int, default=4,
                    help="average A(k, E) over samples j with j %% N == 0 (0: off)")
     s.add_argument("--executor", choices=["local", "dask"], default="local",

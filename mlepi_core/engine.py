@@ -85,20 +85,23 @@ class MonteCarloEngine:
 
     def __init__(self, primitive: Atoms, force_model: ForceModel,
                  hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings(),
-                 lattice: tuple | None = None):
+                 lattice: tuple | None = None, device: str | None = None):
         self.settings = settings
+        self.device = device  # of the Bloch sums, eigen-solves and unfolding (None: CPU)
         self.force_model, self.hamiltonian_model = force_model, hamiltonian_model
         t0 = time.perf_counter()
         self.primitive, self.phonon = lattice or prepare_lattice(primitive, force_model, settings.supercell)
         self.sampler = ThermalSampler(self.phonon, self.primitive)
         ideal = self.sampler.ideal
         (pristine,) = hamiltonian_model.blocks([ideal])
-        self.probe = BandProbe(self.primitive, ideal, n_bands=settings.n_bands).prepare(pristine)
+        self.probe = BandProbe(self.primitive, ideal, n_bands=settings.n_bands,
+                               device=device).prepare(pristine)
         fit = self.probe.four_band_fit(self.probe.pristine_bands)
         self.static = {"vf": self.probe.static, "gamma1": fit.get("gamma1_ev", float("nan"))}
         # about 20 path points at any supercell: the (n x grid) grid with n x grid >= 18
         grid = max(1, -(-18 // settings.supercell))
-        self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid)
+        self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid,
+                                    device=device)
         # the layer of each orbital (compact layout), for the layer-projected A_L(k, E)
         self.orbital_layer = orbital_layers(ideal, pristine)
         self.n_layers = int(self.orbital_layer.max()) + 1
