@@ -166,21 +166,24 @@ def neutral_band_count(blocks, atoms: Atoms) -> int:
     return electrons // 2
 
 
-def neutrality_guess(model, atoms: Atoms, dense_limit: int = 3000) -> float:
+def neutrality_guess(model, atoms: Atoms, dense_limit: int = 3000, blocks=None) -> float:
     """A first shift (eV) near charge neutrality: the exact mid-point of bands n_occ - 1 and
     n_occ at K from a dense solve of ``atoms`` when it has at most ``dense_limit`` orbitals,
-    else of the small twisted cell (2, 3) at the same mean interlayer distance with the same
-    model (the labelled solver corrects the remaining offset)."""
+    else of the small twisted cell (3, 4) at the same mean interlayer distance with the same
+    model (the labelled solver corrects the remaining offset; (3, 4) is the smallest cell
+    whose 15 A lattice vectors every model here can split into blocks). ``blocks``: the
+    model's blocks of ``atoms`` if already computed."""
     import torch
 
     from .electrons import BlockTensors, bloch_sum, solve_generalized
     from .structures import twisted_bilayer
 
-    (blocks,) = model.blocks([atoms])
+    if blocks is None:
+        (blocks,) = model.blocks([atoms])
     if blocks.n_orbitals > dense_limit:
         layer = np.asarray(atoms.arrays["layer"])
         d = float(atoms.positions[layer == 1, 2].mean() - atoms.positions[layer == 0, 2].mean())
-        atoms = twisted_bilayer(2, 3, d=d)
+        atoms = twisted_bilayer(3, 4, d=d)
         (blocks,) = model.blocks([atoms])
     n_occ = neutral_band_count(blocks, atoms)
     bt = BlockTensors.from_blocks(blocks, atoms.positions, atoms.cell)
@@ -218,7 +221,7 @@ def bands_near_neutrality(model, atoms: Atoms, k_frac: np.ndarray, n_states: int
     n_occ = neutral_band_count(blocks, atoms)
     first = n_occ - n_states // 2
     t0 = time.perf_counter()
-    sigma = neutrality_guess(model, atoms) if sigma is None else float(sigma)
+    sigma = neutrality_guess(model, atoms, blocks=blocks) if sigma is None else float(sigma)
     seconds["guess"] = time.perf_counter() - t0
     kc = k_cartesian(atoms.cell, k_frac)
     energies = np.empty((len(k_frac), n_states))
