@@ -104,6 +104,17 @@ def _s_orthonormal(y: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, tor
     return right(y), right(sy)
 
 
+def lu_factor(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.lu_factor`` of a batch (K, M, M), one matrix at a time on a CPU: torch
+    2.13's batched CPU LU (MKL) returns garbage pivots once ``torch.set_num_threads`` has
+    set more than one thread (seen here; tests/test_electrons.py checks it). Each LU is
+    O(M^3), so the loop over the batch costs nothing next to it."""
+    if a.device.type != "cpu" or a.dim() == 2:
+        return torch.linalg.lu_factor(a)
+    factors = [torch.linalg.lu_factor(x) for x in a]
+    return torch.stack([f[0] for f in factors]), torch.stack([f[1] for f in factors])
+
+
 def solve_near(h: torch.Tensor, s: torch.Tensor, sigma: float, n_states: int,
                guess: torch.Tensor | None = None, tol: float = 1e-5,
                max_iter: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +145,7 @@ def solve_near(h: torch.Tensor, s: torch.Tensor, sigma: float, n_states: int,
     # in full precision and the iteration goes on from where it is.
     low = torch.complex64 if h.is_complex() else torch.float32
     shifted = h - sigma * s
-    lu, piv = torch.linalg.lu_factor(shifted.to(low))
+    lu, piv = lu_factor(shifted.to(low))
 
     def apply_t(sq):  # T q = (H - sigma S)^-1 S q
         w = torch.linalg.lu_solve(lu, piv, sq.to(lu.dtype)).to(h.dtype)
@@ -167,7 +178,7 @@ def solve_near(h: torch.Tensor, s: torch.Tensor, sigma: float, n_states: int,
             stalled = stalled + 1 if resid > 0.9 * best else 0
             best = min(best, float(resid))
             if stalled >= 3:
-                lu, piv = torch.linalg.lu_factor(shifted)
+                lu, piv = lu_factor(shifted)
         y = w @ z
         q, sq = _s_orthonormal(y, s @ y)
     else:

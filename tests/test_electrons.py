@@ -144,3 +144,26 @@ def test_sparse_and_dense_solvers_agree_on_a_small_twisted_cell():
         sparse = sparse_eigs_near(h, s, sigma, 8)
         nearest = np.sort(dense[np.argsort(np.abs(dense - sigma))[:8]])
         np.testing.assert_allclose(sparse, nearest, atol=1e-6)
+
+
+def test_lu_factor_is_valid_after_the_thread_count_is_set():
+    """torch 2.13's batched CPU LU gave garbage pivots after torch.set_num_threads(2); the
+    solver's lu_factor must not (in a fresh interpreter: the thread count is process state)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from mlepi_core.electrons import lu_factor
+torch.set_num_threads(1)
+torch.set_num_threads(2)
+a = torch.randn(12, 300, 300, dtype=torch.complex64)
+b = torch.randn(12, 300, 4, dtype=torch.complex64)
+lu, piv = lu_factor(a)
+x = torch.linalg.lu_solve(lu, piv, b)
+print(int(piv.min()), int(piv.max()), float((a @ x - b).abs().max() / b.abs().max()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    low, high, resid = out.stdout.split()[-3:]
+    assert 1 <= int(low) and int(high) <= 300, out.stderr
+    assert float(resid) < 1e-2
