@@ -2,10 +2,10 @@
 
 glibc hands allocations above a (dynamic, <= 32 MB) threshold to mmap and returns them to
 the OS on free; the edge tensors of a few-thousand-atom cell are hundreds of MB, so every
-operation of the networks page-faulted its output in afresh. Measured on the 24x24 AB
-bilayer (2,304 atoms), HedgeNet-Electron inference on one thread: 5.3 s with glibc's
-defaults, 2.6 s with mmap off and trimming only beyond 2 GB; the fitted exponent of
-inference time over 64-2,304 atoms fell from 1.20 to 1.07 (benchmarks/scaling.py).
+operation of the networks page-faulted its output in afresh. benchmarks/scaling.py (one
+thread), HedgeNet-Electron on the 24x24 AB bilayer (2,304 atoms): 5.15 s with glibc's
+defaults, 2.39 s with mmap off and trimming only beyond 2 GB; the fitted exponent of its
+inference time over 64-2,304 atoms fell from 1.20 to 1.07.
 Results do not change: this is where memory comes from, not what is computed. Set
 MLEPI_DEFAULT_MALLOC=1 to leave glibc's defaults alone.
 """
