@@ -68,3 +68,30 @@ def test_running_stats_merge_equals_one_pass():
     assert merged.mean == pytest.approx(x.mean(), abs=1e-12)
     assert merged.std_error == pytest.approx(x.std(ddof=1) / np.sqrt(1000), rel=1e-10)
     assert one.std_error == pytest.approx(merged.std_error, rel=1e-10)
+
+
+def test_two_directions_and_their_time_reversed_partners_give_the_twelve_direction_velocity(ab_probe):
+    """0 and 90 degrees (with K': 180, 270) hit each 30-degree class modulo C3 once, so on
+    the symmetric lattice they give the 12-direction v_F and gamma_1 (the default probe)."""
+    _, pristine, _ = ab_probe
+    prim, sc = bilayer("AB"), supercell(bilayer("AB"), 6)
+    four = BandProbe(prim, sc, n_bands=4).prepare(pristine)
+    twelve = BandProbe(prim, sc, n_bands=4, directions_deg=tuple(range(0, 180, 30))).prepare(pristine)
+    assert four.n_k == 6 and twelve.n_k == 18
+    assert four.static == pytest.approx(twelve.static, rel=1e-9)
+    g4, g12 = (p.four_band_fit(p.pristine_bands)["gamma1_ev"] for p in (four, twelve))
+    assert g4 == pytest.approx(g12, rel=1e-8)
+    # a single direction class does not: the trigonal warping shows
+    one = BandProbe(prim, sc, n_bands=4, directions_deg=(0,)).prepare(pristine)
+    assert abs(one.static - twelve.static) > 1e-5
+
+
+def test_default_eigen_tolerance_leaves_band_energies_unchanged(ab_probe):
+    """The probe's residual tolerance (1e-4 eV) moves the sample's band energies by far
+    less than a micro-eV against a solve converged to 1e-9 eV."""
+    probe, _, displaced = ab_probe
+    loose = probe.band_energies(displaced)
+    tight = BandProbe(probe.primitive, probe.ideal, n_bands=4, q_values=probe.q_values,
+                      directions_deg=probe.directions_deg, tol=1e-9)
+    tight.__dict__.update({k: v for k, v in probe.__dict__.items() if k in ("unfolder", "sigma", "n_states", "guess")})
+    assert np.abs(tight.band_energies(displaced) - loose).max() < 1e-6
