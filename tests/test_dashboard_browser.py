@@ -119,15 +119,15 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     (FIGURES / "dashboard_phonons.png").write_bytes(stable_screenshot(page, ".mlepi-phonons"))
     page.screenshot(path=str(FIGURES / "dashboard_overview.png"))
 
-    # settings: 3x3 sampling cell (fast), T = 300 K typed, 400 samples (stopped long before the end)
+    # settings: 3x3 sampling cell (fast), T = 300 K typed, 200 samples (stopped long before the end)
     page.locator(".mlepi-supercell select").select_option("3")
-    for css, value in ((".mlepi-temperature input", "300"), (".mlepi-samples input", "400")):
+    for css, value in ((".mlepi-temperature input", "300"), (".mlepi-samples input", "200")):
         page.locator(css).fill(value)
         page.locator(css).press("Enter")
     time.sleep(1.0)
     page.locator(".mlepi-run button").click()
 
-    wait_for_text(page, ".mlepi-progress", lambda t: "/ 400" in t and done_of(t) >= 2, timeout=180)
+    wait_for_text(page, ".mlepi-progress", lambda t: "/ 200" in t and done_of(t) >= 2, timeout=180)
 
     # responsive mid-run: Pause is answered (the button turns to Resume) within a second,
     # and no sample finishes while paused (beyond the batch in flight)
@@ -138,7 +138,7 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     time.sleep(3.0)
     held = done_of(text_of(page, ".mlepi-progress"))
     time.sleep(1.5)
-    assert done_of(text_of(page, ".mlepi-progress")) == held < 400
+    assert done_of(text_of(page, ".mlepi-progress")) == held < 200
     page.locator(".mlepi-pause button").click()
     page.locator(".mlepi-pause button", has_text="Pause").wait_for(timeout=1000)
 
@@ -147,7 +147,7 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     deadline = time.time() + 180
     while time.time() < deadline:
         done = done_of(text_of(page, ".mlepi-progress"))
-        if done >= 400 or min(len(set(p.values())) for p in pictures.values()) >= 3:
+        if done >= 200 or min(len(set(p.values())) for p in pictures.values()) >= 3:
             break
         for css, by_count in pictures.items():
             if done not in by_count:
