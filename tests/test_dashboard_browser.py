@@ -173,7 +173,11 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     assert len(rows) == done >= 3
     assert {r["T_K"] for r in rows} == {"300"}
     assert sorted(int(r["sample"]) for r in rows) == list(range(done))
-    assert all(0.4 < float(r["vf_1e6_m_per_s"]) < 0.8 for r in rows)
+    # one 3x3 sample's v_F (four directions about K) scatters by ~0.06 about ~0.64 (measured,
+    # 200 samples at 300 K): each is a physical velocity, their mean lies below the static 0.715
+    vf = [float(r["vf_1e6_m_per_s"]) for r in rows]
+    assert all(0.3 < v < 1.1 for v in vf)
+    assert 0.5 < sum(vf) / len(vf) < 0.715
     page.locator(".mlepi-monte-carlo").first.screenshot(path=str(FIGURES / "dashboard_monte_carlo.png"))
 
     # a malformed upload gives a readable message in the page, not a stack trace
