@@ -90,10 +90,9 @@ def cmd_phonons(args) -> int:
 
 def hamiltonian_model_from_name(name: str):
     """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model) or the folder of a
-    trained electron model, which then runs in float32, the precision it was trained in:
-    1.5-2x faster than float64 on a CPU, with H blocks equal to ~1e-7 relative (v_F of a
-    6x6 sample moves by 2e-7 relative). ``load_model``'s float64 default is for the tests
-    of equivariance and Hermiticity at machine precision."""
+    trained electron model, which then runs in float32, the precision it was trained in
+    (faster than float64 on a CPU; H blocks equal to ~1e-7 relative). ``load_model``'s
+    float64 default is for the tests of equivariance and Hermiticity at machine precision."""
     if name == "reference":
         from .reference.tblite_electrons import GFN1Reference
 

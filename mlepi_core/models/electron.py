@@ -852,10 +852,10 @@ class MLHamiltonianModel:
         meta = {"source": "HedgeNet-Electron", "r_c_A": max(self.cutoffs.values()), "units": "H: eV",
                 **{k: v for k, v in self.metadata.items() if isinstance(v, (str, int, float))}}
         result = []
-        # On a CPU every structure is its own batch: batching gains nothing there (6x6 AB in
-        # float32, 2 threads: 0.097 s alone, 0.099 s each in threes) and it keeps a structure's
-        # blocks independent of its batch-mates bit for bit (float32 GEMMs round by shape), so
-        # a Dask worker's batch and the local run's agree exactly.
+        # On a CPU every structure is its own batch: batching hardly gains there (a 6x6 AB cell
+        # already fills the cores) and it keeps a structure's blocks independent of its
+        # batch-mates bit for bit (float32 GEMMs round by shape), so a Dask worker's batch and
+        # the local run's agree exactly (tests/test_distributed.py).
         chunks = (atom_budget_chunks(graphs, self.max_batch_atoms) if self.device.type != "cpu"
                   else ((k, k + 1) for k in range(len(graphs))))
         for start, stop in chunks:
