@@ -20,6 +20,8 @@ from app import plots
 from app.lesson import EXERCISES, LESSON
 from app.viewmodel import Session
 
+PLOT_PERIOD_S = 1.0  # live Monte Carlo plots redraw at most this often during a run (the text every 0.5 s)
+
 EQUATIONS = r"""
 ### How this is computed
 
@@ -257,7 +259,8 @@ def create_app(session: Session | None = None):
     pause_btn.on_click(on_pause)
     stop_btn.on_click(on_stop)
 
-    seen = {"version": -1, "structure": None, "phonons": None, "snap": None, "hist": None, "redraws": 0}
+    seen = {"version": -1, "structure": None, "phonons": None, "snap": None, "hist": None, "redraws": 0,
+            "drawn": None, "drawn_at": -1e9}
 
     def refresh():
         """Runs on the server's event loop every 0.5 s: copy the Session's state to the page."""
@@ -317,10 +320,6 @@ def create_app(session: Session | None = None):
         if snap.get("n_done") != (seen["snap"] or {}).get("n_done") or snap.get("T") != (seen["snap"] or {}).get("T") \
                 or (not snap and seen["snap"]):
             seen["snap"] = snap
-            seen["redraws"] += 1
-            for name in ("vf", "spectral", "near_k"):
-                live[name].update(snap)
-            counters.object = f"plot updates: {seen['redraws']}"
             progress.visible = bool(snap)
             if snap:
                 progress.max = max(1, snap["n_total"])
@@ -333,6 +332,16 @@ def create_app(session: Session | None = None):
                     f"({100 * snap['rel_change']:+.2f} % vs static {snap['static']['vf']:.4f})")
             else:
                 progress.value, progress_text.object = 0, ""
+        # the live plots follow at most once per PLOT_PERIOD_S while sampling (each redraw costs
+        # the browser a repaint of three figures), and at once when the run ends
+        if seen["snap"] is not seen["drawn"] and (not vm.busy or time.perf_counter() - seen["drawn_at"] >= PLOT_PERIOD_S):
+            seen["drawn"], seen["drawn_at"] = seen["snap"], time.perf_counter()
+            seen["redraws"] += 1
+            for name in ("vf", "spectral", "near_k"):
+                live[name].update(seen["snap"] or {})
+            counters.object = f"plot updates: {seen['redraws']}"
+        elif seen["snap"] is not seen["drawn"]:
+            seen["version"] = -1  # a redraw is due: come back on the next tick
         hist = vm.history()
         if hist != seen["hist"]:
             seen["hist"] = hist
@@ -383,7 +392,6 @@ def create_app(session: Session | None = None):
                          title="Check a sample against the reference (Fig. 4d)", collapsible=True,
                          css_classes=["mlepi-reference-check"])
     explore = pn.Column(
-        pn.Column(alert, progress, progress_text, counters),
         pn.Row(pn.Card(summary, top_pane, side_pane, title="Structure", collapsible=True, width_policy="max"),
                pn.Card(phonon_note, pn.Row(disp_pane, dos_pane), title="Phonons", collapsible=True,
                        width_policy="max")),
@@ -396,7 +404,10 @@ def create_app(session: Session | None = None):
                          for i, (ex, (button, answer)) in enumerate(zip(EXERCISES, lesson_rows))],
                        css_classes=["mlepi-lesson-tab"])
     tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), dynamic=False, css_classes=["mlepi-tabs"])
-    main = [tabs]
+    # The status line and progress are a layout root of their own (template items are), so that
+    # their changes (pause, a new message) re-lay out only themselves, not every figure in the tabs.
+    status = pn.Column(alert, progress, progress_text, counters, css_classes=["mlepi-status"])
+    main = [status, tabs]
     texts = [alert, progress_text, summary, phonon_note, mode_text, check_text, counters]
 
     @pn.depends(vm.param.presentation, watch=True)
