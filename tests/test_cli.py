@@ -1,5 +1,6 @@
 """The command line: commands listed, structures built and loaded, clear errors on bad input."""
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -87,16 +88,29 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     model = str(Path(__file__).resolve().parents[1] / "assets" / "models" / "electron")
     common = ["mc", "AB", "--supercell", "3", "--temperature", "300", "--batch-size", "1", "--forces",
               "empirical", "--electrons", model, "--spectral-every", "1"]
+    def per_sample(run):
+        return pickle.loads((tmp_path / run / "checkpoint_ml.pkl").read_bytes())["per_sample"][300.0]
+
     assert main(common + ["--samples", "2", "--out", str(tmp_path / "a")]) == 0
+    first = per_sample("a")
     assert main(common + ["--samples", "3", "--out", str(tmp_path / "a"), "--resume"]) == 0
     assert "resuming ml: 2 samples already done" in capsys.readouterr().out
     assert main(common + ["--samples", "3", "--out", str(tmp_path / "b")]) == 0  # straight through
     resumed, straight = (json.loads((tmp_path / x / "results.json").read_text())["temperatures"][0]["ml"]
                          for x in ("a", "b"))
     assert resumed["samples"] == straight["samples"] == 3
-    assert resumed["vf"] == straight["vf"] and resumed["vf_se"] == straight["vf_se"]
+    # the finished samples are kept bit for bit, and every sample is the straight run's (the
+    # same keyed displacements); a sample computed in another process may differ in the last
+    # bits (seen once in ~30 runs on a loaded machine: v_F 1e-12 relative)
+    after, ref = per_sample("a"), per_sample("b")
+    assert [after[i] for i in (0, 1)] == [first[i] for i in (0, 1)]
+    assert sorted(after) == sorted(ref) == [0, 1, 2]
+    for i in ref:
+        assert np.allclose(after[i], ref[i], rtol=1e-11, atol=0)
+    assert resumed["vf"] == pytest.approx(straight["vf"], rel=1e-11)
+    assert resumed["vf_se"] == pytest.approx(straight["vf_se"], rel=1e-9)
     a, b = (np.load(tmp_path / x / "spectral.npz")["mean_ml"] for x in ("a", "b"))
-    assert np.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert np.allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())  # last bits, as above
     # another seed cannot continue these samples
     assert main(common + ["--samples", "3", "--seed", "5", "--out", str(tmp_path / "a"), "--resume"]) == 2
     assert "other settings (seed)" in capsys.readouterr().err
