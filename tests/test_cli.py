@@ -101,7 +101,7 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     assert resumed["samples"] == straight["samples"] == 3
     # the finished samples are kept bit for bit, and every sample is the straight run's (the
     # same keyed displacements); a sample computed in another process may differ in the last
-    # bits (seen once in ~30 runs on a loaded machine: v_F 1e-12 relative)
+    # bits (3 of ~30 runs on a loaded machine: v_F 1e-12 relative)
     after, ref = per_sample("a"), per_sample("b")
     assert [after[i] for i in (0, 1)] == [first[i] for i in (0, 1)]
     assert sorted(after) == sorted(ref) == [0, 1, 2]
