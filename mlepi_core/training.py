@@ -475,7 +475,8 @@ class ElectronTask:
                 if s in self.split_names:
                     self.split_names[s] = self.split_names[s][: int(n)]
         self._data: dict = {}
-        mcfg = HedgeNetElectronConfig.from_dict(cfg.model)
+        mcfg = HedgeNetElectronConfig.from_dict({"shells": self._data_shells(cfg.model.get("shells")),
+                                                 **cfg.model})
         self.cutoffs = {str(k): float(v) for k, v in mcfg.cutoffs.items()}
         self.elements = tuple(mcfg.elements)
         self.n_orbitals = sum(2 * l + 1 for l in mcfg.shells)
@@ -491,6 +492,24 @@ class ElectronTask:
         if mcfg.avg_num_neighbors is None:
             mcfg = replace(mcfg, avg_num_neighbors=self._train().avg_num_neighbors())
         self.model_config = mcfg
+
+    def _data_shells(self, configured) -> list[int]:
+        """The orbital shells (l of each) the data set gives its atoms (orbital_types.dat of
+        the first training structure), checked against ``model.shells`` where the config
+        names them: the basis comes from the data, not from the model class."""
+        names = self.split_names.get("train") or []
+        if not names:
+            raise ValueError(f"{self.data_path}: split.json has no structures in 'train'")
+        path = self.data_path / names[0] / "orbital_types.dat"
+        rows = {tuple(int(x) for x in line.split()) for line in path.read_text().splitlines() if line.strip()}
+        if len(rows) != 1:
+            raise ValueError(f"{path}: atoms with different shells {sorted(rows)}; the model gives "
+                             "every atom the same basis")
+        (shells,) = rows
+        if configured is not None and tuple(int(x) for x in configured) != shells:
+            raise ValueError(f"model.shells {list(configured)} disagree with the data's orbital_types "
+                             f"{list(shells)} ({path}); leave model.shells out to take the data's")
+        return list(shells)
 
     def _train(self):
         if not self.split_names.get("train"):

@@ -135,3 +135,14 @@ def test_slater_koster_electron_set_round_trips_through_the_deeph_layout(tmp_pat
     from mlepi_core.data.electron_dataset import valence_electrons_per_atom
 
     assert valence_electrons_per_atom(out, ["ab6_00000"]) == 1.0  # one pi electron per carbon
+
+
+def test_slater_koster_held_out_twisted_set_reaches_the_magic_angle():
+    """`mlepi data electron --electrons slater-koster` holds out twisted cells from 21.8
+    degrees down to the 11,164-atom 1.08-degree cell (cheap to label with the p_z model)."""
+    from mlepi_core.data.generate import TWISTED_TO_MAGIC_ANGLE
+    from mlepi_core.structures import twist_angle
+
+    angles = [twist_angle(m, n) for m, n, _ in TWISTED_TO_MAGIC_ANGLE]
+    assert max(angles) == pytest.approx(21.787, abs=1e-3) and min(angles) == pytest.approx(1.0845, abs=1e-4)
+    assert set(ElectronSetConfig.twisted) < set(TWISTED_TO_MAGIC_ANGLE)

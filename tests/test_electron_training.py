@@ -308,3 +308,24 @@ def test_config_checks_and_the_cached_split(tmp_path, deeph_set):
     g = build_graph(displaced(supercell(bilayer("AB"), 2), seed=5), HETERO)
     assert all(torch.equal(smp.graph.edges[r].index, g.edges[r].index) for r in HETERO)
     assert collate_electron([smp]).targets["h"][ONSITE].dtype == torch.float32  # cached in float32
+
+
+def test_the_orbital_basis_comes_from_the_data(tmp_path, deeph_set):
+    """No model.shells in the config: the shells are the data's orbital_types (s, p here; one
+    l = 0 p_z orbital per atom for the Slater-Koster set); naming other shells is refused."""
+    from mlepi_core.reference.slater_koster import SlaterKosterPz
+
+    assert tuple(ElectronTask(config(deeph_set, tmp_path)).model_config.shells) == (0, 1)
+    root = tmp_path / "pz_set"
+    names = []
+    for k in range(3):
+        atoms = displaced(supercell(bilayer("AB"), 3), seed=k)
+        write_deeph(root / f"ab3_{k}", atoms, SlaterKosterPz().blocks([atoms])[0])
+        names.append(f"ab3_{k}")
+    write_split(root, {"train": names[:1], "val": names[1:2], "test": names[2:], "twisted": [], "seed": 0})
+    task = ElectronTask(config(root, tmp_path / "run", evaluate_splits=["val"]))
+    assert tuple(task.model_config.shells) == (0,) and task.n_orbitals == 1
+    model = task.build_model()
+    assert model.block_map.shells == (0,)
+    with pytest.raises(ValueError, match="disagree with the data's orbital_types"):
+        ElectronTask(config(root, tmp_path / "run2", model={**TINY, "cutoffs": HETERO, "shells": [0, 1]}))

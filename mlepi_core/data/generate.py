@@ -169,6 +169,12 @@ class ElectronSetConfig:
     twisted_sigma_a: float = 0.03
 
 
+# The p_z model labels whole magic-angle cells in seconds, so its held-out twisted set
+# reaches down to the first magic angle: (10, 11) is 3.15 degrees (1,324 atoms), (30, 31)
+# 1.08 degrees (11,164 atoms).
+TWISTED_TO_MAGIC_ANGLE = ElectronSetConfig.twisted + ((10, 11, 1), (30, 31, 1))
+
+
 def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[list, list]:
     """(bilayer sample makers, twisted makers): lists of (name, callable -> Atoms)."""
     from ..phonons import harmonic_phonons, relax_positions
