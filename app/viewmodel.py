@@ -55,19 +55,46 @@ def force_choices() -> dict[str, str]:
     return out
 
 
+GFN1_ML = "HedgeNet-Electron, GFN1-trained (ML)"
+SK_ML = "HedgeNet-Electron, Slater-Koster-trained (ML)"
+# The shipped networks' short names in links ("ml" stays the GFN1-trained electron model).
+ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk"}
+
+
 def electron_choices() -> dict[str, str]:
-    """Label -> model name for ``mlepi_core.cli.hamiltonian_model_from_name``; ML first."""
+    """Label -> model name for ``mlepi_core.cli.hamiltonian_model_from_name``; ML first: the
+    GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, README) and the
+    Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default)."""
     out = {}
     if (MODELS / "electron" / "metadata.json").is_file():
-        out["HedgeNet-Electron (ML)"] = str(MODELS / "electron")
+        out[GFN1_ML] = str(MODELS / "electron")
+    if (MODELS / "electron_sk" / "metadata.json").is_file():
+        out[SK_ML] = str(MODELS / "electron_sk")
     out["GFN1-xTB (reference, slow)"] = "reference"
     out["Slater-Koster p_z (reference, fast; γ₁ 0.31 eV)"] = "slater-koster"
     return out
 
 
+def default_electrons(structure_code: str | None, current: str) -> str:
+    """The Hamiltonian model a gallery entry starts with: the Slater-Koster-trained network
+    for twisted bilayers (GFN1 couples the layers too weakly for moire physics, DESIGN.md
+    section 4); leaving a twisted entry returns from it to the first choice. Other changes
+    keep ``current``."""
+    choices = electron_choices()
+    twisted = (structure_code or "").startswith("tbg:")
+    if twisted and SK_ML in choices:
+        return SK_ML
+    if not twisted and current == SK_ML:
+        return next(iter(choices))
+    return current
+
+
 def _model_code(name: str) -> str:
-    """A model's short name in links: "ml" for a shipped network, else its reference name."""
-    return "ml" if Path(name).is_absolute() else {"reference": "gfn1"}.get(name, name)
+    """A model's short name in links: "ml" (or "ml-sk") for a shipped network, else its
+    reference name."""
+    if Path(name).is_absolute():
+        return ML_CODES.get(Path(name).name, Path(name).name)
+    return {"reference": "gfn1"}.get(name, name)
 
 
 def _label_of(choices: dict, code: str) -> str:
@@ -240,6 +267,7 @@ class Session(param.Parameterized):
             self._atoms = self._uploaded
         else:
             self._atoms = build(GALLERY[self.structure])
+            self.electrons = default_electrons(GALLERY[self.structure], self.electrons)
         self._new_structure()
 
     def load_upload(self, filename: str, data: bytes) -> bool:

@@ -658,16 +658,27 @@ def _add_sums(acc: dict, sums: Mapping[str, float]) -> None:
         acc[k] = acc.get(k, 0.0) + v
 
 
-def evaluate(task, model, split: str, batch_size: int, device, dtype, weights=(1.0, 1.0)) -> dict:
-    """Metrics of ``model`` on one split (forces by autograd, no parameter gradients kept)."""
+def evaluate(task, model, split: str, batch_size: int, device, dtype, weights=(1.0, 1.0),
+             by_structure: bool = False) -> dict:
+    """Metrics of ``model`` on one split (forces by autograd, no parameter gradients kept);
+    ``by_structure``: one structure per batch, and each one's metrics under "by_structure"."""
     model.eval()
     acc: dict = {}
     n = task.split_size(split)
-    for start in range(0, n, batch_size):
-        batch = task.batch(split, range(start, min(n, start + batch_size)), device, dtype)
+    step = 1 if by_structure else batch_size
+    each = {}
+    for start in range(0, n, step):
+        batch = task.batch(split, range(start, min(n, start + step)), device, dtype)
         _, sums = task.loss(model, batch, weights, training=False)
         _add_sums(acc, sums)
-    return task.summarize(acc)
+        if by_structure:
+            one: dict = {}
+            _add_sums(one, sums)
+            each[task.split_names[split][start]] = task.summarize(one)
+    out = task.summarize(acc)
+    if by_structure:
+        out["by_structure"] = each
+    return out
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -1006,8 +1017,9 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
                                                   "num_layers", "n_parameters")}
         out["data"]["same_as_training"] = trained_on == out["data"]["sha256"] if trained_on else None
     for split in splits:
-        if task.split_size(split):
-            out[split] = evaluate(task, model.network, split, batch_size, dev, DTYPES[dtype])
+        if task.split_size(split):  # twisted cells of every angle, each reported too
+            out[split] = evaluate(task, model.network, split, batch_size, dev, DTYPES[dtype],
+                                  by_structure=meta["kind"] == "electron" and split == "twisted")
     return out
 
 

@@ -97,7 +97,8 @@ def thermal_sample(primitive: Atoms, force_model, temperature: float = 300.0, si
     return sample
 
 
-def plot_band_comparison(path, comparison: dict, title: str, window: float = 1.5) -> None:
+def plot_band_comparison(path, comparison: dict, title: str, window: float = 1.5,
+                         reference_label: str = "GFN1-xTB") -> None:
     """Reference bands as lines, model bands as dots, within +-window eV of E_F (Fig. 4d)."""
     import matplotlib
 
@@ -110,7 +111,7 @@ def plot_band_comparison(path, comparison: dict, title: str, window: float = 1.5
         if np.any(np.abs(p["e_ref"][:, b]) < window):
             ax.plot(p["distances"], p["e_ref"][:, b], color="k", lw=1)
             ax.plot(p["distances"], p["e_model"][:, b], "o", color="tab:red", ms=2.5)
-    ax.plot([], [], color="k", lw=1, label="reference (GFN1-xTB)")
+    ax.plot([], [], color="k", lw=1, label=f"reference ({reference_label})")
     ax.plot([], [], "o", color="tab:red", ms=3, label="HedgeNet-Electron")
     ax.set_xticks(p["label_distances"], p["labels"])
     for x in p["label_distances"]:

@@ -168,3 +168,25 @@ def test_the_slater_koster_reference_is_an_electron_choice():
     snap = s.snapshot()
     assert snap["n_done"] == 4 and 0.4 < snap["vf"] < 0.9
     assert snap["static"]["gamma1"] == pytest.approx(0.31, abs=0.03)  # vs 0.13 eV from GFN1-xTB
+
+
+def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
+    """Both trained electron networks are choices with their own link codes; a twisted entry
+    switches to the Slater-Koster-trained one (GFN1 under-binds the layers), the AB bilayer
+    returns to the GFN1-trained one, and a link's explicit choice still wins."""
+    from app.viewmodel import GFN1_ML, SK_ML
+
+    assert {GFN1_ML, SK_ML} <= set(Session.param.electrons.objects)
+    s = Session()
+    assert s.electrons == GFN1_ML
+    assert s.to_query()["electrons"] == "ml"
+    s.structure = "Twisted bilayer 21.8°"
+    assert s.electrons == SK_ML and s.to_query()["electrons"] == "ml-sk"
+    s.structure = "AB bilayer"
+    assert s.electrons == GFN1_ML
+    s.electrons = "GFN1-xTB (reference, slow)"
+    s.structure = "Twisted bilayer 13.2°"
+    assert s.electrons == SK_ML
+    linked = Session()
+    assert linked.apply_query({"structure": "tbg:1,2", "electrons": "ml"}) == []
+    assert linked.structure == "Twisted bilayer 21.8°" and linked.electrons == GFN1_ML

@@ -254,6 +254,9 @@ def test_evaluate_writes_the_metrics_json(trained, tmp_path, capsys):
     assert "homogeneous_3" in printed and "twisted H (meV)" in printed
     table = json.loads(out.read_text())
     assert {"h_mae_mev", "s_mae"} <= set(table["test"]) and "h_mae_mev" in table["twisted"]
+    # each held-out twisted cell on its own too (one here: the split's total is its own)
+    assert table["twisted"]["by_structure"]["tbg_0"]["h_mae_mev"] == pytest.approx(table["twisted"]["h_mae_mev"],
+                                                                                  rel=1e-12)
     for name in ("homogeneous_3", "homogeneous_6"):
         assert {"h_mae_mev", "s_mae"} <= set(table["ablation"][name]["test"])
         assert "h_mae_mev" in table["ablation"][name]["twisted"]
@@ -329,3 +332,26 @@ def test_the_orbital_basis_comes_from_the_data(tmp_path, deeph_set):
     assert model.block_map.shells == (0,)
     with pytest.raises(ValueError, match="disagree with the data's orbital_types"):
         ElectronTask(config(root, tmp_path / "run2", model={**TINY, "cutoffs": HETERO, "shells": [0, 1]}))
+
+
+def test_the_reference_of_a_trained_network_and_its_coupling(trained, tmp_path):
+    """`mlepi evaluate electron --physics` compares a network with the reference it learnt:
+    an s, p network's is GFN1-xTB, a p_z network's the Slater-Koster model, whose gamma_1 at
+    d = 3.35 A goes into the metrics (the reference itself against itself: identical)."""
+    import shutil
+
+    from mlepi_core.cli import electron_reference_of, reference_coupling
+    from mlepi_core.reference.slater_koster import SlaterKosterPz
+
+    hetero = trained["hetero"] / "model"
+    assert electron_reference_of(hetero)[0] == "gfn1"
+    pz = tmp_path / "pz_model"
+    shutil.copytree(hetero, pz)
+    meta = json.loads((pz / "metadata.json").read_text())
+    (pz / "metadata.json").write_text(json.dumps({**meta, "training_data": None, "shells": [0]}))
+    name, ref = electron_reference_of(pz)
+    assert name == "slater-koster" and isinstance(ref, SlaterKosterPz)
+    section = reference_coupling(ref, ref)
+    # the four-band fit's gamma_1 (BandProbe, as in every Monte Carlo result): 0.339 eV; the
+    # split-off levels at K give 0.336 eV (tests/test_slater_koster.py)
+    assert section["gamma1_ev"] == pytest.approx(0.339, abs=1e-3) == section["gamma1_ml_ev"]
