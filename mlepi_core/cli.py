@@ -365,6 +365,33 @@ def cmd_continuum(args) -> int:
     return 0
 
 
+def relaxation_force_model(name: str):
+    """The force model of a relaxation: a trained model folder runs in float32 (its training
+    precision; forces move by ~1e-7 eV/A against float64, far below any fmax, at half the
+    time and memory), a reference as ``force_model_from_name`` gives it."""
+    if Path(name).is_dir():
+        import torch
+
+        from .models import load_model
+
+        return load_model(name, kind="phonon", dtype=torch.float32)
+    return force_model_from_name(name)
+
+
+def read_relaxed_cell(path, rigid):
+    """A relaxed twisted cell written by ``mlepi tbg --relaxed-cell``, checked against the
+    rigid cell it must come from (atom count, lattice, layers)."""
+    from ase.io import read
+
+    cell = read(path, format="extxyz")
+    if (len(cell) != len(rigid) or not np.allclose(cell.cell[:2], rigid.cell[:2], atol=1e-6)
+            or "relaxation" not in cell.info
+            or not np.array_equal(np.asarray(cell.arrays.get("layer")), np.asarray(rigid.arrays["layer"]))):
+        raise StructureError(f"{path} is not a relaxed copy of this ({len(rigid)}-atom) twisted cell; "
+                             "remove it to relax again")
+    return cell
+
+
 def cmd_tbg(args) -> int:
     """Flat bands of a commensurate twisted bilayer near the magic angle (the paper's Fig. 4c):
     the 8 states nearest charge neutrality at Gamma, M, K of the moire cell from each
@@ -450,17 +477,28 @@ def cmd_tbg(args) -> int:
     rigid = solve_all(atoms, "rigid", models)
     result["rigid"] = summary(rigid)
     relaxed = None
-    if args.relaxed:
+    if args.relaxed and args.relaxed_cell and Path(args.relaxed_cell).is_file():
+        cell = read_relaxed_cell(args.relaxed_cell, atoms)
+        record = json.loads(cell.info["relaxation"])
+        say(f"relaxed cell from {args.relaxed_cell} ({record['forces']}, {record['steps']} steps)")
+    elif args.relaxed:
         say(f"relaxing positions with {args.forces} (L-BFGS, fmax {args.relax_fmax} eV/A, "
             f"at most {args.relax_steps} steps)")
         t = time.perf_counter()
-        cell, record = moire.relax_twisted(atoms, force_model_from_name(args.forces), fmax=args.relax_fmax,
+        cell, record = moire.relax_twisted(atoms, relaxation_force_model(args.forces), fmax=args.relax_fmax,
                                            steps=args.relax_steps, progress=lambda s: say(f"  {s}"))
         seconds["relax"] = time.perf_counter() - t
         d_aa, d_ab = moire.local_interlayer_distance(cell)
-        record.update({"forces": args.forces, "d_aa_a": d_aa, "d_ab_a": d_ab})
-        say(f"  {record['steps']} steps, max |F| {record['max_force_ev_a']:.4f} eV/A, d(AA) {d_aa:.3f} A, "
-            f"d(AB) {d_ab:.3f} A [{seconds['relax']:.1f} s]")
+        record.update({"forces": args.forces, "d_aa_a": d_aa, "d_ab_a": d_ab, "seconds": seconds["relax"]})
+        if args.relaxed_cell:
+            from ase.io import write
+
+            cell.info["relaxation"] = json.dumps(record)
+            write_atomic(args.relaxed_cell, lambda tmp: write(tmp, cell, format="extxyz"))
+            say(f"  relaxed cell -> {args.relaxed_cell}")
+    if args.relaxed:
+        say(f"  {record['steps']} steps, max |F| {record['max_force_ev_a']:.4f} eV/A, d(AA) {record['d_aa_a']:.3f} A, "
+            f"d(AB) {record['d_ab_a']:.3f} A [{record.get('seconds', 0.0):.1f} s]")
         relaxed = solve_all(cell, "relaxed", models)
         result["relaxed"] = {**summary(relaxed), "relaxation": record}
     if args.gfn1_model:
@@ -909,6 +947,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--forces", default="empirical", help="force model of the relaxation")
     s.add_argument("--relax-fmax", type=float, default=0.005, help="relaxation stops at max |F| below this (eV/A)")
     s.add_argument("--relax-steps", type=int, default=600, help="relaxation steps at most")
+    s.add_argument("--relaxed-cell", help="extxyz of the relaxed cell: read if it exists, else written "
+                   "after relaxing (reuse one relaxation across runs)")
     s.add_argument("--distance", type=float, default=3.35, help="interlayer distance (A) of the rigid cell")
     s.add_argument("--n-states", type=int, default=8, help="states nearest neutrality per k-point (even)")
     s.add_argument("--path-points", type=int, default=0,

@@ -168,6 +168,53 @@ def model_graph(atoms: Atoms, cutoffs: Mapping[str, float], elements, dtype: tor
     return build_graph(atoms, cutoffs, dtype=dtype)
 
 
+def in_plane_tiles(graph: HeteroGraph, per_side: int) -> list[torch.Tensor]:
+    """Atom indices of one structure in ``per_side`` x ``per_side`` tiles of its cell
+    (fractional in-plane coordinates, wrapped into [0, 1)); empty tiles are left out."""
+    if graph.n_structures != 1:
+        raise ValueError("tiles are of one structure's graph")
+    cell = graph.cell[0].to(torch.float64)
+    frac = torch.linalg.solve(cell.T, graph.positions.to(torch.float64).T).T[:, :2] % 1.0
+    cell_of = (frac * per_side).floor().clamp_(0, per_side - 1).long()
+    key = cell_of[:, 0] * per_side + cell_of[:, 1]
+    return [idx for idx in (torch.nonzero(key == k).flatten() for k in range(per_side ** 2)) if len(idx)]
+
+
+def receptive_subgraph(graph: HeteroGraph, centers: torch.Tensor, hops: int
+                       ) -> tuple[HeteroGraph, torch.Tensor, torch.Tensor]:
+    """The part of a periodic graph that the centre atoms' outputs after ``hops`` rounds of
+    message passing depend on: the atoms within ``hops`` edges of a centre and every edge
+    among them. Returns (subgraph, its atoms' indices in ``graph``, mask of the centres).
+
+    Exact for a local model: features of atoms ``hops`` edges out enter the centres only
+    at layer 0 (species), so their own missing edges change nothing the centres see. Atoms
+    keep one copy each: the edges' integer shifts place every periodic image, and an atom's
+    features are the same in every image.
+    """
+    keep = torch.zeros(graph.n_atoms, dtype=torch.bool, device=graph.positions.device)
+    keep[centers] = True
+    for _ in range(hops):
+        grown = keep.clone()
+        for e in graph.edges.values():
+            touch = keep[e.index[0]] | keep[e.index[1]]
+            grown[e.index[0][touch]] = True
+            grown[e.index[1][touch]] = True
+        keep = grown
+    nodes = torch.nonzero(keep).flatten()
+    new_index = torch.full((graph.n_atoms,), -1, dtype=torch.long, device=nodes.device)
+    new_index[nodes] = torch.arange(len(nodes), device=nodes.device)
+    edges = {}
+    for rel, e in graph.edges.items():
+        inside = keep[e.index[0]] & keep[e.index[1]]
+        edges[rel] = Edges(new_index[e.index[:, inside]], e.shift[inside])
+    is_centre = torch.zeros(len(nodes), dtype=torch.bool, device=nodes.device)
+    is_centre[new_index[centers]] = True
+    sub = HeteroGraph(positions=graph.positions[nodes], numbers=graph.numbers[nodes], layer=graph.layer[nodes],
+                      batch=torch.zeros(len(nodes), dtype=graph.batch.dtype, device=nodes.device),
+                      cell=graph.cell, edges=edges, cutoffs=dict(graph.cutoffs))
+    return sub, nodes, is_centre
+
+
 def default_batch_atoms(device) -> int:
     """Atoms per model evaluation: 512 on a CPU (about 1.5 GB peak with force gradients,
     measured; larger batches are no faster there), 4096 on a GPU."""

@@ -340,7 +340,10 @@ def local_interlayer_distance(atoms: Atoms) -> tuple[float, float]:
 
     layer = np.asarray(atoms.arrays["layer"])
     cell = np.asarray(atoms.cell)[:2, :2]
-    frac = lambda p: np.mod(np.linalg.solve(cell.T, p[:, :2].T).T, 1.0)
+    def frac(p):  # in [0, 1): np.mod gives exactly 1.0 for a tiny negative coordinate
+        f = np.mod(np.linalg.solve(cell.T, p[:, :2].T).T, 1.0)
+        return np.where(f >= 1.0, 0.0, f)
+
     bottom, top = atoms.positions[layer == 0], atoms.positions[layer == 1]
     tree = cKDTree(frac(top), boxsize=1.0)
     _, idx = tree.query(frac(bottom))

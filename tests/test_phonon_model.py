@@ -140,6 +140,28 @@ def test_large_jobs_are_split_into_bounded_batches(model, atoms):
     np.testing.assert_allclose(forces[-1], f_one[0], atol=1e-10)
 
 
+def test_a_structure_too_large_for_one_batch_is_evaluated_in_exact_tiles():
+    """A structure of more than 4 max_batch_atoms atoms goes through the network tile by
+    tile (each tile's receptive subgraph, num_layers edges deep), in bounded memory, with
+    the energy and forces of the whole-structure evaluation to rounding; a batch mixing it
+    with small structures keeps their order."""
+    model = tiny_model(cutoffs={"intra": 2.0, "inter": 3.5})  # receptive field 2 x 3.5 A
+    big = supercell(bilayer("AB"), 12)  # 576 atoms, cell 29.5 A
+    big.positions += np.random.default_rng(5).normal(scale=0.05, size=big.positions.shape)
+    small = supercell(bilayer("AB"), 2)
+    whole = MLForceModel(model, device="cpu", max_batch_atoms=1024)
+    (e_ref,), (f_ref,) = whole.energies_forces([big])
+    tiled = MLForceModel(model, device="cpu", max_batch_atoms=16)  # 576 > 64 atoms: 3 x 3 tiles
+    seen, forward = [], tiled.network.forward
+    tiled.network.forward = lambda graph, **kw: seen.append(graph.n_atoms) or forward(graph, **kw)
+    energies, forces = tiled.energies_forces([small, big, small])
+    assert seen[:2] == [16, 16] and len(seen) == 2 + 9 and max(seen[2:]) < len(big)
+    assert energies[1] == pytest.approx(e_ref, rel=1e-12, abs=1e-10)
+    np.testing.assert_allclose(forces[1], f_ref, atol=1e-10)
+    np.testing.assert_allclose(forces[0], forces[2], atol=0)
+    assert np.abs(forces[1].sum(axis=0)).max() < 1e-10  # translation invariance survives tiling
+
+
 def test_float32_agrees_with_float64(atoms):
     m64 = tiny_model()
     m32 = tiny_model().to(torch.float32)
