@@ -38,7 +38,8 @@ $$
 
 with Gaussian $x_\nu$ (quantum harmonic amplitudes: at $T = 0$ the zero-point motion remains).
 
-**3. Electrons.** HedgeNet-Electron (or GFN1-xTB) gives the Hamiltonian and overlap blocks
+**3. Electrons.** HedgeNet-Electron (trained on GFN1-xTB or on the Slater-Koster $p_z$ model), or
+either reference itself, gives the Hamiltonian and overlap blocks
 $H_{ij}(R)$, $S_{ij}(R)$ of the displaced cell; the bands solve $H(k)\,c = E\,S(k)\,c$ and are
 unfolded onto the primitive zone with spectral weights $W_n(k)$.
 

@@ -433,20 +433,24 @@ def cmd_tbg(args) -> int:
     if sum(r for _, r, _ in models) > 1:
         raise SystemExit("mlepi: give the Slater-Koster reference once in --electrons")
 
-    def solve_all(structure, tag, entries):
+    def solve_all(structure, tag, entries, corners_only=False):
         out = {}
+        ks, at = (k_frac[list(corner.values())], dict(zip(corner, range(3)))) if corners_only else (k_frac, corner)
         for label, _, model in entries:
-            say(f"[{tag}] {label}: bands nearest neutrality at {len(k_frac)} k-points")
+            say(f"[{tag}] {label}: bands nearest neutrality at {len(ks)} k-points")
             t = time.perf_counter()
-            nb = moire.bands_near_neutrality(model, structure, k_frac, args.n_states,
+            nb = moire.bands_near_neutrality(model, structure, ks, args.n_states,
                                              progress=lambda s: say(f"  {s}"))
             seconds[f"{tag}_{label}"] = time.perf_counter() - t
             e = nb.relative_mev()
             below, above = moire.remote_gaps(e)
             out[label] = {"e_fermi_ev": nb.e_fermi, "n_occupied_bands": nb.n_occ,
                           "width_mev": moire.central_width(e), "gap_below_mev": below, "gap_above_mev": above,
-                          "eigenvalues_mev": {c: e[i].tolist() for c, i in corner.items()},
-                          **({"path_mev": e.tolist()} if args.path_points > 1 else {}), "_e": e}
+                          "width_over": "Gamma, M, K" if corners_only or args.path_points <= 1 else
+                          f"Gamma-M-K-Gamma, {args.path_points} points per segment",
+                          "eigenvalues_mev": {c: e[i].tolist() for c, i in at.items()},
+                          **({"path_mev": e.tolist()} if args.path_points > 1 and not corners_only else {}),
+                          "_e": e}
             say(f"  {label}: E_F {nb.e_fermi:.4f} eV, central bands {out[label]['width_mev']:.2f} meV wide, "
                 f"gaps to remote bands {below:.2f} (below) / {above:.2f} (above) meV "
                 f"[{seconds[f'{tag}_{label}']:.1f} s]")
@@ -502,7 +506,8 @@ def cmd_tbg(args) -> int:
         relaxed = solve_all(cell, "relaxed", models)
         result["relaxed"] = {**summary(relaxed), "relaxation": record}
     if args.gfn1_model:
-        gfn1 = solve_all(atoms, "rigid", [("gfn1_ml", False, hamiltonian_model_from_name(args.gfn1_model))])
+        gfn1 = solve_all(atoms, "rigid", [("gfn1_ml", False, hamiltonian_model_from_name(args.gfn1_model))],
+                         corners_only=True)  # s, p with overlap: 4x the orbitals, generalised solves
         result["gfn1_ml_width_mev"] = gfn1["gfn1_ml"]["width_mev"]
         result["gfn1_ml"] = {k: v for k, v in gfn1["gfn1_ml"].items() if k != "_e"}
     t = time.perf_counter()
@@ -523,7 +528,7 @@ def cmd_tbg(args) -> int:
     x_c = np.interp(dist_c, ticks_c, ticks)  # continuum path drawn on the tight-binding one
     for ax, (name, res) in zip(axes[0], panels):
         ax.plot(x_c, e_c, color="tab:blue", lw=1, alpha=0.7)
-        ax.plot([], [], color="tab:blue", lw=1, label="continuum (BM)")
+        ax.plot([], [], color="tab:blue", lw=1, label="continuum (BM, w$_{AA}$ = w$_{AB}$)")
         for k, (label, is_ref, _) in enumerate(models):
             e = res[label]["_e"]
             xs = np.repeat(dist[:, None], e.shape[1], axis=1)
