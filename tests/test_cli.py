@@ -100,13 +100,17 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
                          for x in ("a", "b"))
     assert resumed["samples"] == straight["samples"] == 3
     # the finished samples are kept bit for bit, and every sample is the straight run's (the
-    # same keyed displacements); a sample computed in another process may differ in the last
-    # bits (3 of ~30 runs on a loaded machine: v_F 1e-12 relative)
+    # same keyed displacements) to rounding. The two runs prepare their lattices separately,
+    # so their bands may differ in the last bits (a CI run: v_F 3e-12 relative). v_F is read
+    # off the bands directly; gamma_1 is a least-squares fit that turns band changes of 1e-15
+    # eV into up to ~1.4e-10 eV (observables.FIT_TOLERANCES), so it is compared at that floor.
     after, ref = per_sample("a"), per_sample("b")
     assert [after[i] for i in (0, 1)] == [first[i] for i in (0, 1)]
     assert sorted(after) == sorted(ref) == [0, 1, 2]
     for i in ref:
-        assert np.allclose(after[i], ref[i], rtol=1e-11, atol=0)
+        (vf, gamma1), (vf_ref, gamma1_ref) = after[i], ref[i]
+        assert vf == pytest.approx(vf_ref, rel=1e-11, abs=0)
+        assert gamma1 == pytest.approx(gamma1_ref, rel=0, abs=1e-9)  # eV
     assert resumed["vf"] == pytest.approx(straight["vf"], rel=1e-11)
     assert resumed["vf_se"] == pytest.approx(straight["vf_se"], rel=1e-9)
     a, b = (np.load(tmp_path / x / "spectral.npz")["mean_ml"] for x in ("a", "b"))
