@@ -677,6 +677,11 @@ class Session(param.Parameterized):
             self._engine.pause()
             self._set_status("paused", "paused")
 
+    @property
+    def held(self) -> bool:
+        """Paused, with every finished batch shown and no sample being computed."""
+        return self.status == "paused" and self._engine is not None and self._engine.held
+
     def resume(self) -> None:
         if self.status == "paused" and self._engine is not None:
             self._engine.resume()

@@ -106,7 +106,7 @@ def run_distributed(engine: MonteCarloEngine, spec: RunSpec, client, temperature
                     running.add(client.submit(compute_task, spec, float(temperature), first, count,
                                               pure=False))
             if not running:  # paused with nothing in flight
-                engine._go.wait(POLL_S)
+                engine._hold(POLL_S)
                 continue
             try:
                 finished = wait(running, timeout=POLL_S, return_when="FIRST_COMPLETED").done

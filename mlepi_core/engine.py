@@ -12,6 +12,7 @@ v_F(T) - v_F(T') is reported beside the plain ones.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 (registers the pools' exit-time join before ours)
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,13 @@ from .observables import BandProbe, RunningStats, SpectralMap
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
 from .seams import ForceModel, HamiltonianModel
+
+# Set when the interpreter begins to exit, before thread pools join their threads (threading's
+# exit callbacks run newest first): a run paused in a pool thread then ends instead of
+# holding the process forever.
+_EXITING = threading.Event()
+if hasattr(threading, "_register_atexit"):
+    threading._register_atexit(_EXITING.set)
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class MonteCarloEngine:
         self._go = threading.Event()
         self._go.set()
         self._cancel = threading.Event()
+        self._held = threading.Event()  # set while a paused run waits between batches
 
     # --- control, from any thread ----------------------------------------------------
     def reset(self) -> None:
@@ -185,6 +194,29 @@ class MonteCarloEngine:
     def cancel(self) -> None:
         self._cancel.set()
         self._go.set()
+
+    @property
+    def held(self) -> bool:
+        """Whether a paused run is waiting between batches: every finished batch has been
+        yielded, and no sample is computed until ``resume`` or ``cancel``."""
+        return self._held.is_set()
+
+    def _hold(self, timeout: float | None = None) -> None:
+        """Wait while paused (at most ``timeout`` seconds). An interpreter that exits cancels
+        the run, so a paused run in a worker thread cannot keep the process from ending."""
+        if self._go.is_set():
+            return
+        self._held.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._go.wait(0.25 if timeout is None else min(0.25, timeout)):
+                if _EXITING.is_set():
+                    self._cancel.set()
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        finally:
+            self._held.clear()
 
     @property
     def cancelled(self) -> bool:
@@ -287,7 +319,7 @@ class MonteCarloEngine:
         """Sample ``temperature`` until ``n_samples`` are done, yielding after each batch."""
         self._cancel.clear()
         for first, count in self.pending(temperature):
-            self._go.wait()
+            self._hold()
             if self._cancel.is_set():
                 return
             yield self.absorb(self.compute_batch(temperature, first, count))

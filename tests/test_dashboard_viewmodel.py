@@ -52,10 +52,10 @@ def test_run_pause_stop_and_continue_state_machine():
     wait_until(lambda: s.snapshot().get("n_done", 0) >= 2)
     s.pause()
     assert s.status == "paused"
-    time.sleep(1.5)  # the batch in flight may finish; then nothing more
+    wait_until(lambda: s.held)  # the batch in flight finishes and is shown; then nothing more
     held = s.snapshot()["n_done"]
     time.sleep(1.5)
-    assert s.snapshot()["n_done"] == held
+    assert s.snapshot()["n_done"] == held and s.held
     s.resume()
     assert s.status == "running"
     s.stop()

@@ -70,10 +70,33 @@ def test_pause_holds_the_run_until_resumed(engine):
     worker = threading.Thread(target=lambda: out.extend(engine.run(0.0)))
     worker.start()
     worker.join(timeout=1.0)
-    assert worker.is_alive() and not out  # paused before its first batch
+    assert worker.is_alive() and not out and engine.held  # paused before its first batch
     engine.resume()
     worker.join(timeout=120)
-    assert len(out) == 1
+    assert len(out) == 1 and not engine.held
+
+
+def test_a_paused_run_in_a_worker_thread_does_not_keep_the_process_alive():
+    """An interpreter that exits with a run paused in a (non-daemon) pool thread ends: the
+    dashboard's server and the test runner used to hang in the pool's exit-time join."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        from concurrent.futures import ThreadPoolExecutor
+        from mlepi_core.engine import MCSettings, MonteCarloEngine
+        from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+        from mlepi_core.reference.slater_koster import SlaterKosterPz
+        from mlepi_core.structures import monolayer
+        engine = MonteCarloEngine(monolayer(), EmpiricalForceReference(), SlaterKosterPz(),
+                                  MCSettings(temperatures=(0.0,), n_samples=4, batch_size=1, n_bands=2))
+        engine.pause()
+        ThreadPoolExecutor(1).submit(lambda: list(engine.run(0.0)))
+        print("exiting", flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "exiting" in done.stdout, done.stderr
 
 
 def test_settings_refuse_bad_input():
