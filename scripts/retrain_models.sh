@@ -8,8 +8,9 @@
 # Cost on the 2-core CPU of our machines: phonon set 1 min, electron set ~20 min; each phonon
 # network ~2-10 min per epoch (60 epochs), each electron network ~1.5-4 min per epoch (60
 # epochs): several sessions, every step checkpointed and resumed. The Slater-Koster set takes
-# 4 min, its network ~75 s per epoch (70 epochs), the 1.08-degree figure ~15 min. A CUDA GPU is used when
-# present (device: auto in the configs).
+# 16 min, its network ~15 min to read the set once and ~2 min per epoch (40 epochs), the
+# 1.08-degree figure ~25 min (the relaxation with HedgeNet-Phonon ~20 of them). A CUDA GPU is
+# used when present (device: auto in the configs).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
