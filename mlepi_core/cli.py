@@ -269,7 +269,7 @@ def cmd_bands(args) -> int:
     (blocks,) = model.blocks([atoms])
     k, dist, labels, label_dist = cell_path(atoms.cell, args.points)
     e = cell_bands(blocks, atoms, k)
-    ef = fermi_level(e, BandProbe.valence_electrons(atoms))
+    ef = fermi_level(e, int(blocks.meta.get("valence_electrons", BandProbe.valence_electrons(atoms))))
     # DOS on a Gamma-centred mesh of the cell, Gaussian broadening
     m = args.mesh
     grid = np.array([(i / m, j / m, 0.0) for i in range(m) for j in range(m)])

@@ -56,7 +56,8 @@ def compare_bands(model: HamiltonianModel, reference: HamiltonianModel, atoms: A
     (b_model,), (b_ref,) = model.blocks([atoms]), reference.blocks([atoms])
     k, dist, labels, label_dist = cell_path(atoms.cell, points_per_segment)
     e_model, e_ref = cell_bands(b_model, atoms, k), cell_bands(b_ref, atoms, k)
-    n_el = BandProbe.valence_electrons(atoms)
+    # electrons the basis holds (the p_z model: one per carbon), else GFN1's valence count
+    n_el = int(b_ref.meta.get("valence_electrons", BandProbe.valence_electrons(atoms)))
     ef_model, ef_ref = fermi_level(e_model, n_el), fermi_level(e_ref, n_el)
     near = np.abs(e_ref - ef_ref) <= window
     # band energies relative to each model's own E_F (what the observables use), and absolute

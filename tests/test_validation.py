@@ -47,3 +47,19 @@ def test_cli_bands_writes_bands_dos_and_unfolded_spectrum(tmp_path, capsys):
     assert np.sort(np.abs(e[0]))[:2].max() < 0.05
     assert (tmp_path / "bands.png").is_file() and (tmp_path / "spectral.png").is_file()
     assert np.array(data["unfolded"]["spectral"]).shape[0] == len(data["unfolded"]["distances"])
+
+
+def test_bands_count_the_electrons_of_the_models_basis(tmp_path):
+    """The p_z model holds one electron per carbon (GFN1's s, p basis four): its Fermi level
+    lies at the Dirac point, both in the ML-vs-reference comparison and in ``mlepi bands``
+    (with four per carbon the level index ran past the one-orbital basis)."""
+    from mlepi_core.reference.slater_koster import SlaterKosterPz
+    from mlepi_core.structures import supercell
+
+    sk = SlaterKosterPz()
+    out = compare_bands(sk, sk, supercell(bilayer("AB"), 3), points_per_segment=3)
+    assert out["band_max_err_mev"] == 0.0 and out["n_states"] > 0
+    # K and K' fold onto Gamma of the 3x3 cell: four levels at E_F, the dimer levels at +-gamma_1
+    e_gamma = np.sort(np.abs(out["_plot"]["e_ref"][0]))
+    assert e_gamma[3] < 1e-6 and e_gamma[4] == pytest.approx(0.31, abs=0.01)
+    assert main(["bands", "AB", "--electrons", "slater-koster", "--out", str(tmp_path / "sk")]) == 0
