@@ -445,3 +445,38 @@ def test_a_model_trained_on_a_p_z_basis_reports_its_electron_count():
     model.metadata = {**model.metadata, "training_data": {**model.metadata.get("training_data", {}),
                                                           "valence_electrons_per_atom": 1.0}}
     assert model.blocks([atoms])[0].meta["valence_electrons"] == 4
+
+
+def test_radial_output_scales_follow_the_rms_at_each_edge_length():
+    """radial_scale_bins: each hopping is scaled by the training RMS at its own length (log-linear
+    between bin centres), which leaves equivariance and Hermiticity intact."""
+    structures = [small_bilayer(19), small_bilayer(20)]
+    data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in structures], HETERO)
+    model = tiny_model(radial_scale_bins=12, fit_on=structures)
+    bm, norm = model.block_map, model.normalisers["h"]
+    batch = collate_electron(list(data))
+    ye = bm.inverse(batch.targets["h"]["intra"])
+    lengths = batch.graph.edge_vectors("intra").norm(dim=-1)
+    k = norm.bin_of(0, lengths)
+    filled = torch.unique(k)
+    assert len(filled) >= 4  # the test data span several bins
+    for b in filled[:4]:  # scale at a bin centre = that bin's RMS of the 0e copy (row 0)
+        rms = ye[k == b, 0].pow(2).mean().sqrt()
+        centre = (b + 0.5) * norm.bin_width[0]
+        got = norm.edge_scales(0, centre.reshape(1).to(torch.float64))[0, 0]
+        assert torch.allclose(got, rms.clamp(min=1e-4 * norm.edge_scale[0, 0]), rtol=1e-10), (b, got, rms)
+    # between two centres the scale interpolates log-linearly
+    c0, c1 = (filled[0] + 0.5) * norm.bin_width[0], (filled[0] + 1.5) * norm.bin_width[0]
+    s0, s1, sm = norm.edge_scales(0, torch.stack([c0, c1, (c0 + c1) / 2]).to(torch.float64))[:, 0]
+    assert torch.allclose(sm, (s0 * s1).sqrt(), rtol=1e-10)
+    # equivariance and Hermiticity as without the radial scale
+    graph = build_graph(small_bilayer(3), HETERO)
+    R = o3.rand_matrix()
+    rotated = dataclasses.replace(graph, positions=graph.positions @ R.T, cell=graph.cell @ R.T)
+    out, out_rot = model(graph), model(rotated)
+    D = p_rotation(R)
+    for key in (ONSITE, "intra", "inter"):
+        assert (D @ out["h"][key] @ D.T - out_rot["h"][key]).abs().max() < TOL, key
+    (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
+    rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
+    assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))

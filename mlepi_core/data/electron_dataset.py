@@ -244,10 +244,12 @@ class ElectronDataset(torch.utils.data.Dataset):
         return {rel: sum(len(smp.graph.edges[rel]) for smp in self.samples) / max(atoms, 1)
                 for rel in self.cutoffs}
 
-    def normalisation_items(self) -> Iterator[tuple[torch.Tensor, dict]]:
-        """(atomic numbers, targets) per structure, for ``HedgeNetElectron.fit_normalisation``."""
+    def normalisation_items(self) -> Iterator[tuple[torch.Tensor, dict, dict]]:
+        """(atomic numbers, targets, {relation: edge lengths}) per structure, for
+        ``HedgeNetElectron.fit_normalisation``."""
         for smp in self.samples:
-            yield smp.graph.numbers, smp.targets
+            g = smp.graph
+            yield g.numbers, smp.targets, {rel: g.edge_vectors(rel).norm(dim=-1) for rel in g.edges}
 
 
 def _progress(iterable, total: int, show: bool):

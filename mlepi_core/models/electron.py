@@ -108,6 +108,10 @@ class HedgeNetElectronConfig:
     of the output blocks (0e, 1o, 1e, 2e for s, p). ``targets`` picks the heads: ("h", "s")
     shares one trunk, ("s",) or ("h",) builds a single-target model.
     ``avg_num_neighbors`` (edges per atom of each relation) is a training-set statistic.
+    ``radial_scale_bins`` > 0 scales each hopping's irreps by their training RMS at the
+    edge's length (that many bins over [0, cutoff], log-linear in between) instead of one
+    RMS per relation: hoppings fall off exponentially, and the network then predicts
+    O(1) numbers at every distance (0, the default: one scale per relation).
     """
 
     elements: tuple[str, ...] = ("C",)
@@ -123,6 +127,7 @@ class HedgeNetElectronConfig:
     layer_norm: bool = True
     targets: tuple[str, ...] = TARGETS
     avg_num_neighbors: Mapping[str, float] | None = None
+    radial_scale_bins: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -494,14 +499,41 @@ class TargetNormaliser(nn.Module):
     """Per-target output statistics (buffers): on-site 0e shift per element, RMS scale per irrep copy.
 
     Network outputs y are O(1); the irreps of a block are y * scale (+ shift on-site).
-    Defaults (shift 0, scale 1) until ``HedgeNetElectron.fit_normalisation``.
+    With ``radial_bins`` > 0 a hopping's scale is ``edge_scale`` times exp(``edge_log_ratio``)
+    interpolated linearly in the edge length between bin centres (the ratio of the RMS at
+    that length to the relation's RMS). Defaults (shift 0, scale 1, ratio 1) until
+    ``HedgeNetElectron.fit_normalisation``.
     """
 
-    def __init__(self, dim: int, n_elements: int, n_relations: int):
+    def __init__(self, dim: int, n_elements: int, n_relations: int, radial_bins: int = 0,
+                 cutoffs: Sequence[float] = ()):
         super().__init__()
+        self.radial_bins = int(radial_bins)
         self.register_buffer("onsite_shift", torch.zeros(n_elements, dim))
         self.register_buffer("onsite_scale", torch.ones(dim))
         self.register_buffer("edge_scale", torch.ones(n_relations, dim))
+        if self.radial_bins:
+            if self.radial_bins < 2:
+                raise ValueError(f"radial_scale_bins must be 0 or at least 2, got {radial_bins}")
+            self.register_buffer("edge_log_ratio", torch.zeros(n_relations, self.radial_bins, dim))
+            self.register_buffer("bin_width", torch.tensor([float(rc) / self.radial_bins for rc in cutoffs]),
+                                 persistent=False)
+
+    def bin_of(self, r: int, lengths: torch.Tensor) -> torch.Tensor:
+        """The bin (0 ... bins - 1) of each edge length of relation ``r``."""
+        return (lengths / self.bin_width[r]).floor().long().clamp(0, self.radial_bins - 1)
+
+    def edge_scales(self, r: int, lengths: torch.Tensor) -> torch.Tensor:
+        """(E, dim) scale of the irreps of relation ``r``'s hoppings at these edge lengths."""
+        scale = self.edge_scale[r]
+        if not self.radial_bins:
+            return scale.expand(len(lengths), -1)
+        p = (lengths / self.bin_width[r] - 0.5).clamp(0.0, self.radial_bins - 1.0)
+        k0 = p.floor().long().clamp(max=self.radial_bins - 2)
+        frac = (p - k0.to(p.dtype))[:, None]
+        table = self.edge_log_ratio[r]
+        log_ratio = (1.0 - frac) * table[k0] + frac * table[k0 + 1]
+        return scale * torch.exp(log_ratio)
 
 
 # --- the network ----------------------------------------------------------------------------
@@ -583,8 +615,10 @@ class HedgeNetElectron(nn.Module):
             t: nn.ModuleDict({ONSITE: ChannelLinear(in_segments, out, C, 1),
                               **{rel: ChannelLinear(in_segments, out, C, 1) for rel in self.relations}})
             for t in self.targets})
-        self.normalisers = nn.ModuleDict({t: TargetNormaliser(self.block_map.dim, n_el, len(self.relations))
-                                          for t in self.targets})
+        self.normalisers = nn.ModuleDict({
+            t: TargetNormaliser(self.block_map.dim, n_el, len(self.relations), cfg.radial_scale_bins,
+                                [self.cutoffs[rel] for rel in self.relations])
+            for t in self.targets})
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -638,25 +672,29 @@ class HedgeNetElectron(nn.Module):
             raw = self.block_map(y)
             blocks = {ONSITE: 0.5 * (raw + raw.transpose(-1, -2))}
             for r, rel in enumerate(self.relations):
-                raw = self.block_map(heads[rel](e[rel])[:, :, 0] * norm.edge_scale[r])
+                raw = self.block_map(heads[rel](e[rel])[:, :, 0] * norm.edge_scales(r, lengths[rel]))
                 blocks[rel] = 0.5 * (raw + raw[reverse[rel]].transpose(-1, -2))
             out[t] = blocks
         return out
 
     @torch.no_grad()
-    def fit_normalisation(self, items: Iterable[tuple[torch.Tensor, Mapping[str, Mapping[str, torch.Tensor]]]],
-                          floor: float = 1e-8) -> dict:
+    def fit_normalisation(self, items: Iterable[tuple], floor: float = 1e-8,
+                          radial_floor: float = 1e-4) -> dict:
         """Set the output statistics from training targets; returns them as plain lists.
 
         ``items`` yields (atomic numbers (N,), {target: {"onsite": (N, n, n), relation:
-        (E_r, n, n)}}) per structure or batch. On-site 0e components are shifted by their
-        per-element mean; each irrep copy is scaled by its RMS (on-site after the shift,
+        (E_r, n, n)}}, {relation: edge lengths (E_r,) in A}) per structure or batch (the
+        lengths only matter with ``radial_scale_bins``). On-site 0e components are shifted by
+        their per-element mean; each irrep copy is scaled by its RMS (on-site after the shift,
         hoppings per relation). An RMS below ``floor`` (eV or 1) sets the scale to 0: that
         component is then the constant shift (S_ii = 1, or the vanishing anisotropic
-        on-site terms of GFN1-xTB).
+        on-site terms of GFN1-xTB). Radial scales: the RMS of each copy per length bin, at
+        least ``radial_floor`` times the relation's RMS; an empty bin takes its nearest
+        filled neighbour's.
         """
         bm = self.block_map
         dim, n_el, n_rel = bm.dim, len(self.elements), len(self.relations)
+        bins = self.config.radial_scale_bins
         mat = bm.matrix.detach().to("cpu", torch.float64)
         # sums of (y - ref), ref = the first mean seen per element, so that the spread of
         # nearly constant targets (S_ii = 1) is not lost to cancellation
@@ -665,9 +703,14 @@ class HedgeNetElectron(nn.Module):
                    "ref": torch.zeros(n_el, dim, dtype=torch.float64),
                    "n": torch.zeros(n_el, dtype=torch.float64),
                    "e2": torch.zeros(n_rel, dim, dtype=torch.float64),
-                   "ne": torch.zeros(n_rel, dtype=torch.float64)} for t in self.targets}
+                   "ne": torch.zeros(n_rel, dtype=torch.float64),
+                   "b2": torch.zeros(n_rel, max(bins, 1), dim, dtype=torch.float64),
+                   "nb": torch.zeros(n_rel, max(bins, 1), dtype=torch.float64)} for t in self.targets}
         z_to_index = self.z_to_index.cpu()
-        for numbers, targets in items:
+        for numbers, targets, *rest in items:
+            lengths = rest[0] if rest else None
+            if bins and lengths is None:
+                raise ValueError("radial_scale_bins needs the edge lengths: items of (numbers, targets, lengths)")
             species = z_to_index[numbers.cpu()]
             if bool((species < 0).any()):
                 self.species(numbers.to(self.z_to_index.device))  # raises with the element named
@@ -688,6 +731,10 @@ class HedgeNetElectron(nn.Module):
                     ye = targets[t][rel].detach().to("cpu", torch.float64).flatten(-2) @ mat.T
                     a["e2"][r] += (ye * ye).sum(0)
                     a["ne"][r] += ye.shape[0]
+                    if bins:
+                        k = self.normalisers[t].bin_of(r, lengths[rel].detach().cpu().to(torch.float64))
+                        a["b2"][r].index_add_(0, k, ye * ye)
+                        a["nb"][r].index_add_(0, k, torch.ones(len(k), dtype=torch.float64))
         copy_of = bm.copy_of_row.cpu()
         rows_per_copy = torch.zeros(bm.n_copies, dtype=torch.float64).index_add_(
             0, copy_of, torch.ones(dim, dtype=torch.float64))
@@ -714,6 +761,18 @@ class HedgeNetElectron(nn.Module):
             norm.edge_scale.copy_(edge_scale)
             stats[t] = {"onsite_shift": shift.tolist(), "onsite_scale": onsite_scale.tolist(),
                         "edge_scale": {rel: edge_scale[r].tolist() for r, rel in enumerate(self.relations)}}
+            if bins:
+                ratio = torch.ones(n_rel, bins, dim, dtype=torch.float64)
+                for r in range(n_rel):
+                    filled = torch.nonzero(a["nb"][r] > 0).flatten()
+                    if len(filled) == 0:
+                        continue
+                    nearest = filled[(torch.arange(bins)[:, None] - filled[None, :]).abs().argmin(1)]
+                    rms = torch.stack([rms_per_copy(a["b2"][r, k] / a["nb"][r, k]) for k in range(bins)])[nearest]
+                    on = edge_scale[r] > 0
+                    ratio[r][:, on] = (rms[:, on] / edge_scale[r][on]).clamp(min=radial_floor)
+                norm.edge_log_ratio.copy_(ratio.log())
+                stats[t]["edge_log_ratio"] = {rel: ratio[r].log().tolist() for r, rel in enumerate(self.relations)}
         return stats
 
 
