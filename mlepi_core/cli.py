@@ -13,6 +13,7 @@ import numpy as np
 
 from .files import write_atomic, write_text_atomic
 from .structures import StructureError
+from .units import BILAYER_D
 
 
 def force_model_from_name(name: str):
@@ -353,7 +354,7 @@ def cmd_continuum(args) -> int:
               f"v(K_m) {model.k_point_velocity():.4f} x 1e6 m/s")
     axes[0][0].set_ylabel("E - E$_D$ (meV)")
     if args.magic:
-        theta, v = first_magic_angle()
+        theta, v = first_magic_angle(d=args.distance)
         result["first_magic_angle_deg"] = theta
         print(f"first magic angle (minimum of |v(K_m)|): {theta:.3f} deg")
     fig.tight_layout()
@@ -933,7 +934,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("continuum", help="Bistritzer-MacDonald bands of twisted bilayers (Slater-Koster parameters)")
     s.add_argument("--angle", type=float, nargs="+", default=[1.08], help="twist angles in degrees")
-    s.add_argument("--distance", type=float, default=3.35, help="interlayer distance (A) for the tunnelling w")
+    s.add_argument("--distance", type=float, default=BILAYER_D,
+                   help="interlayer distance (A) for the tunnelling w (default: the force field's AB equilibrium)")
     s.add_argument("--bands", type=int, default=8, help="bands nearest the Dirac point")
     s.add_argument("--points", type=int, default=40, help="k-points per path segment")
     s.add_argument("--magic", action="store_true", help="also find the first magic angle")
@@ -954,7 +956,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--relax-steps", type=int, default=600, help="relaxation steps at most")
     s.add_argument("--relaxed-cell", help="extxyz of the relaxed cell: read if it exists, else written "
                    "after relaxing (reuse one relaxation across runs)")
-    s.add_argument("--distance", type=float, default=3.35, help="interlayer distance (A) of the rigid cell")
+    s.add_argument("--distance", type=float, default=BILAYER_D,
+                   help="interlayer distance (A) of the rigid cell (default: the force field's AB equilibrium, "
+                        "the spacing of every bilayer mlepi builds; the Slater-Koster parametrisation's is 3.35)")
     s.add_argument("--n-states", type=int, default=8, help="states nearest neutrality per k-point (even)")
     s.add_argument("--path-points", type=int, default=0,
                    help="k-points per segment of Gamma-M-K-Gamma (0: Gamma, M, K only)")

@@ -169,12 +169,13 @@ class ContinuumModel:
         return float(slope * VELOCITY_1E6_M_PER_S_PER_EV_A)
 
 
-def first_magic_angle(theta_range=(0.8, 1.4), steps: int = 25, **model_kw) -> tuple[float, float]:
-    """The twist (degrees) of the first minimum of |v(K_m)| for the Slater-Koster parameters,
-    refined by a parabola through the smallest grid point and its neighbours; returns
-    (theta, v at theta)."""
+def first_magic_angle(theta_range=(0.8, 1.4), steps: int = 25, d: float = sk.D0,
+                      **model_kw) -> tuple[float, float]:
+    """The twist (degrees) of the first minimum of |v(K_m)| for the Slater-Koster parameters
+    with flat layers ``d`` apart, refined by a parabola through the smallest grid point and
+    its neighbours; returns (theta, v at theta)."""
     thetas = np.linspace(*theta_range, steps)
-    hv, w = dirac_hbar_v(), interlayer_w()
+    hv, w = dirac_hbar_v(), interlayer_w(d)
     vs = np.array([abs(ContinuumModel(t, hv, w, w, **model_kw).k_point_velocity()) for t in thetas])
     k = int(np.argmin(vs[1:-1])) + 1
     x, y = thetas[k - 1:k + 2], vs[k - 1:k + 2]

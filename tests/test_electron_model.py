@@ -480,3 +480,21 @@ def test_radial_output_scales_follow_the_rms_at_each_edge_length():
     (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
     rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
     assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))
+
+
+def test_edge_invariants_keep_the_network_equivariant_and_hermitian():
+    """edge_invariants: the bilinears x_i . x_j and (x_i . u)(x_j . u) are invariants, so the
+    blocks still transform as D H D^T and H_ji(-R) = H_ij(R)^T; and they change the output."""
+    plain = tiny_model(seed=3)
+    model = tiny_model(seed=3, edge_invariants=True)
+    graph = build_graph(small_bilayer(3), HETERO)
+    R = o3.rand_matrix()
+    rotated = dataclasses.replace(graph, positions=graph.positions @ R.T, cell=graph.cell @ R.T)
+    out, out_rot = model(graph), model(rotated)
+    D = p_rotation(R)
+    for key in (ONSITE, "intra", "inter"):
+        assert (D @ out["h"][key] @ D.T - out_rot["h"][key]).abs().max() < TOL, key
+    assert (out["h"]["intra"] - plain(graph)["h"]["intra"]).abs().max() > 1e-3
+    (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
+    rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
+    assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))

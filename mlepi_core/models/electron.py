@@ -112,6 +112,8 @@ class HedgeNetElectronConfig:
     edge's length (that many bins over [0, cutoff], log-linear in between) instead of one
     RMS per relation: hoppings fall off exponentially, and the network then predicts
     O(1) numbers at every distance (0, the default: one scale per relation).
+    ``edge_invariants`` feeds each edge update the rotation-invariant bilinears of its two
+    atoms' features (``EdgeInvariants``), which the linear messages cannot form.
     """
 
     elements: tuple[str, ...] = ("C",)
@@ -128,6 +130,7 @@ class HedgeNetElectronConfig:
     targets: tuple[str, ...] = TARGETS
     avg_num_neighbors: Mapping[str, float] | None = None
     radial_scale_bins: int = 0
+    edge_invariants: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -406,6 +409,42 @@ class EdgeConvolution(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class EdgeInvariants(nn.Module):
+    """Rotation-invariant bilinears of an edge's two atoms, mixed into the scalar gate input.
+
+    Messages and edge updates are linear in x_i and x_j (gates aside), so a product such as
+    n_i . n_j - (n_i . u)(n_j . u), the angular factor of a p_z hopping between atoms with
+    normals n, is out of their reach. Per channel c and irrep type l this adds
+    x_i^(l) . x_j^(l) (the sum over the 2l + 1 rows) and, for l = 1 (o and e),
+    (x_i^(l) . u)(x_j^(l) . u) with u the edge direction (a product of two pseudoscalars
+    for 1e, hence a scalar): invariant under rotations, inversion and i <-> j with u -> -u.
+    A linear map of these (per channel) is added to the 0e rows of the gate input.
+    """
+
+    def __init__(self, hidden: Segments, gate_in: Segments, channels: int):
+        super().__init__()
+        self.sizes = [ir.dim * k for ir, k in hidden]
+        self.vector = [ir.l == 1 for ir, _ in hidden]
+        if any(k != 1 for _, k in hidden):
+            raise ValueError("edge invariants need one copy of each hidden irrep type")
+        self.n_inv = len(hidden) + sum(self.vector)
+        self.n_scalar_out = gate_in[0][1]  # 0e copies of the gate input (scalars + gates)
+        self.c = channels
+        self.weight = nn.Parameter(torch.randn(self.n_inv * channels, self.n_scalar_out * channels))
+
+    def forward(self, xi: torch.Tensor, xj: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
+        """(E, rows, C) features of both ends and u1 (E, 3) the edge direction in the basis
+        of the l = 1 rows -> (E, 0e copies, C) to add to the gate input."""
+        inv = []
+        for a, b, vec in zip(torch.split(xi, self.sizes, 1), torch.split(xj, self.sizes, 1), self.vector):
+            inv.append((a * b).sum(1))
+            if vec:
+                inv.append((a * u1[:, :, None]).sum(1) * (b * u1[:, :, None]).sum(1))
+        inv = torch.stack(inv, 1).reshape(xi.shape[0], self.n_inv * self.c)
+        w = self.weight * self.weight.shape[0] ** -0.5
+        return (inv @ w).reshape(xi.shape[0], self.n_scalar_out, self.c)
+
+
 class RelationInteraction(nn.Module):
     """One relation's sub-network in one layer: messages m_ij, their node sum, the edge update."""
 
@@ -429,6 +468,7 @@ class RelationInteraction(nn.Module):
         self.edge_from_receiver = ChannelLinear(hidden, gate_in, C, C)
         self.edge_skip = None if in_segments == hidden else ChannelLinear(in_segments, hidden, C, C)
         self.edge_norm = ChannelLayerNorm(hidden, C) if cfg.layer_norm else nn.Identity()
+        self.invariants = EdgeInvariants(hidden, gate_in, C) if cfg.edge_invariants else None
 
     def messages(self, x: torch.Tensor, e: torch.Tensor, sh: torch.Tensor, lengths: torch.Tensor,
                  index: torch.Tensor) -> torch.Tensor:
@@ -445,10 +485,14 @@ class RelationInteraction(nn.Module):
         return self.node_out(agg) / self.avg_num_neighbors
 
     def update_edges(self, e: torch.Tensor, m: torch.Tensor, x_new: torch.Tensor,
-                     index: torch.Tensor) -> torch.Tensor:
+                     index: torch.Tensor, sh: torch.Tensor | None = None) -> torch.Tensor:
         sender, receiver = index
         g = (self.edge_out(m) + self.edge_from_sender(x_new).index_select(0, sender)
              + self.edge_from_receiver(x_new).index_select(0, receiver))
+        if self.invariants is not None:
+            u1 = sh[:, 1:4] / 3 ** 0.5  # Y_1 with 'component' normalisation is sqrt(3) u
+            extra = self.invariants(x_new.index_select(0, sender), x_new.index_select(0, receiver), u1)
+            g = torch.cat([g[:, :extra.shape[1]] + extra, g[:, extra.shape[1]:]], dim=1)
         skip = e if self.edge_skip is None else self.edge_skip(e)
         return self.edge_norm(skip + self.edge_gate(g))
 
@@ -478,7 +522,7 @@ class HedgeElectronLayer(nn.Module):
             a = a + f.node_messages(m[rel], index[rel], x.shape[0])
         skip = x if self.node_skip is None else self.node_skip(x)
         x_new = self.node_norm(skip + self.node_gate(a))
-        e_new = {rel: f.update_edges(e[rel], m[rel], x_new, index[rel])
+        e_new = {rel: f.update_edges(e[rel], m[rel], x_new, index[rel], sh[rel])
                  for rel, f in self.interactions.items()}
         return x_new, e_new
 
