@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,10 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ROOT / "assets" / "figures"
+# The README's screenshots are refreshed only on request (MLEPI_SCREENSHOTS=1); otherwise a
+# test run leaves the tracked figures alone and writes to a scratch folder.
+FIGURES = (ROOT / "assets" / "figures" if os.environ.get("MLEPI_SCREENSHOTS") == "1"
+           else Path(tempfile.mkdtemp(prefix="mlepi-screenshots-")))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
         "--no-first-run", "--disable-sync"]
