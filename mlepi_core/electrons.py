@@ -204,6 +204,16 @@ def solve_bands(h_k: np.ndarray, s_k: np.ndarray) -> np.ndarray:
 
 # --- unfolding ---------------------------------------------------------------------------
 
+CHUNK_BYTES = 256 * 2 ** 20  # memory of one gathered chunk in the unfolding weights
+
+
+def translation_chunks(n: int, bytes_per_translation: int, budget: int | None = None) -> list[slice]:
+    """Slices of the n primitive translations, each gathering at most ``budget`` bytes
+    (default ``CHUNK_BYTES``), one translation at least."""
+    step = max(1, int((CHUNK_BYTES if budget is None else budget) // max(bytes_per_translation, 1)))
+    return [slice(a, min(a + step, n)) for a in range(0, n, step)]
+
+
 class Unfolder:
     """Spectral weights of supercell states on primitive-cell wavevectors.
 
@@ -265,8 +275,12 @@ class Unfolder:
         on the primitive wavevectors k + g for each Cartesian g in ``g_cart`` (G, 3)."""
         sc = s @ c  # (K, M, nb)
         perm = torch.as_tensor(self.orbital_perm, device=c.device)
-        # overlap_l[k, l, n] = sum_m c[k, m, n] conj(sc[k, perm_l(m), n])
-        overlap_l = torch.einsum("kmn,klmn->kln", c, sc[:, perm].conj())
+        # overlap_l[k, l, n] = sum_m c[k, m, n] conj(sc[k, perm_l(m), n]), a few translations
+        # l at a time: the gather sc[:, perm] of all N at once is (K, N, M, nb) (10 GB for
+        # the band map of a 12x12 Monte Carlo cell)
+        overlap_l = c.new_empty(c.shape[0], perm.shape[0], c.shape[2])
+        for ls in translation_chunks(perm.shape[0], c[0].numel() * c.shape[0] * c.element_size()):
+            overlap_l[:, ls] = torch.einsum("kmn,klmn->kln", c, sc[:, perm[ls]].conj())
         g = torch.as_tensor(np.asarray(g_cart, dtype=float), dtype=c.real.dtype, device=c.device)
         t = torch.as_tensor(self.translations, dtype=c.real.dtype, device=c.device)
         phase = torch.exp(1j * (g @ t.T)) / self.n_cells  # (G, N)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized, translation_chunks
 from .seams import Blocks, HamiltonianModel
 
 
@@ -71,7 +71,7 @@ def unfolded_layer_weights(unfolder: Unfolder, c: torch.Tensor, s: torch.Tensor,
     Without ``k_index``: (K, G, nb, n_layers) for every k and every g in ``g_cart`` (G, 3),
     like ``Unfolder.weights``. With ``k_index`` (G,): (G, nb, n_layers), g[i] paired with
     the states of k[k_index[i]] only (a path, where each point folds onto one k).
-    One k at a time, so memory stays at one k's (N, M, nb) gather.
+    One k and a few translations at a time (``translation_chunks``): bounded memory.
     """
     perm = torch.as_tensor(unfolder.orbital_perm, device=c.device)  # (N, M)
     onehot = _one_hot(orbital_layer, n_layers, c).to(c.dtype)  # (M, L)
@@ -89,9 +89,11 @@ def unfolded_layer_weights(unfolder: Unfolder, c: torch.Tensor, s: torch.Tensor,
         rows = np.flatnonzero(k_index == k) if k_index is not None else None
         if rows is not None and not len(rows):
             continue
-        # overlap[l, n, L] = sum_{m in L} c[m, n] conj(sc[perm_l(m), n])
-        prod = c[k][None] * sc[k][perm].conj()  # (N, M, nb)
-        overlap = torch.einsum("lmn,mL->lnL", prod, onehot)
+        # overlap[l, n, L] = sum_{m in L} c[m, n] conj(sc[perm_l(m), n]), in chunks of l
+        overlap = c.new_empty(perm.shape[0], nb, n_layers)
+        for ls in translation_chunks(perm.shape[0], c[k].numel() * c.element_size()):
+            prod = c[k][None] * sc[k][perm[ls]].conj()  # (chunk, M, nb)
+            overlap[ls] = torch.einsum("lmn,mL->lnL", prod, onehot)
         if rows is None:
             out[k] = torch.einsum("gl,lnL->gnL", phase, overlap).real
         else:

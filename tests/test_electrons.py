@@ -167,3 +167,26 @@ print(int(piv.min()), int(piv.max()), float((a @ x - b).abs().max() / b.abs().ma
     low, high, resid = out.stdout.split()[-3:]
     assert 1 <= int(low) and int(high) <= 300, out.stderr
     assert float(resid) < 1e-2
+
+
+def test_unfolding_weights_in_translation_chunks_equal_one_gather(pristine, monkeypatch):
+    """The weights gather a few primitive translations at a time (bounded memory); one
+    translation per chunk gives what one chunk of all 36 gives, to rounding."""
+    import mlepi_core.electrons as electrons
+    from mlepi_core.layers import orbital_layers, unfolded_layer_weights
+
+    prim, sc, blocks = pristine
+    unfolder = Unfolder(prim.cell, sc.positions, sc.cell, blocks.norb)
+    bt = BlockTensors.from_blocks(blocks, sc.positions, sc.cell)
+    k = torch.as_tensor(np.array([[0.1, 0.05, 0.0], [0.37, 0.21, 0.0]]) @ (2 * np.pi * np.linalg.inv(np.asarray(prim.cell)).T))
+    e, c, _ = solve_generalized(bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s"))
+    s = bloch_sum(bt, k, "s")
+    g = np.array([(a, b, 0) for a in range(6) for b in range(6)]) @ (2 * np.pi * np.linalg.inv(np.asarray(sc.cell)).T)
+    layer = orbital_layers(sc, blocks)
+    whole = unfolder.weights(c, s, g)
+    parts = unfolded_layer_weights(unfolder, c, s, g, layer, 2)
+    assert len(electrons.translation_chunks(36, 10 ** 12)) == 36  # one translation per chunk
+    monkeypatch.setattr(electrons, "CHUNK_BYTES", 1)
+    assert torch.allclose(unfolder.weights(c, s, g), whole, atol=1e-12, rtol=0)
+    assert torch.allclose(unfolded_layer_weights(unfolder, c, s, g, layer, 2), parts, atol=1e-12, rtol=0)
+    assert torch.allclose(parts.sum(-1), whole, atol=1e-10)
