@@ -1,6 +1,7 @@
 """Peak memory and the largest structures that fit: each job runs as its own process (the
 mlepi command line), and its peak resident memory is the kernel's ru_maxrss of that child
-(os.wait4), so every figure includes the interpreter, torch and the loaded models.
+(os.wait4, from a bare launcher), so every figure includes the interpreter, torch and the
+loaded models.
 
 Two families, each over growing cells, then a power-law fit of the memory above a bare
 process that has only imported mlepi and loaded the models (``baseline``):
@@ -38,17 +39,27 @@ GIB = 1024 ** 3
 H100_BYTES = 80e9
 
 
+# A bare interpreter (-S) spawns the job and reports its rusage: Linux's ru_maxrss of a child
+# also covers the image it was spawned from, so spawning from this process would put a floor
+# of our own resident memory under every figure.
+LAUNCH = ("import os, sys; pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions="
+          "[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]); _, st, ru = os.wait4(pid, 0); "
+          "print(ru.ru_maxrss, os.waitstatus_to_exitcode(st))")
+
+
 def run_child(cmd: list[str]) -> tuple[float, float]:
-    """(peak resident bytes, wall seconds) of one child process; raises if it fails."""
+    """(peak resident bytes, wall seconds) of one job, ``cmd[0]`` an absolute path; raises if
+    it fails."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-S", "-c", LAUNCH, *cmd], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return usage.ru_maxrss * 1024.0, wall
+    try:
+        maxrss_kib, code = (int(v) for v in proc.stdout.split())
+    except ValueError:
+        raise RuntimeError(f"{' '.join(cmd)}: no report from the launcher:\n{proc.stderr[-2000:]}") from None
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code}):\n{proc.stderr[-2000:]}")
+    return maxrss_kib * 1024.0, wall
 
 
 def fit_power(n: list[int], mem: list[float], base: float) -> tuple[float, float]:
