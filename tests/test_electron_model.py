@@ -469,17 +469,7 @@ def test_radial_output_scales_follow_the_rms_at_each_edge_length():
     c0, c1 = (filled[0] + 0.5) * norm.bin_width[0], (filled[0] + 1.5) * norm.bin_width[0]
     s0, s1, sm = norm.edge_scales(0, torch.stack([c0, c1, (c0 + c1) / 2]).to(torch.float64))[:, 0]
     assert torch.allclose(sm, (s0 * s1).sqrt(), rtol=1e-10)
-    # equivariance and Hermiticity as without the radial scale
-    graph = build_graph(small_bilayer(3), HETERO)
-    R = o3.rand_matrix()
-    rotated = dataclasses.replace(graph, positions=graph.positions @ R.T, cell=graph.cell @ R.T)
-    out, out_rot = model(graph), model(rotated)
-    D = p_rotation(R)
-    for key in (ONSITE, "intra", "inter"):
-        assert (D @ out["h"][key] @ D.T - out_rot["h"][key]).abs().max() < TOL, key
-    (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
-    rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
-    assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))
+    assert_equivariant_and_hermitian(model)  # as without the radial scale
 
 
 def test_edge_invariants_keep_the_network_equivariant_and_hermitian():
@@ -488,13 +478,19 @@ def test_edge_invariants_keep_the_network_equivariant_and_hermitian():
     plain = tiny_model(seed=3)
     model = tiny_model(seed=3, edge_invariants=True)
     graph = build_graph(small_bilayer(3), HETERO)
+    assert (model(graph)["h"]["intra"] - plain(graph)["h"]["intra"]).abs().max() > 1e-3
+    assert_equivariant_and_hermitian(model)
+
+
+def assert_equivariant_and_hermitian(model):
+    """Blocks transform as D H D^T under a random rotation; H_ji(-R) = H_ij(R)^T bit for bit."""
+    graph = build_graph(small_bilayer(3), HETERO)
     R = o3.rand_matrix()
     rotated = dataclasses.replace(graph, positions=graph.positions @ R.T, cell=graph.cell @ R.T)
     out, out_rot = model(graph), model(rotated)
     D = p_rotation(R)
     for key in (ONSITE, "intra", "inter"):
         assert (D @ out["h"][key] @ D.T - out_rot["h"][key]).abs().max() < TOL, key
-    assert (out["h"]["intra"] - plain(graph)["h"]["intra"]).abs().max() > 1e-3
     (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
     rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
     assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))
