@@ -408,6 +408,32 @@ def test_a_finished_run_given_more_epochs_goes_on(tmp_path, tiny_set):
     assert more.state["epoch"] == 2 and more.state["done"]
 
 
+def test_init_from_starts_at_the_saved_weights_and_huber_is_the_force_loss(tmp_path, tiny_set):
+    """A continuation (``init_from``) starts from the saved network exactly; Huber's force loss
+    is half the squared error below delta and delta * (|x| - delta / 2) above it."""
+    first = Trainer(tiny_train_config(tiny_set, tmp_path / "a", max_epochs=1))
+    first.run()
+    saved = load_model(tmp_path / "a" / "model").network
+    cont = Trainer(tiny_train_config(tiny_set, tmp_path / "b", max_epochs=1, init_from=str(tmp_path / "a" / "model"),
+                                     force_loss="huber", huber_delta=0.05))
+    for name, p in saved.state_dict().items():
+        assert torch.equal(p, cont.model.state_dict()[name]), name
+        assert name not in cont.ema.shadow or torch.equal(p, cont.ema.shadow[name])
+    batch = cont.task.batch("train", range(4), cont.device, cont.dtype)
+    loss, _ = cont.task.loss(cont.model, batch, (0.0, 1.0), training=False)
+    x = (cont.model(batch.graph, compute_forces=True)["forces"] - batch.forces).abs()
+    huber = torch.where(x < 0.05, 0.5 * x**2, 0.05 * (x - 0.025)).mean()
+    assert (x > 0.05).any() and (x < 0.05).any()  # both branches are exercised
+    assert float(loss.detach()) == pytest.approx(float(huber), rel=1e-10)
+    cont.run()
+    assert load_model(tmp_path / "b" / "model").metadata["model_config"] == saved.config.to_dict()
+    with pytest.raises(ValueError, match="other settings than this run's model"):
+        Trainer(tiny_train_config(tiny_set, tmp_path / "c", init_from=str(tmp_path / "a" / "model"),
+                                  model={**tiny_train_config(tiny_set, tmp_path).model, "num_bessel": 5}))
+    with pytest.raises(ValueError, match="force_loss"):
+        tiny_train_config(tiny_set, tmp_path / "d", force_loss="l1")
+
+
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
     cfg = tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=1,
                             stage_two_lr=0.002)
