@@ -167,8 +167,8 @@ def create_app(session: Session | None = None):
         tap.source = overlay  # clicks on the new figure select modes
         return overlay
 
-    disp_pane = pn.pane.HoloViews(plots.phonon_dispersion({}, vm.unit), css_classes=["mlepi-phonons"])
-    dos_pane = pn.pane.HoloViews(plots.phonon_dos({}, vm.unit), sizing_mode="fixed", width=190)
+    disp_pane = pn.pane.HoloViews(dispersion_figure({}), css_classes=["mlepi-phonons"])
+    dos_pane = pn.pane.HoloViews(plots.phonon_dos({}, vm.unit, vm.presentation), sizing_mode="fixed", width=190)
     # live figures: a new batch replaces their data in place
     live = {"vf": plots.RunningFermiVelocity(), "vft": plots.FermiVelocityVsT(),
             "spectral": plots.SpectralFunction(), "near_k": plots.NearKBands()}
@@ -260,8 +260,16 @@ def create_app(session: Session | None = None):
     pause_btn.on_click(on_pause)
     stop_btn.on_click(on_stop)
 
-    seen = {"version": -1, "structure": None, "phonons": None, "snap": None, "hist": None, "redraws": 0,
-            "drawn": None, "drawn_at": -1e9}
+    def phonon_key():
+        """What the phonon figures show: redrawn (a new HoloViews plot, costly) only when it changes."""
+        curves = vm.phonon_curves()
+        return (tuple(curves), id(next(iter(curves.values()), None)), vm.unit, vm.presentation,
+                id(vm.mode_view()), vm.show_layers)
+
+    # Each redraw of a HoloViews pane makes Bokeh re-index every model of the page (~1 s on
+    # a busy CPU): the first refresh keeps the figures the page was built with.
+    seen = {"version": -1, "structure": None, "plotted": vm.atoms, "phonons": phonon_key(), "snap": None,
+            "hist": None, "redraws": 0, "drawn": None, "drawn_at": -1e9}
 
     def refresh():
         """Runs on the server's event loop every 0.5 s: copy the Session's state to the page."""
@@ -275,15 +283,16 @@ def create_app(session: Session | None = None):
             s = vm.summary()
             summary.object = (f"**{s['formula']}** · {s['atoms']} atoms · {s['layers']} layer(s) · "
                               f"stacking: {s['stacking']} · cell {s['cell']}")
-            top_pane.object, side_pane.object = plots.structure_views(vm.atoms)
-        curves = vm.phonon_curves()
-        view = vm.mode_view()
-        key = (tuple(curves), id(next(iter(curves.values()), None)), vm.unit, vm.presentation, id(view),
-               vm.show_layers)
+            if seen["plotted"] is not vm.atoms:  # (the page opens with the views of its first structure)
+                seen["plotted"] = vm.atoms
+                top_pane.object, side_pane.object = plots.structure_views(vm.atoms)
+        key = phonon_key()
         if key != seen["phonons"]:
             seen["phonons"] = key
+            curves = vm.phonon_curves()
             disp_pane.object = dispersion_figure(curves)
             dos_pane.object = plots.phonon_dos(curves, vm.unit, vm.presentation)
+        view = vm.mode_view()
         if view is not seen.get("mode"):
             seen["mode"] = view
             if view and "frames" in view:
@@ -432,7 +441,7 @@ def create_app(session: Session | None = None):
 
     template = pn.template.FastListTemplate(
         title="mlepi: electron-phonon renormalisation of layered materials, live",
-        sidebar=sidebar, main=main, accent=plots.ACCENT, sidebar_width=330, theme_toggle=False,
+        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")], main=main, accent=plots.ACCENT, sidebar_width=330, theme_toggle=False,
         font="system-ui, Segoe UI, Helvetica, Arial, sans-serif", font_url="", design=OfflineFast)
     template.session = vm  # tests and scripts reach the view-model through the page
     return template

@@ -7,6 +7,7 @@ layers,presentation,overlay}.png.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from urllib.parse import parse_qsl, urlparse
@@ -112,8 +113,11 @@ def test_pinned_overlays_and_the_exported_page_opens_offline(server, browser, tm
 
 
 def test_a_sample_checked_against_the_reference_and_the_layer_views(server, browser):
-    page = open_page(browser, server + "?supercell=6&samples=10&T=300")
-    run_to_end(page, 10, 300, timeout=600)
+    # GFN1-xTB needs the 6x6 cell; two samples suffice to check one (the README's screenshot,
+    # refreshed with MLEPI_SCREENSHOTS=1, shows the last of a 10-sample run)
+    n = 10 if os.environ.get("MLEPI_SCREENSHOTS") == "1" else 2
+    page = open_page(browser, server + f"?supercell=6&samples={n}&T=300")
+    run_to_end(page, n, 300, timeout=600)
     page.locator(".mlepi-check button").first.click()
     text = wait_for_text(page, ".mlepi-check-text", lambda t: "meV" in t or "failed" in t, timeout=600)
     assert re.search(r"= [0-9.]+ meV", text), text

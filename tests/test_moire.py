@@ -177,7 +177,7 @@ def test_cli_tbg_relaxed_cell_is_written_once_and_reused(tmp_path, capsys):
     """--relaxed-cell: the first run relaxes and writes the cell, the next reads it (same
     relaxed bands, no second relaxation); a file of another cell is refused."""
     cell = tmp_path / "relaxed.extxyz"
-    args = ["tbg", "--mn", "2,3", "--electrons", "slater-koster", "--relaxed", "--relax-fmax", "0.02",
+    args = ["tbg", "--mn", "1,2", "--electrons", "slater-koster", "--relaxed", "--relax-fmax", "0.02",
             "--relaxed-cell", str(cell), "--figure", str(tmp_path / "t.png")]
     assert main([*args, "--out", str(tmp_path / "a.json")]) == 0
     assert "relaxing positions" in capsys.readouterr().out and cell.is_file()
@@ -187,7 +187,7 @@ def test_cli_tbg_relaxed_cell_is_written_once_and_reused(tmp_path, capsys):
     for k in ("Γ", "M", "K"):  # extxyz keeps positions to 1e-8 A
         np.testing.assert_allclose(b["eigenvalues"]["reference"][k], a["eigenvalues"]["reference"][k], atol=1e-3)
     assert a["relaxation"]["steps"] == b["relaxation"]["steps"] > 0
-    wrong = ["tbg", "--mn", "3,4", "--electrons", "slater-koster", "--relaxed", "--relaxed-cell", str(cell),
+    wrong = ["tbg", "--mn", "2,3", "--electrons", "slater-koster", "--relaxed", "--relaxed-cell", str(cell),
              "--out", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.png")]
     assert main(wrong) == 2
     assert "not a relaxed copy" in capsys.readouterr().err
