@@ -1,5 +1,14 @@
 """Shared fixtures: small synthetic structures, float64, fixed seeds."""
 
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,3 +21,60 @@ def displaced_ab6():
     atoms = supercell(bilayer("AB"), 6)
     atoms.positions += np.random.default_rng(0).normal(0.0, 0.05, atoms.positions.shape)
     return atoms
+
+
+# --- the dashboard in a browser (tests/test_dashboard_*browser.py) -------------------------------
+# One server and one browser for the whole run: each page is a Session of its own, as for
+# several users of one server, and the server's caches (models, phonons) are built once.
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
+                "--no-first-run", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """URL of `mlepi dashboard` served for the session (its log in a temporary file)."""
+    port = _free_port()
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}/"
+    deadline = time.time() + 120
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=30).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"dashboard exited: {log_path.read_text()}") from None
+                if time.time() > deadline:
+                    raise RuntimeError("dashboard did not start within 120 s") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()

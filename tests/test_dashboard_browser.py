@@ -1,7 +1,8 @@
 """The real dashboard in a real browser: `mlepi dashboard` served, Debian's Chromium
 driven by Playwright. Saves screenshots to assets/figures/dashboard_*.png.
 
-Needs /usr/bin/chromium (installed by scripts/test.sh's set-up); skipped without it.
+Needs /usr/bin/chromium (installed by scripts/test.sh's set-up); skipped without it. The
+server and the browser are session fixtures (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -10,67 +11,19 @@ import csv
 import io
 import os
 import tempfile
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import CHROMIUM  # the server and browser fixtures are conftest's, shared by the session
 
 ROOT = Path(__file__).resolve().parents[1]
 # The README's screenshots are refreshed only on request (MLEPI_SCREENSHOTS=1); otherwise a
 # test run leaves the tracked figures alone and writes to a scratch folder.
 FIGURES = (ROOT / "assets" / "figures" if os.environ.get("MLEPI_SCREENSHOTS") == "1"
            else Path(tempfile.mkdtemp(prefix="mlepi-screenshots-")))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu",
-        "--no-first-run", "--disable-sync"]
-
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = _free_port()
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://localhost:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=30).read()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dashboard exited: {proc.stdout.read()}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("dashboard did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def text_of(page, css: str) -> str:

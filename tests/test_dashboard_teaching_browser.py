@@ -12,8 +12,8 @@ import re
 import time
 from urllib.parse import parse_qsl, urlparse
 
-from test_dashboard_browser import (  # noqa: F401  (pytest fixtures)
-    FIGURES, browser, done_of, pytestmark, server, stable_screenshot, text_of, wait_for_text)
+from test_dashboard_browser import (  # noqa: F401  (pytestmark: skipped without Chromium)
+    FIGURES, done_of, pytestmark, stable_screenshot, text_of, wait_for_text)
 
 VF = re.compile(r"⟨v_F⟩ = ([0-9.]+ ± [0-9.]+)")
 
