@@ -464,6 +464,14 @@ def test_shipped_configs_build(tmp_path):
         counts[name] = count_parameters(HedgeNetPhonon(HedgeNetPhononConfig.from_dict(cfg.model)))
     assert counts["phonon_homogeneous_2"] < counts["phonon_hedgenet"]
     assert abs(counts["phonon_homogeneous_4"] / counts["phonon_hedgenet"] - 1) < 0.05
+    # stage three (Huber's force loss): each network continues its own run, all on one schedule
+    schedule = None
+    for name in counts:
+        first, third = TrainConfig.load(root / f"{name}.yaml"), TrainConfig.load(root / f"{name}_huber.yaml")
+        assert third.init_from == f"runs/{name}/model" and third.output_dir == f"runs/{name}_huber"
+        assert dict(third.model) == dict(first.model) and third.data == first.data
+        same = {k: v for k, v in third.to_dict().items() if k not in ("model", "output_dir", "init_from")}
+        assert same == (schedule := schedule or same) and third.force_loss == "huber"
 
 
 def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
