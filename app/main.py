@@ -441,7 +441,9 @@ def create_app(session: Session | None = None):
 
     template = pn.template.FastListTemplate(
         title="mlepi: electron-phonon renormalisation of layered materials, live",
-        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")], main=main, accent=plots.ACCENT, sidebar_width=330, theme_toggle=False,
+        # one Column: each template item is a Bokeh root, and every root re-indexes the whole page
+        sidebar=[pn.Column(*sidebar, sizing_mode="stretch_width")], main=main, accent=plots.ACCENT,
+        sidebar_width=330, theme_toggle=False,
         font="system-ui, Segoe UI, Helvetica, Arial, sans-serif", font_url="", design=OfflineFast)
     template.session = vm  # tests and scripts reach the view-model through the page
     return template

@@ -173,6 +173,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.force_loss not in ("mse", "huber"):
             raise ValueError(f"force_loss must be 'mse' or 'huber', got {self.force_loss!r}")
+        if self.force_loss != "mse" and self.task != "phonon":
+            raise ValueError("force_loss applies to the phonon task only")
         if self.huber_delta <= 0:
             raise ValueError(f"huber_delta must be positive, got {self.huber_delta}")
         if self.h_weight < 0 or self.s_weight < 0 or self.h_weight + self.s_weight <= 0:
@@ -720,8 +722,8 @@ class Trainer:
         self.task = task if task is not None else TASKS[cfg.task](cfg)
         torch.manual_seed(cfg.seed)
         self.model = self.task.build_model().to(self.device, self.dtype)
-        if cfg.init_from:
-            self._init_weights(Path(cfg.init_from))
+        if cfg.init_from and not (resume and (self.out / CHECKPOINT_FILE).is_file()):
+            self._init_weights(Path(cfg.init_from))  # (a resumed run takes its checkpoint's weights)
         self.ema = EMA(self.model, cfg.ema_decay)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

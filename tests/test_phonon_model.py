@@ -432,6 +432,14 @@ def test_init_from_starts_at_the_saved_weights_and_huber_is_the_force_loss(tmp_p
                                   model={**tiny_train_config(tiny_set, tmp_path).model, "num_bessel": 5}))
     with pytest.raises(ValueError, match="force_loss"):
         tiny_train_config(tiny_set, tmp_path / "d", force_loss="l1")
+    with pytest.raises(ValueError, match="phonon task only"):
+        tiny_train_config(tiny_set, tmp_path / "e", task="electron", force_loss="huber")
+    import shutil
+
+    shutil.rmtree(tmp_path / "a" / "model")  # a resumed continuation takes its own checkpoint's weights
+    again = Trainer(tiny_train_config(tiny_set, tmp_path / "b", max_epochs=1, init_from=str(tmp_path / "a" / "model"),
+                                      force_loss="huber", huber_delta=0.05))
+    assert again.resumed and all(torch.equal(p, cont.model.state_dict()[n]) for n, p in again.model.state_dict().items())
 
 
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
