@@ -30,6 +30,17 @@ def _engine(settings):
                             settings)
 
 
+@pytest.fixture(scope="module")
+def client():
+    """One two-worker LocalCluster for the tests that submit tasks themselves (its start-up
+    and each worker's first import of torch and the model are paid once)."""
+    from mlepi_core.distributed import make_client
+
+    client = make_client(workers=2)
+    yield client
+    client.close()
+
+
 def test_dask_run_equals_the_local_run(tmp_path, capsys):
     # The local run in a process with one BLAS thread, as Dask's nanny gives each worker
     # (OMP_NUM_THREADS=1): another thread count rounds reductions differently, ~1e-13 in the
@@ -50,11 +61,11 @@ def test_dask_run_equals_the_local_run(tmp_path, capsys):
     assert dask["provenance"]["executor"] == "dask"
 
 
-def test_workers_draw_the_same_displacements_as_one_process():
+def test_workers_draw_the_same_displacements_as_one_process(client):
     """Every sample's displacements on either of two workers equal the local ones (keyed
     streams): bit for bit with the same batches, to 1e-12 A with other batch boundaries
     (rounding of the batched sampler); v_F agrees to 1e-12 either way."""
-    from mlepi_core.distributed import RunSpec, compute_task, make_client
+    from mlepi_core.distributed import RunSpec, compute_task
     from mlepi_core.engine import MCSettings
     from mlepi_core.structures import bilayer
 
@@ -62,14 +73,10 @@ def test_workers_draw_the_same_displacements_as_one_process():
     engine = _engine(settings)
     local = {j: engine.compute_batch(300.0, j, 1, displacements=True) for j in range(6)}
     spec = RunSpec(bilayer("AB"), "empirical", MODEL, settings)
-    client = make_client(workers=2)
-    try:
-        singles = [client.submit(compute_task, spec, 300.0, j, 1, True, pure=False) for j in range(6)]
-        mixed = [client.submit(compute_task, spec, 300.0, first, count, True, pure=False)
-                 for first, count in ((5, 1), (3, 2), (0, 3))]
-        singles, mixed = [f.result() for f in singles], [f.result() for f in mixed]
-    finally:
-        client.close()
+    singles = [client.submit(compute_task, spec, 300.0, j, 1, True, pure=False) for j in range(6)]
+    mixed = [client.submit(compute_task, spec, 300.0, first, count, True, pure=False)
+             for first, count in ((5, 1), (3, 2), (0, 3))]
+    singles, mixed = [f.result() for f in singles], [f.result() for f in mixed]
     for part in singles:
         j = part["first"]
         np.testing.assert_array_equal(part["displacements_a"][j], local[j]["displacements_a"][j])
@@ -81,10 +88,10 @@ def test_workers_draw_the_same_displacements_as_one_process():
     assert np.abs(local[0]["displacements_a"][0]).max() > 1e-3  # thermal, not the ideal lattice
 
 
-def test_a_dead_worker_loses_no_sample_and_stop_cancels():
+def test_a_dead_worker_loses_no_sample_and_stop_cancels(client):
     import os
 
-    from mlepi_core.distributed import RunSpec, make_client, run_distributed
+    from mlepi_core.distributed import RunSpec, run_distributed
     from mlepi_core.engine import MCSettings
     from mlepi_core.structures import bilayer
 
@@ -93,22 +100,18 @@ def test_a_dead_worker_loses_no_sample_and_stop_cancels():
     list(local.run(300.0))
     engine = _engine(settings)
     spec = RunSpec(bilayer("AB"), "empirical", MODEL, settings)
-    client = make_client(workers=2)
-    try:
-        # Stop after the first batch: outstanding futures are cancelled, the finished sample stays
-        run = run_distributed(engine, spec, client, 300.0)
-        next(run)
-        engine.cancel()
-        assert list(run) == [] and 1 <= len(engine.per_sample[300.0]) < 8
-        # continue; kill one worker process mid-run: Dask re-runs its tasks elsewhere
-        engine.resume()
-        run = run_distributed(engine, spec, client, 300.0)
-        next(run)
-        pids = client.run(os.getpid)  # worker address -> process id
-        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)  # the nanny starts a new one
-        list(run)
-    finally:
-        client.close()
+    # Stop after the first batch: outstanding futures are cancelled, the finished sample stays
+    run = run_distributed(engine, spec, client, 300.0)
+    next(run)
+    engine.cancel()
+    assert list(run) == [] and 1 <= len(engine.per_sample[300.0]) < 8
+    # continue; kill one worker process mid-run: Dask re-runs its tasks elsewhere
+    engine.resume()
+    run = run_distributed(engine, spec, client, 300.0)
+    next(run)
+    pids = client.run(os.getpid)  # worker address -> process id
+    os.kill(pids[sorted(pids)[0]], signal.SIGKILL)  # the nanny starts a new one
+    list(run)
     assert sorted(engine.per_sample[300.0]) == list(range(8))
     for j in range(8):
         assert engine.per_sample[300.0][j][0] == pytest.approx(local.per_sample[300.0][j][0], rel=1e-12, abs=0)

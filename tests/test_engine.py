@@ -1,4 +1,10 @@
-"""The Monte Carlo engine on the reference models: static limit, keyed samples, pause/resume."""
+"""The Monte Carlo engine on the reference models: static limit, keyed samples, pause/resume.
+
+The engine's bookkeeping does not depend on which Hamiltonian model it drives, so these
+tests drive the Slater-Koster p_z reference (one orbital per atom, a 144-atom solve in
+milliseconds). GFN1-xTB through the engine is covered by tests/test_cli.py (``mlepi mc`` on
+the monolayer) and the dashboard's reference check, the non-orthogonal s, p basis by every
+Monte Carlo test on the shipped HedgeNet-Electron."""
 
 import dataclasses
 import threading
@@ -9,14 +15,14 @@ import pytest
 from mlepi_core.engine import MCSettings, MonteCarloEngine
 from mlepi_core.observables import RunningStats
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
-from mlepi_core.reference.tblite_electrons import GFN1Reference
+from mlepi_core.reference.slater_koster import SlaterKosterPz
 from mlepi_core.structures import bilayer
 
 
 @pytest.fixture(scope="module")
 def engine():
     settings = MCSettings(temperatures=(0.0,), n_samples=2, batch_size=2)
-    return MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), GFN1Reference(), settings)
+    return MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), SlaterKosterPz(), settings)
 
 
 def test_no_displacement_returns_the_static_fermi_velocity_exactly(engine):
