@@ -26,7 +26,6 @@ import torch
 
 from mlepi_core.graph import batch_graphs, build_graph
 from mlepi_core.models.phonon import HedgeNetPhonon, HedgeNetPhononConfig, count_parameters
-from mlepi_core.training import tune_cpu_allocator
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).parent.parent / "data" / "phonon" / "phonon_set.xyz"
@@ -125,7 +124,6 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    tune_cpu_allocator()
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     names = args.only.split(",") if args.only else list(CANDIDATES)
     frames, source = frames8()

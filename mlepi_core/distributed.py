@@ -57,11 +57,9 @@ def worker_engine(spec: RunSpec) -> MonteCarloEngine:
     key = spec.key()
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: every freed
-            # edge-sized tensor goes back to the OS and is faulted in again next time
-            from .training import tune_cpu_allocator
-
-            tune_cpu_allocator()
+            # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed
+            # edge-sized tensor back to the OS); importing mlepi_core undid that already
+            # (allocator.keep_freed_memory overrides the environment's setting).
             _ENGINES[key] = MonteCarloEngine(spec.primitive, force_model_from_name(spec.forces),
                                              hamiltonian_model_from_name(spec.electrons), spec.settings)
         return _ENGINES[key]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import ctypes
 import hashlib
 import json
 import math
@@ -227,21 +226,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def tune_cpu_allocator() -> None:
-    """Let glibc keep freed large blocks instead of unmapping them.
-
-    Each training step allocates and frees edge-sized tensors of tens of MB; with glibc's
-    defaults they are mmap'ed and unmapped every time, and the page faults of refilling
-    them cost ~10-20 % of a CPU step (measured). No effect elsewhere.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 # --- EMA ----------------------------------------------------------------------------------
@@ -717,8 +701,6 @@ class Trainer:
         self.dtype = DTYPES[cfg.dtype]
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
         self.task = task if task is not None else TASKS[cfg.task](cfg)
         torch.manual_seed(cfg.seed)
         self.model = self.task.build_model().to(self.device, self.dtype)
@@ -1035,8 +1017,6 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
         data = (meta.get("training_data") or {}).get("path") or (
             "data/electron" if meta["kind"] == "electron" else "data/phonon/phonon_set.xyz")
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
     model = load_model(model_dir, device=dev, dtype=DTYPES[dtype])
     cfg = TrainConfig(task=meta["kind"], data=str(data), model=model.network.config.to_dict(),
                       progress=progress)

@@ -31,5 +31,8 @@ def page_faults(**env) -> list[int]:
 def test_a_freed_large_block_is_reused_without_page_faults():
     first, *again = page_faults()
     assert max(again) < 0.05 * 100_000_000 / 4096
+    # Dask's nanny starts workers with this; importing mlepi_core overrides it
+    first, *again = page_faults(MALLOC_TRIM_THRESHOLD_="65536")
+    assert max(again) < 0.05 * 100_000_000 / 4096
     first, *again = page_faults(MLEPI_DEFAULT_MALLOC="1")  # glibc's defaults: mmap, unmapped on free
     assert min(again) > 0.9 * 100_000_000 / 4096
