@@ -510,6 +510,17 @@ class ElectronTask:
         if configured is not None and tuple(int(x) for x in configured) != shells:
             raise ValueError(f"model.shells {list(configured)} disagree with the data's orbital_types "
                              f"{list(shells)} ({path}); leave model.shells out to take the data's")
+        if self.cfg.model.get("orbital_frame", "global") == "local_normal":
+            from .reference.slater_koster import NEIGHBOUR_CUT, ORBITAL
+
+            info = json.loads((path.parent / "info.json").read_text())
+            orbital = (info.get("meta") or {}).get("orbital")
+            if orbital != ORBITAL:
+                raise ValueError(f"model.orbital_frame 'local_normal' needs data whose orbital is "
+                                 f"{ORBITAL!r}; {path.parent / 'info.json'} says {orbital!r}")
+            if float(self.cfg.model.get("frame_cut", NEIGHBOUR_CUT)) != NEIGHBOUR_CUT:
+                raise ValueError(f"model.frame_cut must be the data's normal convention, {NEIGHBOUR_CUT} A "
+                                 "(reference.slater_koster.NEIGHBOUR_CUT)")
         return list(shells)
 
     def _train(self):

@@ -332,6 +332,14 @@ def test_the_orbital_basis_comes_from_the_data(tmp_path, deeph_set):
     assert model.block_map.shells == (0,)
     with pytest.raises(ValueError, match="disagree with the data's orbital_types"):
         ElectronTask(config(root, tmp_path / "run2", model={**TINY, "cutoffs": HETERO, "shells": [0, 1]}))
+    # the local-frame network needs the data's p_z-along-the-normal orbital and its convention
+    framed = {**TINY, "cutoffs": HETERO, "orbital_frame": "local_normal"}
+    task = ElectronTask(config(root, tmp_path / "run3", model=framed, evaluate_splits=["val"]))
+    assert task.build_model().frame_map is not None
+    with pytest.raises(ValueError, match="needs data whose orbital is"):
+        ElectronTask(config(deeph_set, tmp_path / "run4", model=framed))
+    with pytest.raises(ValueError, match="frame_cut must be"):
+        ElectronTask(config(root, tmp_path / "run5", model={**framed, "frame_cut": 2.0}))
 
 
 def test_the_reference_of_a_trained_network_and_its_coupling(trained, tmp_path):

@@ -37,6 +37,17 @@ Hermiticity by construction: the raw block of edge k = (i, j, R) and that of its
 reverse edge k' = (j, i, -R) are combined as H_k = (raw_k + raw_k'^T) / 2, so
 H_ji(-R) = H_ij(R)^T holds bit for bit; on-site blocks are (raw + raw^T) / 2.
 
+Orbitals in a local frame (``orbital_frame="local_normal"``). The Slater-Koster data
+set's one orbital per atom is p_z along the atom's local layer normal n_i (the basis is
+defined by the geometry, as DeepH's local-coordinate bases are). Its blocks are then
+predicted as p blocks P_ij (0e + 1e + 2e, 3 x 3, equivariant like any p (x) p block) and
+projected onto the two atoms' normals, H_ij = n_i^T P_ij n_j: the orientation of the
+orbital is an input, the network learns how p orbitals couple. n_i follows the data's own
+convention (``local_normals``: the plane through atom i fitted to its in-layer neighbours
+within ``frame_cut``, oriented along +z), which is what makes the projected block the
+data's matrix element; H_ij stays rotation-invariant because the normals rotate with
+the structure.
+
 Normalisation: per target, the on-site scalars (0e) are shifted by their
 per-element training mean and every irrep copy is scaled by its training RMS (per
 relation for hoppings); the buffers live in the model, so outputs are in eV (H) and
@@ -114,6 +125,10 @@ class HedgeNetElectronConfig:
     O(1) numbers at every distance (0, the default: one scale per relation).
     ``edge_invariants`` feeds each edge update the rotation-invariant bilinears of its two
     atoms' features (``EdgeInvariants``), which the linear messages cannot form.
+    ``orbital_frame`` "local_normal" (one l = 0 shell, the p_z-along-the-normal orbital of
+    the Slater-Koster data) predicts p blocks and projects them onto the atoms' local
+    normals, fitted to in-layer neighbours within ``frame_cut`` A (module docstring);
+    "global" (the default) predicts the blocks of ``shells`` directly.
     """
 
     elements: tuple[str, ...] = ("C",)
@@ -131,6 +146,8 @@ class HedgeNetElectronConfig:
     avg_num_neighbors: Mapping[str, float] | None = None
     radial_scale_bins: int = 0
     edge_invariants: bool = False
+    orbital_frame: str = "global"
+    frame_cut: float = 1.8
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -609,6 +626,34 @@ def reverse_edge_index(edges: Edges, n_atoms: int) -> torch.Tensor:
     return order[pos]
 
 
+ORBITAL_FRAMES = ("global", "local_normal")
+
+
+@torch.no_grad()
+def local_normals(graph: HeteroGraph, relations: Sequence[str], cut: float) -> torch.Tensor:
+    """(N, 3) unit layer normals, in e3nn's (x, y, z) order: per atom, the normal of the plane
+    through it that best fits its in-layer neighbours within ``cut`` A (the eigenvector of
+    sum_j v_ij v_ij^T with the smallest eigenvalue), oriented along +z; an atom with fewer
+    than two such neighbours gets z. The pairs come from the edges of ``relations``, which
+    must hold every in-layer pair within ``cut`` once ({intra, inter} or {all}).
+    The convention of ``reference.slater_koster.local_normals``, in torch."""
+    n = graph.n_atoms
+    cov = graph.positions.new_zeros(n, 3, 3)
+    count = torch.zeros(n, dtype=torch.long, device=graph.positions.device)
+    for rel in relations:
+        i, j = graph.edges[rel].index
+        v = graph.edge_vectors(rel)
+        near = (graph.layer[i] == graph.layer[j]) & (v.norm(dim=-1) < cut)
+        i, v = i[near], v[near]
+        cov.index_add_(0, i, v[:, :, None] * v[:, None, :])
+        count.index_add_(0, i, torch.ones_like(i))
+    _, vecs = torch.linalg.eigh(cov)
+    normals = vecs[:, :, 0]
+    normals = normals * torch.where(normals[:, 2:] < 0, -1.0, 1.0).to(normals.dtype)
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=normals.dtype, device=normals.device)
+    return torch.where((count < 2)[:, None], z, normals)
+
+
 class HedgeNetElectron(nn.Module):
     """H_ij(R) (eV) and S_ij(R) blocks of a batched ``HeteroGraph``; see the module docstring."""
 
@@ -634,7 +679,18 @@ class HedgeNetElectron(nn.Module):
         self.hidden_irreps = hidden_irreps
         hidden = [(ir, 1) for ir in types]
         self.block_map = BlockMap(cfg.shells)
-        missing = {ir for ir, _ in self.block_map.segments} - set(types)
+        if cfg.orbital_frame not in ORBITAL_FRAMES:
+            raise ValueError(f"orbital_frame must be one of {ORBITAL_FRAMES}, got {cfg.orbital_frame!r}")
+        self.frame_map = None  # local frame: p blocks P_ij, projected onto the normals
+        if cfg.orbital_frame == "local_normal":
+            if tuple(cfg.shells) != (0,):
+                raise ValueError(f"orbital_frame 'local_normal' is for one orbital per atom (shells [0]), "
+                                 f"got shells {list(cfg.shells)}")
+            self.frame_map = BlockMap((1,))
+            # tblite's p order (y, z, x) of the frame blocks, from e3nn's (x, y, z) normals
+            self.register_buffer("frame_order", torch.as_tensor(np.argsort(P_TO_E3NN)), persistent=False)
+        head_map = self.frame_map if self.frame_map is not None else self.block_map
+        missing = {ir for ir, _ in head_map.segments} - set(types)
         if missing:
             raise ValueError(f"hidden_irreps {hidden_irreps} lack {sorted(map(str, missing))}, which the "
                              f"orbital blocks of shells {cfg.shells} need")
@@ -654,7 +710,7 @@ class HedgeNetElectron(nn.Module):
                                              sh_irreps, cfg))
             in_segments = hidden
         self.layers = nn.ModuleList(layers)
-        out = self.block_map.segments
+        out = head_map.segments
         self.heads = nn.ModuleDict({
             t: nn.ModuleDict({ONSITE: ChannelLinear(in_segments, out, C, 1),
                               **{rel: ChannelLinear(in_segments, out, C, 1) for rel in self.relations}})
@@ -709,14 +765,25 @@ class HedgeNetElectron(nn.Module):
         e = {rel: self.edge_embedding[rel](lengths[rel]) for rel in self.relations}
         for layer in self.layers:
             x, e = layer(x, e, sh, lengths, index)
+        if self.frame_map is not None:
+            n = local_normals(graph, self.relations, self.config.frame_cut)[:, self.frame_order]
+
+            def rows(head, feats, i, j):  # p block P_ij projected onto n_i, n_j: (B, 1)
+                p = self.frame_map(head(feats)[:, :, 0])
+                return torch.einsum("ba,bac,bc->b", n[i], p, n[j])[:, None]
+        else:
+            def rows(head, feats, i, j):
+                return head(feats)[:, :, 0]
+        atoms = torch.arange(graph.n_atoms, device=species.device)
         out = {}
         for t in self.targets:
             heads, norm = self.heads[t], self.normalisers[t]
-            y = heads[ONSITE](x)[:, :, 0] * norm.onsite_scale + norm.onsite_shift[species]
+            y = rows(heads[ONSITE], x, atoms, atoms) * norm.onsite_scale + norm.onsite_shift[species]
             raw = self.block_map(y)
             blocks = {ONSITE: 0.5 * (raw + raw.transpose(-1, -2))}
             for r, rel in enumerate(self.relations):
-                raw = self.block_map(heads[rel](e[rel])[:, :, 0] * norm.edge_scales(r, lengths[rel]))
+                i, j = index[rel]
+                raw = self.block_map(rows(heads[rel], e[rel], i, j) * norm.edge_scales(r, lengths[rel]))
                 blocks[rel] = 0.5 * (raw + raw[reverse[rel]].transpose(-1, -2))
             out[t] = blocks
         return out
