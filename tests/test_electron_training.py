@@ -296,11 +296,12 @@ def test_shipped_configs_build():
         assert cfg.batch_size <= 2 and cfg.dtype == "float32" and "twisted" in cfg.evaluate_splits
         counts[name] = count_parameters(HedgeNetElectron(HedgeNetElectronConfig.from_dict(cfg.model)))
     assert counts["electron_hedgenet"] == 102944
-    for name in ("electron_sk", "electron_sk_radial_invariants", "electron_sk_frame"):  # the p_z set
+    for name in ("electron_sk", "electron_sk_radial_invariants", "electron_sk_frame",
+                 "electron_sk_frame_radial"):  # the p_z set
         cfg = TrainConfig.from_dict(yaml.safe_load((root / f"{name}.yaml").read_text()))
         assert cfg.data == "data/electron_sk" and cfg.output_dir.startswith("runs/electron_sk")
         model = HedgeNetElectron(HedgeNetElectronConfig.from_dict({"shells": [0], **cfg.model}))
-        assert (model.frame_map is not None) == (name == "electron_sk_frame")
+        assert (model.frame_map is not None) == name.startswith("electron_sk_frame")
     assert counts["electron_homogeneous_3"] < counts["electron_hedgenet"]
     assert abs(counts["electron_homogeneous_6"] / counts["electron_hedgenet"] - 1) < 0.05
 
