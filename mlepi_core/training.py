@@ -322,6 +322,7 @@ class PhononTask:
         from .models.phonon import HedgeNetPhononConfig
 
         self.cfg = cfg
+        self.notes: list[str] = []  # what building the model found, for the training log
         self.data_path = Path(cfg.data)
         if frames is None:
             frames = read_extxyz(self.data_path)
@@ -467,6 +468,7 @@ class ElectronTask:
         from .models.electron import HedgeNetElectronConfig
 
         self.cfg = cfg
+        self.notes: list[str] = []  # what building the model found, for the training log
         self.data_path = Path(cfg.data)
         split = read_split(self.data_path)
         self.split_names = {k: list(v) for k, v in split.items() if isinstance(v, list)}
@@ -578,6 +580,13 @@ class ElectronTask:
         with _float64_default():
             model = HedgeNetElectron(self.model_config)
         model.fit_normalisation(self._train().normalisation_items())
+        if model.two_centre is not None:
+            from .data.electron_dataset import collate_electron
+            from .models.electron import fit_two_centre
+
+            left = fit_two_centre(model, (collate_electron([smp]) for smp in self._train()))
+            self.notes.append("two-centre tables fitted on the training split, normalised residual RMS "
+                              + ", ".join(f"{t} {rel} {v:.3g}" for t, d in left.items() for rel, v in d.items()))
         return model
 
     def batch(self, split: str, positions: Sequence[int], device, dtype):
@@ -892,6 +901,8 @@ class Trainer:
                   f"{n_params} parameters, {n_train} training structures, {n_batches} batches/epoch, "
                   f"epoch {st['epoch']} batch {st['batch']} step {st['step']}, device {self.device}, "
                   f"{cfg.dtype}, {torch.get_num_threads()} threads")
+        for note in getattr(self.task, "notes", ()):
+            self._say(note)
         stop_reason = None
         while not st["done"] and st["epoch"] < cfg.max_epochs:
             epoch = st["epoch"]

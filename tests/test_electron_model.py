@@ -570,3 +570,83 @@ def assert_equivariant_and_hermitian(model):
     (blocks,) = MLHamiltonianModel(model, device="cpu").blocks([small_bilayer(6)])
     rev = pair_index(blocks, blocks.j, blocks.i, -blocks.R)
     assert np.array_equal(blocks.h[rev], blocks.h.transpose(0, 2, 1))
+
+
+# --- (h) the two-centre term -------------------------------------------------------------------
+
+def zero_heads(model):
+    """Silence the message-passing heads: what is left of a hopping is the two-centre term."""
+    with torch.no_grad():
+        for heads in model.heads.values():
+            for head in heads.values():
+                for w in head.weights.values():
+                    w.zero_()
+    return model
+
+
+def test_two_centre_term_keeps_the_network_equivariant_and_hermitian():
+    plain = tiny_model(seed=3)
+    model = tiny_model(seed=3, two_centre=24)
+    graph = build_graph(small_bilayer(3), HETERO)
+    assert (model(graph)["h"]["intra"] - plain(graph)["h"]["intra"]).abs().max() > 1e-3
+    assert_equivariant_and_hermitian(model)
+
+
+def test_two_centre_term_has_the_slater_koster_form():
+    """With the layers' heads silenced, a hopping depends on the bond vector alone and has the
+    two-centre form: the s-p block along u, the p-p block alpha 1 + beta u u^T (u an
+    eigenvector, no antisymmetric part), in tblite's order (p_y, p_z, p_x)."""
+    model = zero_heads(tiny_model(seed=5, two_centre=24))
+    a, b = small_bilayer(7), small_bilayer(8)  # the same lattice, other displacements
+    out_a, out_b = model(build_graph(a, HETERO)), model(build_graph(b, HETERO))
+    ga, gb = build_graph(a, HETERO), build_graph(b, HETERO)
+    assert out_a["h"][ONSITE].abs().max() > 1.0  # on-site blocks come from the per-element shift
+    for rel in ("intra", "inter"):
+        h = out_a["h"][rel]
+        v = ga.edge_vectors(rel)
+        u = (v / v.norm(dim=-1, keepdim=True))[:, [1, 2, 0]]
+        assert h.abs().max() > 1e-3, rel
+        sp = h[:, 0, 1:]
+        assert (sp - (sp * u).sum(-1, keepdim=True) * u).abs().max() < TOL, rel
+        pp = h[:, 1:, 1:]
+        assert (pp - pp.transpose(1, 2)).abs().max() < TOL, rel
+        pu = torch.einsum("eab,eb->ea", pp, u)
+        assert (pu - (pu * u).sum(-1, keepdim=True) * u).abs().max() < TOL, rel
+        # an edge of the other structure with (nearly) the same vector gets (nearly) the same block
+        w = gb.edge_vectors(rel)
+        d = torch.cdist(v[:50], w)
+        k = d.argmin(dim=1)
+        close = d.min(dim=1).values < 0.05
+        assert close.sum() > 0
+        assert ((h[:50][close] - out_b["h"][rel][k[close]]).abs().max()
+                < 0.2 * h[:50][close].abs().max()), rel
+    with torch.no_grad():  # and exactly the same block for exactly the same vector
+        same = dataclasses.replace(ga, positions=ga.positions + 0.3)
+        assert (model(same)["h"]["inter"] - out_a["h"]["inter"]).abs().max() < TOL
+
+
+def test_fitted_two_centre_tables_reproduce_the_slater_koster_reference():
+    """The p_z reference is a two-centre model in the local frame: least-squares tables fitted
+    on two displaced bilayers reproduce its hoppings on a third (the layers' heads start at
+    zero), and only the tables are fitted: they stay out of gradient descent."""
+    from mlepi_core.models.electron import fit_two_centre
+
+    fit = [displaced(supercell(bilayer("AB"), 3), s, sigma=0.05) for s in (21, 22)]
+    held = displaced(supercell(bilayer("AB"), 3), 23, sigma=0.04)
+    data = ElectronDataset.from_structures([(a, sk_pz_blocks(a)) for a in fit], HETERO)
+    cfg = HedgeNetElectronConfig(cutoffs=HETERO, shells=(0,), orbital_frame="local_normal", targets=("h",),
+                                 two_centre=60, avg_num_neighbors=data.avg_num_neighbors(), **TINY)
+    torch.manual_seed(0)
+    model = HedgeNetElectron(cfg)
+    model.fit_normalisation(data.normalisation_items())
+    left = fit_two_centre(model, (collate_electron([smp]) for smp in data))
+    assert max(left["h"].values()) < 1e-4  # normalised residual RMS
+    assert not any(p.requires_grad for p in model.two_centre.parameters())
+    batch = collate_electron(list(ElectronDataset.from_structures([(held, sk_pz_blocks(held))], HETERO)))
+    with torch.no_grad():
+        out = model(batch.graph, batch.reverse)
+    for rel in HETERO:
+        err = (out["h"][rel] - batch.targets["h"][rel]).abs()
+        assert err.mean() < 1e-4 and err.max() < 5e-3, (rel, err.mean(), err.max())  # eV
+    with pytest.raises(ValueError, match="no two-centre term"):
+        fit_two_centre(tiny_model(), [batch])

@@ -296,12 +296,13 @@ def test_shipped_configs_build():
         assert cfg.batch_size <= 2 and cfg.dtype == "float32" and "twisted" in cfg.evaluate_splits
         counts[name] = count_parameters(HedgeNetElectron(HedgeNetElectronConfig.from_dict(cfg.model)))
     assert counts["electron_hedgenet"] == 102944
-    for name in ("electron_sk", "electron_sk_radial_invariants", "electron_sk_frame",
-                 "electron_sk_frame_radial"):  # the p_z set
+    for name, frame, two_centre in (("electron_sk", False, False), ("electron_sk_radial_invariants", False, False),
+                                    ("electron_sk_frame", True, False), ("electron_sk_frame_radial", True, False),
+                                    ("electron_sk_two_centre", True, True)):  # the p_z set
         cfg = TrainConfig.from_dict(yaml.safe_load((root / f"{name}.yaml").read_text()))
         assert cfg.data == "data/electron_sk" and cfg.output_dir.startswith("runs/electron_sk")
         model = HedgeNetElectron(HedgeNetElectronConfig.from_dict({"shells": [0], **cfg.model}))
-        assert (model.frame_map is not None) == name.startswith("electron_sk_frame")
+        assert (model.frame_map is not None) == frame and (model.two_centre is not None) == two_centre
     assert counts["electron_homogeneous_3"] < counts["electron_hedgenet"]
     assert abs(counts["electron_homogeneous_6"] / counts["electron_hedgenet"] - 1) < 0.05
 
@@ -346,6 +347,16 @@ def test_the_orbital_basis_comes_from_the_data(tmp_path, deeph_set):
         ElectronTask(config(deeph_set, tmp_path / "run4", model=framed))
     with pytest.raises(ValueError, match="frame_cut must be"):
         ElectronTask(config(root, tmp_path / "run5", model={**framed, "frame_cut": 2.0}))
+    # with a two-centre term, building the network fits its tables to the training split; the
+    # p_z reference is a two-centre model in the local frame, so the untrained network already
+    # reproduces it on a structure it has not seen
+    task = ElectronTask(config(root, tmp_path / "run6", model={**framed, "two_centre": 40}, evaluate_splits=["val"]))
+    model = task.build_model()
+    assert task.notes and task.notes[0].startswith("two-centre tables fitted")
+    batch = task.batch("val", [0], "cpu", torch.float64)
+    with torch.no_grad():
+        errors = block_errors(model(batch.graph, batch.reverse), batch.targets)
+    assert errors["h_mae"] < 1e-4, errors  # eV
 
 
 def test_the_reference_of_a_trained_network_and_its_coupling(trained, tmp_path):

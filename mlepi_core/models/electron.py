@@ -48,6 +48,12 @@ within ``frame_cut``, oriented along +z), which is what makes the projected bloc
 data's matrix element; H_ij stays rotation-invariant because the normals rotate with
 the structure.
 
+Two-centre term (``two_centre``). Optionally every hopping gets a learnt Slater-Koster
+two-centre part, a radial function of |r_ij| times Y_l(r_ij / |r_ij|) for each irrep copy
+of natural parity (``TwoCentre``), added to the head's output before the normalisation's
+scale: the exact form of a two-centre model such as the Slater-Koster reference, so the
+message-passing layers learn only the environment's correction to it.
+
 Normalisation: per target, the on-site scalars (0e) are shifted by their
 per-element training mean and every irrep copy is scaled by its training RMS (per
 relation for hoppings); the buffers live in the model, so outputs are in eV (H) and
@@ -129,6 +135,10 @@ class HedgeNetElectronConfig:
     the Slater-Koster data) predicts p blocks and projects them onto the atoms' local
     normals, fitted to in-layer neighbours within ``frame_cut`` A (module docstring);
     "global" (the default) predicts the blocks of ``shells`` directly.
+    ``two_centre`` > 0 adds to every hopping a Slater-Koster two-centre term (``TwoCentre``:
+    per irrep copy a radial function, linear in that many Gaussians over [0, cutoff], times
+    Y_l of the bond direction), fitted by least squares before training and then kept
+    (``fit_two_centre``), so the layers only learn the environment's correction to it.
     """
 
     elements: tuple[str, ...] = ("C",)
@@ -148,6 +158,7 @@ class HedgeNetElectronConfig:
     edge_invariants: bool = False
     orbital_frame: str = "global"
     frame_cut: float = 1.8
+    two_centre: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -556,6 +567,66 @@ class EdgeEmbedding(nn.Module):
         return self.mlp(self.basis(lengths))[:, None, :]
 
 
+class TwoCentre(nn.Module):
+    """Slater-Koster's two-centre approximation as a learnt term of the hopping irreps.
+
+    A hopping that depends on the two atoms alone is, irrep by irrep, a radial function of
+    |r_ij| times the spherical harmonic Y_l of the bond direction u: for s, p shells the
+    ss-sigma, sp-sigma, pp-sigma and pp-pi integrals (0e, 1o, 0e + 2e), for the local
+    frame's p block V_pi 1 + (V_sigma - V_pi) u u^T (0e + 2e). Types of unnatural parity
+    (1e: no Y_l) or with l above the harmonics get nothing. Output rows (E, rows) in the
+    layout of ``out_segments``. The radial functions are linear in a Gaussian basis (a
+    learnt Slater-Koster table, as DFTB tabulates its integrals), so the best table for
+    given data is a least-squares problem (``HedgeNetElectron.fit_two_centre``).
+    """
+
+    def __init__(self, out_segments: Segments, r_max: float, num_gaussians: int, sh_lmax: int):
+        super().__init__()
+        self.basis = GaussianBasis(r_max, num_gaussians)
+        self.plan = []  # (row start, l, copies) of each type a two-centre term fills
+        base = 0
+        for ir, k in out_segments:
+            if ir.p == (-1) ** ir.l and ir.l <= sh_lmax:
+                self.plan.append((base, ir.l, k))
+            base += ir.dim * k
+        self.rows = base
+        self.n_weights = sum(k for *_, k in self.plan)
+        # fitted by least squares (``fit_two_centre``), not by gradient descent: frozen
+        self.table = nn.Linear(num_gaussians, self.n_weights, bias=False).requires_grad_(False)
+
+    def curvature(self, points: int = 4) -> torch.Tensor:
+        """(G, G) float64: c^T K c = integral over [0, cutoff] of f''(r)^2 dr (A^-3) for the
+        radial function f = basis . c, by second differences on a grid ``points`` times finer."""
+        centres = self.basis.centres.to(torch.float64)
+        r = torch.linspace(0.0, float(centres[-1]), points * (len(centres) - 1) + 1, dtype=torch.float64)
+        h = float(r[1] - r[0])
+        phi = torch.exp(-0.5 * ((r[:, None] - centres) / self.basis.width) ** 2)
+        d2 = (phi[2:] - 2 * phi[1:-1] + phi[:-2]) / h ** 2
+        return d2.T @ d2 * h
+
+    def harmonics(self, sh: torch.Tensor) -> torch.Tensor:
+        """(E, n_weights, rows): weight q's unit contribution, Y_l(u) in the rows of its copy."""
+        out = sh.new_zeros(len(sh), self.n_weights, self.rows)
+        q = 0
+        for base, l, k in self.plan:
+            y = sh[:, l * l:(l + 1) * (l + 1)]
+            for c in range(k):
+                out[:, q, base + c:base + (2 * l + 1) * k:k] = y
+                q += 1
+        return out
+
+    def forward(self, lengths: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths in A and (E, (l_max + 1)^2) harmonics of the bond -> (E, rows)."""
+        w = self.table(self.basis(lengths))
+        out = sh.new_zeros(len(lengths), self.rows)
+        start = 0
+        for base, l, k in self.plan:  # rows (m, copy): Y_lm times the weight of each copy
+            y = sh[:, l * l:(l + 1) * (l + 1)]
+            out[:, base:base + (2 * l + 1) * k] = (y[:, :, None] * w[:, None, start:start + k]).flatten(1)
+            start += k
+        return out
+
+
 class TargetNormaliser(nn.Module):
     """Per-target output statistics (buffers): on-site 0e shift per element, RMS scale per irrep copy.
 
@@ -715,6 +786,17 @@ class HedgeNetElectron(nn.Module):
             t: nn.ModuleDict({ONSITE: ChannelLinear(in_segments, out, C, 1),
                               **{rel: ChannelLinear(in_segments, out, C, 1) for rel in self.relations}})
             for t in self.targets})
+        self.two_centre = None
+        if cfg.two_centre:
+            self.two_centre = nn.ModuleDict({
+                t: nn.ModuleDict({rel: TwoCentre(out, rc, cfg.two_centre, cfg.sh_lmax)
+                                  for rel, rc in self.cutoffs.items()})
+                for t in self.targets})
+            with torch.no_grad():  # the layers start from nothing: the two-centre fit is the whole start
+                for heads in self.heads.values():
+                    for rel in self.relations:
+                        for w in heads[rel].weights.values():
+                            w.zero_()
         self.normalisers = nn.ModuleDict({
             t: TargetNormaliser(self.block_map.dim, n_el, len(self.relations), cfg.radial_scale_bins,
                                 [self.cutoffs[rel] for rel in self.relations])
@@ -768,22 +850,25 @@ class HedgeNetElectron(nn.Module):
         if self.frame_map is not None:
             n = local_normals(graph, self.relations, self.config.frame_cut)[:, self.frame_order]
 
-            def rows(head, feats, i, j):  # p block P_ij projected onto n_i, n_j: (B, 1)
-                p = self.frame_map(head(feats)[:, :, 0])
+            def rows(y, i, j):  # p block P_ij projected onto n_i, n_j: (B, 1)
+                p = self.frame_map(y)
                 return torch.einsum("ba,bac,bc->b", n[i], p, n[j])[:, None]
         else:
-            def rows(head, feats, i, j):
-                return head(feats)[:, :, 0]
+            def rows(y, i, j):
+                return y
         atoms = torch.arange(graph.n_atoms, device=species.device)
         out = {}
         for t in self.targets:
             heads, norm = self.heads[t], self.normalisers[t]
-            y = rows(heads[ONSITE], x, atoms, atoms) * norm.onsite_scale + norm.onsite_shift[species]
+            y = rows(heads[ONSITE](x)[:, :, 0], atoms, atoms) * norm.onsite_scale + norm.onsite_shift[species]
             raw = self.block_map(y)
             blocks = {ONSITE: 0.5 * (raw + raw.transpose(-1, -2))}
             for r, rel in enumerate(self.relations):
                 i, j = index[rel]
-                raw = self.block_map(rows(heads[rel], e[rel], i, j) * norm.edge_scales(r, lengths[rel]))
+                y = heads[rel](e[rel])[:, :, 0]
+                if self.two_centre is not None:
+                    y = y + self.two_centre[t][rel](lengths[rel], sh[rel])
+                raw = self.block_map(rows(y, i, j) * norm.edge_scales(r, lengths[rel]))
                 blocks[rel] = 0.5 * (raw + raw[reverse[rel]].transpose(-1, -2))
             out[t] = blocks
         return out
@@ -885,6 +970,83 @@ class HedgeNetElectron(nn.Module):
                 norm.edge_log_ratio.copy_(ratio.log())
                 stats[t]["edge_log_ratio"] = {rel: ratio[r].log().tolist() for r, rel in enumerate(self.relations)}
         return stats
+
+
+@torch.no_grad()
+def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096,
+                   smoothing: float = 1e-10) -> dict:
+    """Least-squares two-centre tables of ``model`` (``TwoCentre``) on training batches.
+
+    ``batches`` yields objects with ``graph``, ``reverse`` and ``targets`` (``ElectronBatch``).
+    With the layers' hopping heads at zero (as a two-centre network is built) a hopping
+    is linear in the tables, so the tables that minimise the training loss
+    (``normalised_block_mse``, hoppings only) solve normal equations, accumulated batch by
+    batch in float64 with a curvature penalty: ``smoothing`` (relative to the data's
+    weight) times the integral of each radial function's squared second derivative, so
+    that between neighbour shells and beyond the lengths seen a table continues smoothly
+    (nearly linearly) instead of oscillating; solved by pseudo-inverse. Call
+    after ``fit_normalisation``, whose scales are the loss's weights. Returns the RMS of
+    the normalised residual left per target and relation (1 = no better than zero).
+    """
+    if model.two_centre is None:
+        raise ValueError("the model has no two-centre term (two_centre: 0)")
+    f64 = torch.float64
+    bm_matrix = model.block_map.matrix.to(f64)
+    n = model.block_map.n_orbitals
+    acc = {}
+    for batch in batches:
+        graph = batch.graph.to(dtype=f64)
+        normals = None
+        if model.frame_map is not None:
+            normals = local_normals(graph, model.relations, model.config.frame_cut)[:, model.frame_order]
+        for t in model.targets:
+            norm = model.normalisers[t]
+            for r, rel in enumerate(model.relations):
+                tc = model.two_centre[t][rel]
+                scale = norm.edge_scale[r].to(f64)
+                keep = scale > 0
+                vectors = graph.edge_vectors(rel)
+                i, j = graph.edges[rel].index
+                rev = batch.reverse[rel]
+                a = acc.setdefault((t, rel), {"A": 0.0, "b": 0.0, "yy": 0.0, "n": 0})
+                target = batch.targets[t][rel].to(f64)
+                for lo in range(0, len(vectors), chunk):
+                    sel = torch.arange(lo, min(lo + chunk, len(vectors)))
+                    both = torch.cat([sel, rev[sel]])  # the chunk's edges and their reverses
+                    lengths = vectors[both].norm(dim=-1)
+                    unit = tc.harmonics(model.sh(vectors[both]).to(f64))  # (2e, Q, rows)
+                    if normals is not None:
+                        p = unit @ model.frame_map.matrix.to(f64)
+                        p = p.view(*p.shape[:2], 3, 3)
+                        unit = torch.einsum("ea,eqac,ec->eq", normals[i[both]], p, normals[j[both]])[..., None]
+                    raw = ((unit * norm.edge_scales(r, lengths).to(f64)[:, None, :]) @ bm_matrix).view(
+                        len(both), -1, n, n)
+                    m = len(sel)
+                    sym = 0.5 * (raw[:m] + raw[m:].transpose(-1, -2))
+                    design = (sym.flatten(-2) @ bm_matrix.T)[..., keep] / scale[keep]  # (m, Q, K)
+                    phi = tc.basis(lengths[:m])  # (m, G)
+                    d = torch.einsum("eg,eqk->ekgq", phi, design).reshape(-1, phi.shape[1] * design.shape[1])
+                    y = ((target[sel].flatten(-2) @ bm_matrix.T)[:, keep] / scale[keep]).reshape(-1)
+                    a["A"] = a["A"] + d.T @ d
+                    a["b"] = a["b"] + d.T @ y
+                    a["yy"] += float(y @ y)
+                    a["n"] += len(y)
+    if not acc:
+        raise ValueError("fit_two_centre got no batches")
+    residual = {}
+    for (t, rel), a in acc.items():
+        tc = model.two_centre[t][rel]
+        curvature = torch.kron(tc.curvature(), torch.eye(tc.n_weights, dtype=f64))  # (g, q) order
+        lam = smoothing * float(a["A"].diagonal().sum() / curvature.diagonal().sum())
+        # pseudo-inverse: directions neither data nor curvature fix (e.g. the 0e and 2e tables
+        # of in-plane pairs between flat layers, which only tilts tell apart) stay at zero
+        w, v = torch.linalg.eigh(a["A"] + lam * curvature)
+        good = w > 1e-12 * w.max()
+        c = v[:, good] @ ((v[:, good].T @ a["b"]) / w[good])
+        tc.table.weight.copy_(c.view(tc.table.in_features, tc.n_weights).T.to(tc.table.weight.dtype))
+        left = (a["yy"] - 2 * float(c @ a["b"]) + float(c @ a["A"] @ c)) / max(a["n"], 1)
+        residual.setdefault(t, {})[rel] = max(left, 0.0) ** 0.5
+    return residual
 
 
 def count_parameters(model: nn.Module) -> int:
