@@ -8,7 +8,7 @@
 # Cost on the 2-core CPU of our machines: phonon set 1 min, electron set ~20 min; each phonon
 # network ~2-10 min per epoch (60 epochs), each electron network ~1.5-4 min per epoch (60
 # epochs): several sessions, every step checkpointed and resumed. The Slater-Koster set takes
-# 16 min, its network ~15 min to read the set once and ~2 min per epoch (40 epochs), the
+# 16 min, its network ~15 min to read the set once and ~2 min per epoch (20 epochs), the
 # 1.08-degree figure ~30 min (the relaxation with HedgeNet-Phonon ~20 of them; a relaxed
 # cell kept in runs/tbg_1.08_relaxed.xyz is reused). A CUDA GPU is
 # used when present (device: auto in the configs).
@@ -49,12 +49,13 @@ fi
 
 if [ "$STAGE" = all ] || [ "$STAGE" = sk ]; then
   [ -f data/electron_sk/split.json ] || $MLEPI data electron --electrons slater-koster --out data/electron_sk
-  $MLEPI train electron configs/electron_sk.yaml --no-progress
-  ship electron_sk electron_sk
+  $MLEPI train electron configs/electron_sk_two_centre.yaml --no-progress
+  ship electron_sk_two_centre electron_sk
   $MLEPI evaluate electron assets/models/electron_sk --splits test,twisted --dtype float32 \
     --physics --figure assets/figures/electron_sk_bands_ml_vs_ref.png --out assets/models/electron_sk/metrics.json
-  # --gfn1-model assets/models/electron adds the GFN1-trained network's width; its sparse LU
-  # (44,656 orbitals with overlap) did not finish one k-point in 15 minutes here.
+  # --gfn1-model: the GFN1-trained network's levels too (44,656 orbitals with overlap, MKL
+  # PARDISO's LDL^T: ~15 s per factorization at Gamma, ~2 min at K here).
   $MLEPI tbg --angle 1.08 --electrons slater-koster assets/models/electron_sk \
-    --relaxed --forces assets/models/phonon --relaxed-cell runs/tbg_1.08_relaxed.xyz
+    --relaxed --forces assets/models/phonon --relaxed-cell runs/tbg_1.08_relaxed.xyz \
+    --gfn1-model assets/models/electron
 fi
