@@ -7,8 +7,6 @@ limited number of digits).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from ase import Atoms
@@ -263,12 +261,9 @@ def test_twisted_bilayer_m_minus_n_multiple_of_3_gives_primitive_cell():
 
 
 def test_magic_angle_cell():
-    t0 = time.perf_counter()
     atoms = twisted_bilayer(30, 31)
-    elapsed = time.perf_counter() - t0
     assert len(atoms) == 11164
     assert twist_angle(30, 31) == pytest.approx(1.085, abs=0.001)
-    assert elapsed < 5.0, f"building (30, 31) took {elapsed:.1f} s"
     i, _, D = _assert_honeycomb(atoms)
     layer = atoms.arrays["layer"]
     rel = (_bond_orientation_deg(D[layer[i] == 1])[0]

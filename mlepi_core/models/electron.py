@@ -1025,12 +1025,17 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
                     sym = 0.5 * (raw[:m] + raw[m:].transpose(-1, -2))
                     design = (sym.flatten(-2) @ bm_matrix.T)[..., keep] / scale[keep]  # (m, Q, K)
                     phi = tc.basis(lengths[:m])  # (m, G)
-                    d = torch.einsum("eg,eqk->ekgq", phi, design).reshape(-1, phi.shape[1] * design.shape[1])
-                    y = ((target[sel].flatten(-2) @ bm_matrix.T)[:, keep] / scale[keep]).reshape(-1)
-                    a["A"] = a["A"] + d.T @ d
-                    a["b"] = a["b"] + d.T @ y
-                    a["yy"] += float(y @ y)
-                    a["n"] += len(y)
+                    y = (target[sel].flatten(-2) @ bm_matrix.T)[:, keep] / scale[keep]  # (m, K)
+                    # design matrix rows (edge, k), columns (g, q): D = phi_g design_qk; its
+                    # Gram matrix from the per-edge (Q, Q) products, G x cheaper than D^T D
+                    gram = design @ design.transpose(1, 2)  # (m, Q, Q)
+                    outer = (phi[:, :, None] * phi[:, None, :]).reshape(m, -1)  # (m, G G)
+                    g_, q_ = phi.shape[1], design.shape[1]
+                    a["A"] = a["A"] + (outer.T @ gram.reshape(m, -1)).view(g_, g_, q_, q_).permute(
+                        0, 2, 1, 3).reshape(g_ * q_, g_ * q_)
+                    a["b"] = a["b"] + torch.einsum("eg,eq->gq", phi, (design @ y[:, :, None])[..., 0]).reshape(-1)
+                    a["yy"] += float((y * y).sum())
+                    a["n"] += y.numel()
     if not acc:
         raise ValueError("fit_two_centre got no batches")
     residual = {}
