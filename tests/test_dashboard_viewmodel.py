@@ -95,9 +95,10 @@ def test_results_equal_the_cli_for_the_same_seed(tmp_path):
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
     cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
     assert cli["samples"] == snap["n_done"] == 4
-    # the same samples (in the same batches, though the batch size no longer matters)
-    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-12, abs=0)
-    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=1e-9, abs=0)
+    # the same samples (in the same batches, though the batch size no longer matters), to the
+    # rounding floor between processes (test_distributed: VF_REL, SE_ABS)
+    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-11, abs=0)
+    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=0, abs=1e-11)
 
 
 def test_a_run_on_the_dask_executor_equals_the_local_run():
@@ -116,11 +117,11 @@ def test_a_run_on_the_dask_executor_equals_the_local_run():
     assert local.status == remote.status == "done", remote.message
     a, b = local.snapshot(), remote.snapshot()
     assert a["n_done"] == b["n_done"] == 4
-    assert b["vf"] == pytest.approx(a["vf"], rel=1e-12, abs=0)
-    assert b["vf_se"] == pytest.approx(a["vf_se"], rel=1e-9, abs=0)
+    assert b["vf"] == pytest.approx(a["vf"], rel=1e-11, abs=0)  # rounding floor between processes
+    assert b["vf_se"] == pytest.approx(a["vf_se"], rel=0, abs=1e-11)
     for t, samples in local._engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
         for j, (vf, gamma1) in samples.items():
-            assert remote._engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-12, abs=0)
+            assert remote._engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-11, abs=0)
             # a least-squares fit parameter (SciPy's default tolerances): to its own precision
             assert remote._engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
 

@@ -20,6 +20,15 @@ COMMON = ["mc", "AB", "--supercell", "3", "--temperature", "0", "300", "--sample
 
 pytest.importorskip("distributed")
 
+# Rounding floors between processes (as in test_cli's resume test): every process prepares its
+# own lattice, and its bands may differ from another's in the last bits (CI has shown v_F
+# 3e-12 relative between two runs); gamma_1 is a least-squares fit that turns band changes of
+# 1e-15 eV into up to ~1.4e-10 eV (observables.FIT_TOLERANCES); |d se| <= max|d v_F|/sqrt(n-1).
+# The displacements themselves are compared bit for bit.
+VF_REL = 1e-11
+GAMMA1_ABS_EV = 1e-9
+SE_ABS = 1e-11  # 1e6 m/s
+
 
 def _engine(settings):
     from mlepi_core.cli import force_model_from_name, hamiltonian_model_from_name
@@ -55,16 +64,16 @@ def test_dask_run_equals_the_local_run(tmp_path, capsys):
     local, dask = (json.loads((tmp_path / x / "results.json").read_text()) for x in ("local", "dask"))
     for a, b in zip(local["temperatures"], dask["temperatures"]):
         assert a["T"] == b["T"] and a["ml"]["samples"] == b["ml"]["samples"] == 6
-        assert b["ml"]["vf"] == pytest.approx(a["ml"]["vf"], rel=1e-12, abs=0)
-        assert b["ml"]["vf_se"] == pytest.approx(a["ml"]["vf_se"], rel=1e-9, abs=0)
-        assert b["ml"]["gamma1"] == pytest.approx(a["ml"]["gamma1"], rel=1e-12, abs=0)
+        assert b["ml"]["vf"] == pytest.approx(a["ml"]["vf"], rel=VF_REL, abs=0)
+        assert b["ml"]["vf_se"] == pytest.approx(a["ml"]["vf_se"], rel=0, abs=SE_ABS)
+        assert b["ml"]["gamma1"] == pytest.approx(a["ml"]["gamma1"], rel=0, abs=GAMMA1_ABS_EV)
     assert dask["provenance"]["executor"] == "dask"
 
 
 def test_workers_draw_the_same_displacements_as_one_process(client):
     """Every sample's displacements on either of two workers equal the local ones (keyed
     streams): bit for bit with the same batches, to 1e-12 A with other batch boundaries
-    (rounding of the batched sampler); v_F agrees to 1e-12 either way."""
+    (rounding of the batched sampler); v_F agrees to the rounding floor (VF_REL) either way."""
     from mlepi_core.distributed import RunSpec, compute_task
     from mlepi_core.engine import MCSettings
     from mlepi_core.structures import bilayer
@@ -80,11 +89,11 @@ def test_workers_draw_the_same_displacements_as_one_process(client):
     for part in singles:
         j = part["first"]
         np.testing.assert_array_equal(part["displacements_a"][j], local[j]["displacements_a"][j])
-        assert part["vf"][0] == pytest.approx(local[j]["vf"][0], rel=1e-12, abs=0)
+        assert part["vf"][0] == pytest.approx(local[j]["vf"][0], rel=VF_REL, abs=0)
     for part in mixed:  # other batch boundaries
         for k, j in enumerate(range(part["first"], part["first"] + len(part["vf"]))):
             np.testing.assert_allclose(part["displacements_a"][j], local[j]["displacements_a"][j], rtol=0, atol=1e-12)
-            assert part["vf"][k] == pytest.approx(local[j]["vf"][0], rel=1e-12, abs=0)
+            assert part["vf"][k] == pytest.approx(local[j]["vf"][0], rel=VF_REL, abs=0)
     assert np.abs(local[0]["displacements_a"][0]).max() > 1e-3  # thermal, not the ideal lattice
 
 
@@ -114,7 +123,7 @@ def test_a_dead_worker_loses_no_sample_and_stop_cancels(client):
     list(run)
     assert sorted(engine.per_sample[300.0]) == list(range(8))
     for j in range(8):
-        assert engine.per_sample[300.0][j][0] == pytest.approx(local.per_sample[300.0][j][0], rel=1e-12, abs=0)
+        assert engine.per_sample[300.0][j][0] == pytest.approx(local.per_sample[300.0][j][0], rel=VF_REL, abs=0)
 
 
 def test_ctrl_c_leaves_a_folder_that_resumes_to_the_uninterrupted_result(tmp_path):
@@ -154,5 +163,5 @@ def test_ctrl_c_leaves_a_folder_that_resumes_to_the_uninterrupted_result(tmp_pat
     resumed, straight = (json.loads((d / "results.json").read_text()) for d in (out, tmp_path / "straight"))
     assert [r["ml"]["samples"] for r in resumed["temperatures"]] == [6, 6]
     for a, b in zip(straight["temperatures"], resumed["temperatures"]):
-        assert b["ml"]["vf"] == pytest.approx(a["ml"]["vf"], rel=1e-12, abs=0)
-        assert b["ml"]["vf_se"] == pytest.approx(a["ml"]["vf_se"], rel=1e-9, abs=0)
+        assert b["ml"]["vf"] == pytest.approx(a["ml"]["vf"], rel=VF_REL, abs=0)
+        assert b["ml"]["vf_se"] == pytest.approx(a["ml"]["vf_se"], rel=0, abs=SE_ABS)
