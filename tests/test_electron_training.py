@@ -296,6 +296,20 @@ def test_shipped_configs_build():
         assert cfg.batch_size <= 2 and cfg.dtype == "float32" and "twisted" in cfg.evaluate_splits
         counts[name] = count_parameters(HedgeNetElectron(HedgeNetElectronConfig.from_dict(cfg.model)))
     assert counts["electron_hedgenet"] == 102944
+    # Table II's networks with the two-centre term: the same networks and schedule settings
+    # but for the term, the learning rate and the epochs, on the same data
+    for name in ("electron_hedgenet", "electron_homogeneous_3", "electron_homogeneous_6"):
+        plain = yaml.safe_load((root / f"{name}.yaml").read_text())
+        raw = yaml.safe_load((root / f"{name}_two_centre.yaml").read_text())
+        cfg = TrainConfig.from_dict(raw)
+        assert raw["model"] == {**plain["model"], "two_centre": 60}
+        assert raw["output_dir"] == f"runs/{name}_two_centre"
+        changed = {k for k in raw.keys() | plain.keys() if raw.get(k) != plain.get(k)}
+        assert changed <= {"model", "output_dir", "lr", "max_epochs", "stage_two_epoch", "stage_two_lr",
+                           "num_threads"}, changed
+        model = HedgeNetElectron(HedgeNetElectronConfig.from_dict(cfg.model))
+        assert model.two_centre is not None
+        assert count_parameters(model) == counts[name]  # the tables are fitted, not trained
     for name, frame, two_centre in (("electron_sk", False, False), ("electron_sk_radial_invariants", False, False),
                                     ("electron_sk_frame", True, False), ("electron_sk_frame_radial", True, False),
                                     ("electron_sk_two_centre", True, True)):  # the p_z set
