@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mlepi_core.cli import main
+from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "assets" / "models" / "electron")
@@ -23,10 +24,10 @@ pytest.importorskip("distributed")
 # Rounding floors between processes (as in test_cli's resume test): every process prepares its
 # own lattice, and its bands may differ from another's in the last bits (CI has shown v_F
 # 3e-12 relative between two runs); gamma_1 is a least-squares fit that turns band changes of
-# 1e-15 eV into up to ~1.4e-10 eV (observables.FIT_TOLERANCES); |d se| <= max|d v_F|/sqrt(n-1).
+# 1e-15 eV into up to ~1e-8 eV (observables.GAMMA1_FIT_PRECISION_EV); |d se| <= max|d v_F|/sqrt(n-1).
 # The displacements themselves are compared bit for bit.
 VF_REL = 1e-11
-GAMMA1_ABS_EV = 1e-9
+GAMMA1_ABS_EV = GAMMA1_FIT_PRECISION_EV
 SE_ABS = 1e-11  # 1e6 m/s
 
 
