@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from mlepi_core.graph import build_batch
-from mlepi_core.models.electron import (HedgeNetElectron, HedgeNetElectronConfig, count_parameters,
-                                        reverse_edge_index)
+from mlepi_core.models import count_parameters
+from mlepi_core.models.electron import HedgeNetElectron, HedgeNetElectronConfig, reverse_edge_index
 from mlepi_core.structures import bilayer, supercell
 
 OUT = Path(__file__).parent / "results" / "electron_model_speed.json"

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from mlepi_core.graph import batch_graphs, build_graph
-from mlepi_core.models.phonon import HedgeNetPhonon, HedgeNetPhononConfig, count_parameters
+from mlepi_core.models import count_parameters
+from mlepi_core.models.phonon import HedgeNetPhonon, HedgeNetPhononConfig
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).parent.parent / "data" / "phonon" / "phonon_set.xyz"

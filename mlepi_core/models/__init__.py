@@ -6,7 +6,8 @@
 
 from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel
 from .io import ModelFormatError, load_model, read_metadata, save_model
-from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, count_parameters
+from .deployed import count_parameters
+from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel
 
 __all__ = ["HedgeNetElectron", "HedgeNetElectronConfig", "HedgeNetPhonon", "HedgeNetPhononConfig",
            "MLForceModel", "MLHamiltonianModel", "ModelFormatError", "count_parameters", "load_model",

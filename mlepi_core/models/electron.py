@@ -83,11 +83,11 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
-from ..graph import (Edges, HeteroGraph, atom_budget_chunks, batch_graphs, default_batch_atoms,
-                     model_graph)
+from ..graph import Edges, HeteroGraph, atom_budget_chunks, batch_graphs
 from ..reference.tblite_electrons import P_TO_E3NN
 from ..seams import Blocks
 from .blocks import RadialEmbedding, species_index
+from .deployed import DeployedNetwork
 
 TARGETS = ("h", "s")  # Hamiltonian (eV) and overlap (dimensionless)
 ONSITE = "onsite"  # key of the on-site blocks beside the relation names
@@ -1054,10 +1054,6 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
     return residual
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # --- losses and errors ------------------------------------------------------------------------
 
 def block_errors(pred: Mapping[str, Mapping[str, torch.Tensor]],
@@ -1141,7 +1137,7 @@ def blocks_from_output(graph: HeteroGraph, out: Mapping[str, Mapping[str, torch.
     return result
 
 
-class MLHamiltonianModel:
+class MLHamiltonianModel(DeployedNetwork):
     """A trained HedgeNet-Electron behind the HamiltonianModel seam (mlepi_core.seams).
 
     ``blocks(structures)`` validates each structure (known elements, vacuum, no
@@ -1156,31 +1152,17 @@ class MLHamiltonianModel:
     def __init__(self, network: HedgeNetElectron, s_network: HedgeNetElectron | None = None,
                  metadata: Mapping | None = None, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64, max_batch_atoms: int | None = None):
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-        self.dtype = dtype
         if "h" not in network.targets:
             raise ValueError("network must predict H (targets include 'h')")
         if "s" not in network.targets and s_network is None:
             raise ValueError("network predicts no S: pass s_network")
-        self.network = network.to(device=self.device, dtype=dtype).eval()
+        super().__init__(network, metadata, device, dtype, max_batch_atoms)
         self.s_network = None
         if s_network is not None:
             if dict(s_network.cutoffs) != dict(network.cutoffs) or "s" not in s_network.targets:
                 raise ValueError("s_network must predict S with the same cutoffs as network")
             self.s_network = s_network.to(device=self.device, dtype=dtype).eval()
-        self.metadata = dict(metadata or {})
-        self.elements = frozenset(network.elements) if s_network is None else \
-            frozenset(network.elements) & frozenset(s_network.elements)
-        self.cutoffs = dict(network.cutoffs)
-        self.max_batch_atoms = int(max_batch_atoms or default_batch_atoms(self.device))
-
-    def __repr__(self) -> str:
-        return (f"MLHamiltonianModel(elements={sorted(self.elements)}, cutoffs={self.cutoffs}, "
-                f"device={self.device}, dtype={self.dtype})")
-
-    def _graph(self, atoms: Atoms) -> HeteroGraph:
-        return model_graph(atoms, self.cutoffs, self.elements, self.dtype)
+            self.elements &= frozenset(s_network.elements)
 
     @torch.no_grad()
     def blocks(self, structures: Sequence[Atoms]) -> list[Blocks]:

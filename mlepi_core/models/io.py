@@ -33,7 +33,8 @@ import yaml
 
 from .. import __version__
 from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel, _float64_default
-from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, count_parameters
+from .deployed import count_parameters
+from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel
 
 MODEL_FORMAT = 1
 WEIGHTS_FILE = "weights.pt"

@@ -28,10 +28,11 @@ from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 from torch import nn
 
-from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs, default_batch_atoms, model_graph
+from ..graph import HeteroGraph, atom_budget_chunks, batch_graphs
 from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductBasisBlock,
                      species_index,
                      natural_irreps)
+from .deployed import DeployedNetwork
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,7 @@ class HedgeNetPhonon(nn.Module):
         return out
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-class MLForceModel:
+class MLForceModel(DeployedNetwork):
     """A trained HedgeNet-Phonon behind the ForceModel seam (mlepi_core.seams).
 
     ``energies_forces(structures)`` validates each structure (elements the model knows,
@@ -239,21 +236,7 @@ class MLForceModel:
     def __init__(self, network: HedgeNetPhonon, metadata: Mapping | None = None,
                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float64,
                  max_batch_atoms: int | None = None):
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-        self.dtype = dtype
-        self.network = network.to(device=self.device, dtype=dtype).eval()
-        self.metadata = dict(metadata or {})
-        self.elements = frozenset(network.elements)
-        self.cutoffs = dict(network.cutoffs)
-        self.max_batch_atoms = int(max_batch_atoms or default_batch_atoms(self.device))
-
-    def __repr__(self) -> str:
-        return (f"MLForceModel(elements={sorted(self.elements)}, cutoffs={self.cutoffs}, "
-                f"device={self.device}, dtype={self.dtype})")
-
-    def _graph(self, atoms: Atoms) -> HeteroGraph:
-        return model_graph(atoms, self.cutoffs, self.elements, self.dtype)
+        super().__init__(network, metadata, device, dtype, max_batch_atoms)
 
     def energies_forces(self, structures: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Energies (eV, shape (B,)) and forces (eV/A, one (N_b, 3) array each). Structures
