@@ -278,6 +278,19 @@ def _integers(values: np.ndarray, path: Path) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def _read_json_object(path: Path) -> dict:
+    """A JSON file holding one object, or a DataFormatError naming the file."""
+    if not path.is_file():
+        raise DataFormatError(f"{path}: missing")
+    try:
+        obj = json.loads(path.read_text())
+    except ValueError:
+        raise DataFormatError(f"{path}: not a JSON object") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{path}: not a JSON object")
+    return obj
+
+
 def _read_orbital_types(path: Path, n: int) -> list[list[int]]:
     if not path.is_file():
         raise DataFormatError(f"{path}: missing")
@@ -364,13 +377,7 @@ def read_deeph(folder: str | Path) -> tuple[Atoms, Blocks]:
                               "(element.dat lists the atoms)")
     types = _read_orbital_types(folder / "orbital_types.dat", n)
     info_path = folder / "info.json"
-    if not info_path.is_file():
-        raise DataFormatError(f"{info_path}: missing")
-    try:
-        info = json.loads(info_path.read_text())
-        assert isinstance(info, dict)
-    except (ValueError, AssertionError):
-        raise DataFormatError(f"{info_path}: not a JSON object") from None
+    info = _read_json_object(info_path)
     if info.get("isspinful", False):
         raise DataFormatError(f"{info_path}: spinful data (isspinful) is not supported")
     if info.get("file_orbital_order", FILE_ORBITAL_ORDER) != FILE_ORBITAL_ORDER:
@@ -465,12 +472,6 @@ def write_split(root: str | Path, split: dict) -> Path:
 def read_split(root: str | Path) -> dict:
     """Read and check ``root/split.json``."""
     path = Path(root) / SPLIT_FILE
-    if not path.is_file():
-        raise DataFormatError(f"{path}: missing")
-    try:
-        split = json.loads(path.read_text())
-        assert isinstance(split, dict)
-    except (ValueError, AssertionError):
-        raise DataFormatError(f"{path}: not a JSON object") from None
+    split = _read_json_object(path)
     _check_split(split, str(path))
     return split
