@@ -144,6 +144,7 @@ def test_orthogonal_folder_without_overlaps(tmp_path):
     ("site_positions.dat", "1 2 3\n", "site_positions.dat"),
     ("orbital_types.dat", "0 1\n", "orbital_types.dat"),
     ("info.json", "{not json", "info.json"),
+    ("info.json", "[1, 2]", "info.json: not a JSON object"),
     ("info.json", "delete", "info.json: missing"),
     ("hamiltonians.h5", "not hdf5", "hamiltonians.h5"),
     ("overlaps.h5", "delete", "overlaps.h5"),
@@ -160,6 +161,8 @@ def test_bad_files_raise_naming_the_file(tmp_path, atoms, fname, damage, match):
 
 @pytest.mark.parametrize("key, shape, match", [
     ("[0, 0, 1]", (4, 4), "is not"),
+    ("[0, 0, 0, 1, 1.0]", (4, 4), "is not"),
+    ("Rx", (4, 4), "is not"),
     ("[0, 0, 0, 0, 1]", (4, 4), "1-based"),
     ("[0, 0, 0, 1, 2]", (4, 3), "shape"),
     ("[0, 0, 0, 1, 2]", "complex", "complex"),

@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from mlepi_core.data.deeph import write_deeph, write_split
-from mlepi_core.data.electron_dataset import collate_electron, deeph_set_sha256
+from mlepi_core.data import DataFormatError
+from mlepi_core.data.electron_dataset import ElectronDataset, collate_electron, deeph_set_sha256
 from mlepi_core.graph import build_graph, neighbour_pairs
 from mlepi_core.models import (HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel,
                                ModelFormatError, count_parameters, load_model)
@@ -332,6 +333,12 @@ def test_config_checks_and_the_cached_split(tmp_path, deeph_set):
     g = build_graph(displaced(supercell(bilayer("AB"), 2), seed=5), HETERO)
     assert all(torch.equal(smp.graph.edges[r].index, g.edges[r].index) for r in HETERO)
     assert collate_electron([smp]).targets["h"][ONSITE].dtype == torch.float32  # cached in float32
+    # a file that is not such a cache is refused with its name
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a torch file")
+    for name in ("other.pt", "text.pt"):
+        with pytest.raises(DataFormatError, match=rf"{name}: not an electron data set cache"):
+            ElectronDataset.load(tmp_path / name)
 
 
 def test_the_orbital_basis_comes_from_the_data(tmp_path, deeph_set):

@@ -330,10 +330,10 @@ def _read_h5(path: Path, norb: np.ndarray) -> dict[tuple, np.ndarray]:
             name = raw.decode()
             try:
                 key = json.loads(name)
-                assert isinstance(key, list) and len(key) == 5 and all(type(x) is int for x in key)
-            except (ValueError, AssertionError):
-                raise DataFormatError(f"{path}: dataset name {name!r} is not "
-                                      "'[Rx, Ry, Rz, i, j]'") from None
+            except ValueError:
+                key = None
+            if not (isinstance(key, list) and len(key) == 5 and all(type(x) is int for x in key)):
+                raise DataFormatError(f"{path}: dataset name {name!r} is not '[Rx, Ry, Rz, i, j]'")
             i, j = key[3] - 1, key[4] - 1
             if not (0 <= i < n and 0 <= j < n):
                 raise DataFormatError(f"{path}: {name} names an atom outside 1..{n} "

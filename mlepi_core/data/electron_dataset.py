@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -231,9 +232,10 @@ class ElectronDataset(torch.utils.data.Dataset):
         path = Path(path)
         try:
             payload = torch.load(path, weights_only=True)
-            assert isinstance(payload, dict) and payload.get("format") == CACHE_FORMAT
-        except (OSError, RuntimeError, AssertionError, EOFError) as err:
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
             raise DataFormatError(f"{path}: not an electron data set cache ({err})") from None
+        if not (isinstance(payload, dict) and payload.get("format") == CACHE_FORMAT):
+            raise DataFormatError(f"{path}: not an electron data set cache (format tag is not {CACHE_FORMAT})")
         if key is not None and payload.get("key") != key:
             raise DataFormatError(f"{path}: cache key differs (stale cache)")
         return cls([ElectronSample.from_dict(d) for d in payload["samples"]], payload["cutoffs"])
