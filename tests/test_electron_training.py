@@ -242,6 +242,9 @@ def test_load_model_refuses_tampered_metadata(trained, tmp_path):
     (path / "weights.pt").write_bytes(b"garbage")
     with pytest.raises(ModelFormatError, match="hash"):
         load_model(path)
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "weights_sha256"}))
+    with pytest.raises(ModelFormatError, match="weights.pt: not a torch weights file"):
+        load_model(path)  # a folder written by hand, without the hash
 
 
 def test_evaluate_writes_the_metrics_json(trained, tmp_path, capsys):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pickle
 import shutil
 import uuid
 import warnings
@@ -227,7 +228,10 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
             network = net_cls(cfg)
     except ValueError as err:
         raise ModelFormatError(f"{path}: bad model_config in metadata ({err})") from None
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ModelFormatError(f"{weights}: not a torch weights file ({str(err).splitlines()[0]})") from None
     try:
         _load_learned_state(network, state)
     except RuntimeError as err:
