@@ -18,13 +18,14 @@ import yaml
 from mlepi_core.data.deeph import write_deeph, write_split
 from mlepi_core.data import DataFormatError
 from mlepi_core.data.electron_dataset import ElectronDataset, collate_electron, deeph_set_sha256
-from mlepi_core.graph import build_graph, neighbour_pairs
+from mlepi_core.graph import build_graph
 from mlepi_core.models import (HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel,
                                ModelFormatError, count_parameters, load_model)
 from mlepi_core.models.electron import ONSITE, block_errors
-from mlepi_core.seams import Blocks, HamiltonianModel
+from mlepi_core.seams import HamiltonianModel
 from mlepi_core.structures import StructureError, bilayer, supercell, twisted_bilayer
 from mlepi_core.training import CHECKPOINT_FILE, ElectronTask, TrainConfig, Trainer, evaluate
+from toy_labels import sk_blocks
 
 HETERO = {"intra": 3.0, "inter": 4.0}
 HOMO = {"all": 4.0}
@@ -42,33 +43,6 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def sk_blocks(atoms, rc=LABEL_RC) -> Blocks:
-    """Slater-Koster-like H (eV) and S of s, p carbon within ``rc`` (tblite's order s, py, pz, px)."""
-    i, j, shift, d = neighbour_pairs(atoms, rc)
-    r = atoms.positions[j] + shift @ np.asarray(atoms.cell) - atoms.positions[i]
-    u = (r / d[:, None])[:, [1, 2, 0]]
-    f = np.exp(-(d - 1.42) / 0.6)
-
-    def block(ss, sp, pi, sigma):
-        b = np.zeros((len(d), 4, 4))
-        b[:, 0, 0] = ss
-        b[:, 0, 1:] = sp[:, None] * u
-        b[:, 1:, 0] = -sp[:, None] * u
-        b[:, 1:, 1:] = pi[:, None, None] * np.eye(3) + (sigma - pi)[:, None, None] * u[:, :, None] * u[:, None, :]
-        return b
-
-    n = len(atoms)
-    env = np.bincount(i, weights=f, minlength=n)
-    h_on = np.zeros((n, 4, 4))
-    h_on[:, 0, 0] = -14.0 + 0.2 * env
-    h_on[:, 1:, 1:] = (-10.0 + 0.1 * env)[:, None, None] * np.eye(3)
-    return Blocks(i=np.concatenate([np.arange(n), i]), j=np.concatenate([np.arange(n), j]),
-                  R=np.concatenate([np.zeros((n, 3), dtype=np.int64), shift]),
-                  h=np.concatenate([h_on, block(-5 * f, 4 * f, -2.7 * f, 6 * f)]),
-                  s=np.concatenate([np.tile(np.eye(4), (n, 1, 1)), block(0.3 * f, -0.25 * f, 0.2 * f, -0.3 * f)]),
-                  norb=np.full(n, 4), meta={"r_c_A": rc})
-
-
 def displaced(atoms, seed, sigma=0.05):
     atoms = atoms.copy()
     atoms.positions += np.random.default_rng(seed).normal(0.0, sigma, atoms.positions.shape)
@@ -83,10 +57,10 @@ def deeph_set(tmp_path_factory):
     for k in range(6):
         split = "train" if k < 4 else ("val" if k == 4 else "test")
         atoms = displaced(supercell(bilayer("AB"), 2), seed=k)
-        write_deeph(root / f"ab2_{k}", atoms, sk_blocks(atoms))
+        write_deeph(root / f"ab2_{k}", atoms, sk_blocks(atoms, LABEL_RC))
         names[split].append(f"ab2_{k}")
     tw = displaced(twisted_bilayer(1, 2), seed=10, sigma=0.03)
-    write_deeph(root / "tbg_0", tw, sk_blocks(tw))
+    write_deeph(root / "tbg_0", tw, sk_blocks(tw, LABEL_RC))
     names["twisted"].append("tbg_0")
     write_split(root, {**names, "seed": 0})
     return root
