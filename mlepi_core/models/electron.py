@@ -72,7 +72,7 @@ Clebsch-Gordan coefficients come from e3nn's ``o3.TensorProduct`` and
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -88,6 +88,7 @@ from ..reference.tblite_electrons import P_TO_E3NN
 from ..seams import Blocks
 from .blocks import RadialEmbedding, species_index
 from .deployed import DeployedNetwork
+from .settings import Settings
 
 TARGETS = ("h", "s")  # Hamiltonian (eV) and overlap (dimensionless)
 ONSITE = "onsite"  # key of the on-site blocks beside the relation names
@@ -114,7 +115,7 @@ def _rows(segments: Segments) -> int:
 # --- configuration ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class HedgeNetElectronConfig:
+class HedgeNetElectronConfig(Settings):
     """Architecture of HedgeNet-Electron; everything needed to rebuild it (units: A, eV).
 
     ``cutoffs`` maps each relation to its cutoff in Angstrom, which is also the range of
@@ -160,27 +161,8 @@ class HedgeNetElectronConfig:
     frame_cut: float = 1.8
     two_centre: int = 0
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("elements", "shells", "radial_hidden", "targets"):
-            d[k] = list(d[k])
-        d["cutoffs"] = dict(self.cutoffs)
-        d["avg_num_neighbors"] = None if self.avg_num_neighbors is None else dict(self.avg_num_neighbors)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "HedgeNetElectronConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {sorted(unknown)}")
-        for k in ("elements", "shells", "radial_hidden", "targets"):
-            if k in d:
-                d[k] = tuple(d[k])
-        for k in ("cutoffs", "avg_num_neighbors"):
-            if d.get(k) is not None:
-                d[k] = {str(a): float(b) for a, b in dict(d[k]).items()}
-        return cls(**d)
+    SEQUENCES = ("elements", "shells", "radial_hidden", "targets")
+    MAPPINGS = ("cutoffs", "avg_num_neighbors")
 
 
 # --- irreps <-> orbital blocks ------------------------------------------------------------

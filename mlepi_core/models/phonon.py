@@ -18,7 +18,7 @@ single relation ``all``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -33,10 +33,11 @@ from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductB
                      species_index,
                      natural_irreps)
 from .deployed import DeployedNetwork
+from .settings import Settings
 
 
 @dataclass(frozen=True)
-class HedgeNetPhononConfig:
+class HedgeNetPhononConfig(Settings):
     """Architecture of HedgeNet-Phonon; everything needed to rebuild it (units: A, eV).
 
     ``cutoffs`` maps each relation to its cutoff in Angstrom ({"intra": .., "inter": ..}
@@ -61,28 +62,8 @@ class HedgeNetPhononConfig:
     atomic_energies_ev: Mapping[str, float] | None = None
     energy_scale_ev: float = 1.0
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["elements"] = list(self.elements)
-        d["radial_hidden"] = list(self.radial_hidden)
-        d["cutoffs"] = dict(self.cutoffs)
-        for k in ("avg_num_neighbors", "atomic_energies_ev"):
-            d[k] = None if d[k] is None else dict(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "HedgeNetPhononConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {sorted(unknown)}")
-        for k in ("elements", "radial_hidden"):
-            if k in d:
-                d[k] = tuple(d[k])
-        for k in ("cutoffs", "avg_num_neighbors", "atomic_energies_ev"):
-            if d.get(k) is not None:
-                d[k] = {str(a): float(b) for a, b in dict(d[k]).items()}
-        return cls(**d)
+    SEQUENCES = ("elements", "radial_hidden")
+    MAPPINGS = ("cutoffs", "avg_num_neighbors", "atomic_energies_ev")
 
 
 class HedgeLayer(nn.Module):
