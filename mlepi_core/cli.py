@@ -745,13 +745,14 @@ def cmd_evaluate_phonon(args) -> int:
     out["ablation"] = {}
     for name, path in parse_ablation(args.ablation).items():
         out["ablation"][name] = rows[name] = evaluate_model(_phonon_model_dir(path), data, **kw)
-    print(f"{'model':<18} {'parameters':>10} " + " ".join(f"{s + ' E (meV/atom)':>18} {s + ' F (meV/A)':>15}"
+    w = max(len(name) for name in rows)
+    print(f"{'model':<{w}} {'parameters':>10} " + " ".join(f"{s + ' E (meV/atom)':>18} {s + ' F (meV/A)':>15}"
                                                           for s in splits))
     for name, row in rows.items():
         n_par = json.loads((Path(row["model_dir"]) / "metadata.json").read_text()).get("n_parameters", 0) \
             if "model_dir" in row else 0
         row.setdefault("n_parameters", n_par)
-        print(f"{name:<18} {n_par:>10} " + " ".join(
+        print(f"{name:<{w}} {n_par:>10} " + " ".join(
             f"{row[s]['energy_mae_mev_per_atom']:>18.3f} {row[s]['force_mae_mev_per_a']:>15.2f}"
             for s in splits if row.get(s)))
     if args.phonons:
@@ -896,12 +897,13 @@ def cmd_evaluate_electron(args) -> int:
         table.update(electron_physics(_model_folder(args.model), args.figure))
     rows = [("HedgeNet-Electron" if table.get("model", {}).get("relations") != ["all"] else "model", table)]
     rows += list(table["ablation"].items())
-    header = f"{'model':<20} {'parameters':>10}" + "".join(
+    w = max(len(name) for name, _ in rows)
+    header = f"{'model':<{w}} {'parameters':>10}" + "".join(
         f" {s + ' H (meV)':>17} {s + ' S':>12}" for s in splits)
     print(f"MAE over all matrix elements ({table['data']['path']}):")
     print(header)
     for name, row in rows:
-        line = f"{name:<20} {row.get('model', {}).get('n_parameters') or 0:>10}"
+        line = f"{name:<{w}} {row.get('model', {}).get('n_parameters') or 0:>10}"
         for s in splits:
             m = row.get(s) or {}
             line += f" {m.get('h_mae_mev', float('nan')):>17.3f} {m.get('s_mae', float('nan')):>12.2e}"

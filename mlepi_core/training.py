@@ -1044,11 +1044,13 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
                       progress=progress)
     task = TASKS[meta["kind"]](cfg)
     out = {"model_dir": str(model_dir), "data": task.data_info()}
+    # the very file the model was trained on, or another (e.g. the set regenerated on another machine)
+    trained_on = (meta.get("training_data") or {}).get("sha256")
+    out["data"]["training_sha256"] = trained_on
+    out["data"]["same_as_training"] = trained_on == out["data"]["sha256"] if trained_on else None
     if meta["kind"] == "electron":
-        trained_on = (meta.get("training_data") or {}).get("sha256")
         out["model"] = {k: meta.get(k) for k in ("architecture", "relations", "cutoffs_a", "hidden_irreps",
                                                   "num_layers", "n_parameters")}
-        out["data"]["same_as_training"] = trained_on == out["data"]["sha256"] if trained_on else None
     for split in splits:
         if task.split_size(split):  # twisted cells of every angle, each reported too
             out[split] = evaluate(task, model.network, split, batch_size, dev, DTYPES[dtype],

@@ -495,6 +495,7 @@ def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
                  "--ablation", f"twin={tmp_path / 'run'}"]) == 0
     table = json.loads(out.read_text())
     assert table["test"]["n_structures"] == 1
+    assert table["data"]["same_as_training"] is True  # the file the run was trained on
     # a baseline row holds the same keys, evaluated on the same split (here the same model)
     assert table["ablation"]["twin"]["test"] == table["test"]
     fig = tmp_path / "fig4b.png"
