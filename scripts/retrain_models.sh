@@ -6,9 +6,9 @@
 #   STAGE=phonon bash scripts/retrain_models.sh   # or electron, or sk: one family only
 #
 # Cost on the 2-core CPU of our machines: phonon set 1 min, electron set ~20 min; each phonon
-# network ~2-10 min per epoch (60 epochs), each electron network ~1.5-4 min per epoch (20
-# epochs with the two-centre term, 60 without): several sessions, every step checkpointed
-# and resumed. The Slater-Koster set takes
+# network ~2-10 min per epoch (60 epochs, then 20 of stage three), each electron network
+# ~1.5-4 min per epoch (20 epochs with the two-centre term, 60 without): several sessions,
+# every step checkpointed and resumed. The Slater-Koster set takes
 # 16 min, its network ~15 min to read the set once and ~2 min per epoch (20 epochs), the
 # 1.08-degree figure ~30 min (the relaxation with HedgeNet-Phonon ~20 of them; a relaxed
 # cell kept in runs/tbg_1.08_relaxed.xyz is reused). A CUDA GPU is
@@ -28,12 +28,18 @@ ship() {  # ship RUN KIND: copy a run's best model into assets/models/KIND
 
 if [ "$STAGE" = all ] || [ "$STAGE" = phonon ]; then
   [ -f data/phonon/phonon_set.xyz ] || $MLEPI data phonon
+  # Table I: the three networks, 60 epochs each (stages one and two), then each continued for
+  # 20 epochs on Huber's force loss (stage three, the *_huber configs: init_from the first)
   for cfg in phonon_hedgenet phonon_homogeneous_2 phonon_homogeneous_4; do
     $MLEPI train phonon "configs/$cfg.yaml" --no-progress
+    $MLEPI train phonon "configs/${cfg}_huber.yaml" --no-progress
   done
-  ship phonon_hedgenet phonon
+  ship phonon_hedgenet_huber phonon
   $MLEPI evaluate phonon assets/models/phonon --splits val,test \
-    --ablation homogeneous_2=runs/phonon_homogeneous_2 --ablation homogeneous_4=runs/phonon_homogeneous_4 \
+    --ablation homogeneous_2=runs/phonon_homogeneous_2_huber --ablation homogeneous_4=runs/phonon_homogeneous_4_huber \
+    --ablation hedgenet_before_stage_three=runs/phonon_hedgenet \
+    --ablation homogeneous_2_before_stage_three=runs/phonon_homogeneous_2 \
+    --ablation homogeneous_4_before_stage_three=runs/phonon_homogeneous_4 \
     --phonons --figure assets/figures/phonons_ml_vs_ref.png --out assets/models/phonon/metrics.json
 fi
 
