@@ -379,9 +379,20 @@ def relaxation_force_model(name: str):
     return force_model_from_name(name)
 
 
-def read_relaxed_cell(path, rigid):
+def force_model_identity(name: str) -> str:
+    """What a relaxation was done with: a trained model folder by its weights' sha256 (the
+    folder's path may hold other weights later), a reference by its name."""
+    if Path(name).is_dir():
+        from .models import read_metadata
+
+        return f"weights sha256 {read_metadata(name).get('weights_sha256')}"
+    return name
+
+
+def read_relaxed_cell(path, rigid, forces: str):
     """A relaxed twisted cell written by ``mlepi tbg --relaxed-cell``, checked against the
-    rigid cell it must come from (atom count, lattice, layers)."""
+    rigid cell it must come from (atom count, lattice, layers) and the force model
+    ``forces`` it must have been relaxed with."""
     from ase.io import read
 
     cell = read(path, format="extxyz")
@@ -390,6 +401,10 @@ def read_relaxed_cell(path, rigid):
             or not np.array_equal(np.asarray(cell.arrays.get("layer")), np.asarray(rigid.arrays["layer"]))):
         raise StructureError(f"{path} is not a relaxed copy of this ({len(rigid)}-atom) twisted cell; "
                              "remove it to relax again")
+    made_with = json.loads(cell.info["relaxation"]).get("forces_identity")
+    if made_with != force_model_identity(forces):
+        raise StructureError(f"{path} was relaxed with another force model ({made_with or 'not recorded'}) "
+                             f"than --forces {forces}; remove it to relax again")
     return cell
 
 
@@ -483,7 +498,7 @@ def cmd_tbg(args) -> int:
     result["rigid"] = summary(rigid)
     relaxed = None
     if args.relaxed and args.relaxed_cell and Path(args.relaxed_cell).is_file():
-        cell = read_relaxed_cell(args.relaxed_cell, atoms)
+        cell = read_relaxed_cell(args.relaxed_cell, atoms, args.forces)
         record = json.loads(cell.info["relaxation"])
         say(f"relaxed cell from {args.relaxed_cell} ({record['forces']}, {record['steps']} steps)")
     elif args.relaxed:
@@ -494,7 +509,8 @@ def cmd_tbg(args) -> int:
                                            steps=args.relax_steps, progress=lambda s: say(f"  {s}"))
         seconds["relax"] = time.perf_counter() - t
         d_aa, d_ab = moire.local_interlayer_distance(cell)
-        record.update({"forces": args.forces, "d_aa_a": d_aa, "d_ab_a": d_ab, "seconds": seconds["relax"]})
+        record.update({"forces": args.forces, "forces_identity": force_model_identity(args.forces),
+                       "d_aa_a": d_aa, "d_ab_a": d_ab, "seconds": seconds["relax"]})
         if args.relaxed_cell:
             from ase.io import write
 

@@ -191,6 +191,9 @@ def test_cli_tbg_relaxed_cell_is_written_once_and_reused(tmp_path, capsys):
              "--out", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.png")]
     assert main(wrong) == 2
     assert "not a relaxed copy" in capsys.readouterr().err
+    # relaxed with the default (LCBOP + KC): another force model does not reuse it
+    assert main([*args, "--forces", "rebo", "--out", str(tmp_path / "d.json")]) == 2
+    assert "relaxed with another force model (empirical)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backend", ["superlu", "pardiso"])
