@@ -59,6 +59,37 @@ def valley_points(primitive_cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return k_frac @ recip, -k_frac @ recip
 
 
+def valley_band_moments(e: np.ndarray, w: np.ndarray, e_fermi: float, n_bands: int) -> np.ndarray:
+    """First moments of the unfolded weight in windows around each valley's bands.
+
+    ``e`` (K, n) are the states nearest E_F at each k, ``w`` (K, 2, n) their unfolded weight
+    on each valley. The window centres are the states carrying most of the valley's weight
+    (the quasiparticle peaks; a sample shifts them by tens of meV, e.g. strain moves the two
+    valleys' Dirac points apart, so fixed pristine windows would not do), n_bands / 2 below
+    E_F and n_bands / 2 above it: near K the bands keep their side of E_F (here 0.2 eV or
+    more away), while a band's weight may split between two nearly degenerate states of a
+    displaced cell (two of ~0.5 each), and picking the heaviest states regardless of side
+    then took a second centre from the other side's pair and the band from the wrong side.
+    Windows end half-way to the neighbouring centre (at least 0.1 eV outwards). Returns
+    (K, 2, n_bands) in eV.
+    """
+    half = n_bands // 2
+    below = np.broadcast_to(e[:, None, :] < e_fermi, w.shape)
+    w_below, w_above = np.where(below, w, -1.0), np.where(below, -1.0, w)
+    top = np.concatenate([np.argsort(-w_below, axis=-1)[..., :half],
+                          np.argsort(-w_above, axis=-1)[..., :n_bands - half]], -1)
+    # fewer than half of the states on one side (not seen): the heaviest states, any side
+    lopsided = (below.sum(-1) < half) | ((~below).sum(-1) < n_bands - half)
+    top = np.where(lopsided[..., None], np.argsort(-w, axis=-1)[..., :n_bands], top)
+    centres = np.sort(np.take_along_axis(np.broadcast_to(e[:, None, :], w.shape), top, -1), -1)
+    mid = 0.5 * (centres[..., 1:] + centres[..., :-1])
+    lower = np.concatenate([centres[..., :1] - np.maximum(mid[..., :1] - centres[..., :1], 0.1), mid], -1)
+    upper = np.concatenate([mid, centres[..., -1:] + np.maximum(centres[..., -1:] - mid[..., -1:], 0.1)], -1)
+    inside = (e[:, None, None, :] >= lower[..., None]) & (e[:, None, None, :] < upper[..., None])
+    wb = w[:, :, None, :] * inside  # (K, 2, n_bands, n)
+    return (wb * e[:, None, None, :]).sum(-1) / wb.sum(-1)
+
+
 @dataclass
 class BandProbe:
     """Everything the Fermi-velocity measurement needs that does not depend on the sample.
@@ -150,23 +181,10 @@ class BandProbe:
         return bands
 
     def _moments(self, energies: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
-        """First moments of the unfolded weight in windows around each valley's bands.
-
-        The window centres are the n_bands states carrying most of the valley's weight
-        (the quasiparticle peaks; a sample shifts them by tens of meV, e.g. strain moves
-        the two valleys' Dirac points apart, so fixed pristine windows would not do);
-        windows end half-way to the neighbouring centre (at least 0.1 eV outwards).
-        """
-        e = energies.cpu().numpy()  # (K, n)
-        w = weights.clamp(min=0.0).cpu().numpy()  # (K, 2, n)
-        top = np.argsort(-w, axis=-1)[..., : self.n_bands]
-        centres = np.sort(np.take_along_axis(np.broadcast_to(e[:, None, :], w.shape), top, -1), -1)
-        mid = 0.5 * (centres[..., 1:] + centres[..., :-1])
-        lower = np.concatenate([centres[..., :1] - np.maximum(mid[..., :1] - centres[..., :1], 0.1), mid], -1)
-        upper = np.concatenate([mid, centres[..., -1:] + np.maximum(centres[..., -1:] - mid[..., -1:], 0.1)], -1)
-        inside = (e[:, None, None, :] >= lower[..., None]) & (e[:, None, None, :] < upper[..., None])
-        wb = w[:, :, None, :] * inside  # (K, 2, n_bands, n)
-        return (wb * e[:, None, None, :]).sum(-1) / wb.sum(-1)
+        """Band energies (K, 2, n_bands) of states ``energies`` (K, n) with unfolded
+        ``weights`` (K, 2 valleys, n): ``valley_band_moments`` around E_F = ``sigma``."""
+        return valley_band_moments(energies.cpu().numpy(), weights.clamp(min=0.0).cpu().numpy(),
+                                   self.sigma, self.n_bands)
 
     def fermi_velocity(self, bands: np.ndarray) -> float:
         """v_F in 10^6 m/s from band energies (n_k, 2, n_bands): mean |least-squares slope|."""

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 
-from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV, BandProbe, RunningStats
+from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV, BandProbe, RunningStats, valley_band_moments
 from mlepi_core.reference.tblite_electrons import GFN1Reference
 from mlepi_core.structures import bilayer, monolayer, supercell
 
@@ -67,6 +67,27 @@ def test_displaced_sample_renormalises_bands(ab_probe):
     v = probe.fermi_velocity(bands)
     # disorder slows the carriers by a few per cent (the reference's thermal -7 %)
     assert 0.85 * probe.static < v < 0.99 * probe.static
+
+
+def test_each_valley_keeps_two_bands_on_each_side_of_the_fermi_level():
+    """States (eV from E_F) and unfolded weights of a GFN1-xTB 6x6 AB sample (Monte Carlo,
+    HedgeNet-Phonon modes, 0 K, sample 117) at K + 0.1/A (90 degrees): in valley 0 the two
+    lowest states share one band's weight (0.49 and 0.47) and so do the two at +0.41 and
+    +0.44 eV. Taking the four heaviest states of any side made +0.414 eV a centre and
+    dropped the lowest band; v_F of the sample came out 0.743 against 0.638-0.67."""
+    e = np.array([[-0.5752, -0.5638, -0.4318, -0.4079, 0.4140, 0.4392, 0.5358, 0.5588]])
+    w = np.array([[[0.4927, 0.4715, 0.1735, 0.7933, 0.4944, 0.5026, 0.8581, 0.0744],
+                   [0.4714, 0.4860, 0.7886, 0.1762, 0.4753, 0.4605, 0.1065, 0.8874]]])
+    bands = valley_band_moments(e, w, 0.0, 4)
+    assert bands.shape == (1, 2, 4)
+    assert (bands[..., :2] < 0).all() and (bands[..., 2:] > 0).all()
+    lowest = (0.4927 * -0.5752 + 0.4715 * -0.5638) / (0.4927 + 0.4715)
+    assert bands[0, 0, 0] == pytest.approx(lowest, abs=1e-12)
+    # the two valleys give the same bands to the 15 meV this sample splits them by
+    np.testing.assert_allclose(bands[0, 0], bands[0, 1], atol=0.02)
+    # a state list with too few states on one side falls back to the heaviest states
+    lop = valley_band_moments(e + 0.6, w, 0.0, 4)  # all eight above E_F
+    assert np.isfinite(lop).all()
 
 
 def test_monolayer_gives_a_linear_dirac_cone():
