@@ -83,7 +83,7 @@ def phonon_dispersion(curves: dict, unit: str, presentation: bool = False, selec
             marker="circle", size=16, fill_alpha=0, line_color="#d62728", line_width=3))
     scale = 1.7 if presentation else 1.0
     return hv.Overlay(elements + lines).opts(
-        title="phonon dispersion (click: see the mode)", xticks=ticks, height=HEIGHT, responsive=True,
+        title="phonons (click: see a mode)", xticks=ticks, height=HEIGHT, responsive=True,
         legend_position="bottom_right", fontscale=scale,
         xlim=(first.distances[0], first.distances[-1]), show_legend=len(curves) > 1, toolbar="above")
 
