@@ -144,7 +144,8 @@ def cmd_mc(args) -> int:
         stop.engine = engine
         runs[label] = engine
         checkpoint = out / f"checkpoint_{label}.pkl"
-        identity = {"structure": args.structure, "forces": args.forces, "electrons": name}
+        identity = {"structure": args.structure, "forces": args.forces, "electrons": name,
+                    "forces_identity": model_identity(args.forces), "electrons_identity": model_identity(name)}
         start = 0
         if args.resume and checkpoint.is_file():
             with open(checkpoint, "rb") as fh:
@@ -379,9 +380,10 @@ def relaxation_force_model(name: str):
     return force_model_from_name(name)
 
 
-def force_model_identity(name: str) -> str:
-    """What a relaxation was done with: a trained model folder by its weights' sha256 (the
-    folder's path may hold other weights later), a reference by its name."""
+def model_identity(name: str) -> str:
+    """Which model a result came from: a trained model folder by its weights' sha256 (the
+    folder's path may hold other weights later), a reference by its name. Saved with
+    relaxed cells and Monte Carlo checkpoints, which are reused only with the same models."""
     if Path(name).is_dir():
         from .models import read_metadata
 
@@ -402,7 +404,7 @@ def read_relaxed_cell(path, rigid, forces: str):
         raise StructureError(f"{path} is not a relaxed copy of this ({len(rigid)}-atom) twisted cell; "
                              "remove it to relax again")
     made_with = json.loads(cell.info["relaxation"]).get("forces_identity")
-    if made_with != force_model_identity(forces):
+    if made_with != model_identity(forces):
         raise StructureError(f"{path} was relaxed with another force model ({made_with or 'not recorded'}) "
                              f"than --forces {forces}; remove it to relax again")
     return cell
@@ -509,7 +511,7 @@ def cmd_tbg(args) -> int:
                                            steps=args.relax_steps, progress=lambda s: say(f"  {s}"))
         seconds["relax"] = time.perf_counter() - t
         d_aa, d_ab = moire.local_interlayer_distance(cell)
-        record.update({"forces": args.forces, "forces_identity": force_model_identity(args.forces),
+        record.update({"forces": args.forces, "forces_identity": model_identity(args.forces),
                        "d_aa_a": d_aa, "d_ab_a": d_ab, "seconds": seconds["relax"]})
         if args.relaxed_cell:
             from ase.io import write

@@ -223,9 +223,10 @@ def with_earlier_data(info: dict, task) -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """A config's ``device``: "auto" (CUDA when present, else the CPU) or a torch device name."""
+    from .models.deployed import pick_device
+
+    return pick_device(None if name == "auto" else name)
 
 
 # --- EMA ----------------------------------------------------------------------------------

@@ -123,3 +123,14 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     # another seed cannot continue these samples
     assert main(common + ["--samples", "3", "--seed", "5", "--out", str(tmp_path / "a"), "--resume"]) == 2
     assert "other settings (seed)" in capsys.readouterr().err
+    # nor other weights in the same model folder (checkpoints name models by their weights' hash)
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    moved = [*common[:-3], str(folder), *common[-2:]]
+    assert main(moved + ["--samples", "1", "--out", str(tmp_path / "c")]) == 0
+    shutil.rmtree(folder)
+    shutil.copytree(Path(model).parent / "electron_sk", folder)
+    assert main(moved + ["--samples", "2", "--out", str(tmp_path / "c"), "--resume"]) == 2
+    assert "belongs to another run" in capsys.readouterr().err
