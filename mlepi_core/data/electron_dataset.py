@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..files import file_sha256
 from ..graph import DEFAULT_CUTOFFS, Edges, HeteroGraph, batch_graphs, build_graph
 from ..models.electron import ONSITE, TARGETS, reverse_edge_index
 from ..seams import Blocks
@@ -374,11 +375,7 @@ def _file_digest(path: Path) -> bytes:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _FILE_DIGESTS[key] = h.digest()
+        _FILE_DIGESTS[key] = bytes.fromhex(file_sha256(path))
     return _FILE_DIGESTS[key]
 
 

@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from .. import __version__
+from ..files import file_sha256
 from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel, _float64_default
 from .deployed import count_parameters
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel
@@ -52,12 +53,6 @@ ARCHITECTURES = {"HedgeNetPhonon": (HedgeNetPhonon, HedgeNetPhononConfig, "phono
 
 class ModelFormatError(ValueError):
     """A saved model folder that mlepi cannot load, with the reason."""
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _json_default(x):
@@ -125,7 +120,7 @@ def save_model(path: str | Path, model: HedgeNetPhonon | HedgeNetElectron, *,
             "torch_version": torch.__version__,
             "e3nn_version": __import__("e3nn").__version__,
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+            "weights_sha256": file_sha256(tmp / WEIGHTS_FILE),
         }
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1, default=_json_default))
         if train_config is not None:
@@ -218,7 +213,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
             raise ModelFormatError(f"{path}: shells {meta.get('shells')} disagree with the "
                                    f"architecture's {list(cfg.shells)}")
     weights = path / WEIGHTS_FILE
-    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+    if meta.get("weights_sha256") and file_sha256(weights) != meta["weights_sha256"]:
         raise ModelFormatError(f"{weights}: contents do not match the hash in metadata.json")
     try:
         if model_kind == "electron":
