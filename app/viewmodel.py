@@ -47,7 +47,7 @@ BATCH = 2  # samples per engine batch: frequent updates; results do not depend o
 
 
 def force_choices() -> dict[str, str]:
-    """Label -> model name for ``mlepi_core.cli.force_model_from_name``; the shipped ML model first."""
+    """Label -> model name for ``mlepi_core.model_names.force_model_from_name``; the shipped ML model first."""
     out = {}
     if (MODELS / "phonon" / "metadata.json").is_file():
         out["HedgeNet-Phonon (ML)"] = str(MODELS / "phonon")
@@ -62,7 +62,7 @@ ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk"}
 
 
 def electron_choices() -> dict[str, str]:
-    """Label -> model name for ``mlepi_core.cli.hamiltonian_model_from_name``; ML first: the
+    """Label -> model name for ``mlepi_core.model_names.hamiltonian_model_from_name``; ML first: the
     GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, README) and the
     Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default)."""
     out = {}
@@ -137,13 +137,13 @@ CACHE = _Cache()
 
 
 def _force_model(name: str):
-    from mlepi_core.cli import force_model_from_name
+    from mlepi_core.model_names import force_model_from_name
 
     return CACHE.get(("forces", name), lambda: force_model_from_name(name))
 
 
 def _electron_model(name: str):
-    from mlepi_core.cli import hamiltonian_model_from_name
+    from mlepi_core.model_names import hamiltonian_model_from_name
 
     return CACHE.get(("electrons", name), lambda: hamiltonian_model_from_name(name))
 
@@ -712,7 +712,7 @@ class Session(param.Parameterized):
     def quick_engine(self, temperatures: tuple[float, ...], n_samples: int, supercell: int = 3):
         """A small Monte Carlo engine of its own on this tab's structure and models (the
         lesson's exercises), leaving the tab's run alone."""
-        from mlepi_core.engine import MCSettings, MonteCarloEngine
+        from mlepi_core.engine import MonteCarloEngine
 
         ok, why = self.mc_allowed
         if not ok:

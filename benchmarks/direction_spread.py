@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlepi_core.cli import force_model_from_name, hamiltonian_model_from_name
+from mlepi_core.model_names import force_model_from_name, hamiltonian_model_from_name
 from mlepi_core.engine import MCSettings, MonteCarloEngine
 from mlepi_core.observables import DIRECTIONS_DEG, BandProbe
 from mlepi_core.structures import bilayer

@@ -60,7 +60,7 @@ def summary(n: int, seconds: list[float], **extra) -> dict:
 
 def local_rate(forces: str, n_samples: int, rounds: int) -> dict:
     """Samples/s of the in-process engine (torch's default thread count)."""
-    from mlepi_core.cli import force_model_from_name, hamiltonian_model_from_name
+    from mlepi_core.model_names import force_model_from_name, hamiltonian_model_from_name
     from mlepi_core.engine import MonteCarloEngine
     from mlepi_core.structures import bilayer
 
@@ -75,7 +75,7 @@ def dask_rate(forces: str, workers: int, per_worker: int, rounds: int) -> dict:
     """Samples/s on a LocalCluster of ``workers`` one-thread processes, as `mlepi mc --executor dask`."""
     from distributed import wait
 
-    from mlepi_core.cli import force_model_from_name, hamiltonian_model_from_name
+    from mlepi_core.model_names import force_model_from_name, hamiltonian_model_from_name
     from mlepi_core.distributed import RunSpec, compute_task, make_client, run_distributed
     from mlepi_core.engine import MonteCarloEngine
     from mlepi_core.structures import bilayer

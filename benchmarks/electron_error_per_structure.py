@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlepi_core.cli import hamiltonian_model_from_name
+from mlepi_core.model_names import hamiltonian_model_from_name
 from mlepi_core.data.deeph import read_deeph, read_split
 from mlepi_core.files import write_text_atomic
 

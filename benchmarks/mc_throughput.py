@@ -33,7 +33,7 @@ def run_leg(model_name: str, electron_model: str, sizes: list[int], samples: int
     """Seconds per sample by stage for one Hamiltonian model at each size (in this process)."""
     import numpy as np
 
-    from mlepi_core.cli import hamiltonian_model_from_name
+    from mlepi_core.model_names import hamiltonian_model_from_name
     from mlepi_core.engine import MCSettings, MonteCarloEngine
     from mlepi_core.reference.lammps_forces import EmpiricalForceReference
     from mlepi_core.structures import bilayer

@@ -102,7 +102,7 @@ def main():
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     budget_here = total - 2 * GIB  # leave the system 2 GiB
     with tempfile.TemporaryDirectory() as tmp:
-        load = ("from mlepi_core.cli import hamiltonian_model_from_name, force_model_from_name; "
+        load = ("from mlepi_core.model_names import hamiltonian_model_from_name, force_model_from_name; "
                 f"force_model_from_name({args.forces!r}); hamiltonian_model_from_name({args.electrons!r}); "
                 f"hamiltonian_model_from_name({args.bands_electrons!r})")
         base, _ = run_child([sys.executable, "-c", load])

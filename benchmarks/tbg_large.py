@@ -23,7 +23,7 @@ import torch
 
 from timing import median_time
 from mlepi_core import moire
-from mlepi_core.cli import hamiltonian_model_from_name
+from mlepi_core.model_names import hamiltonian_model_from_name
 from mlepi_core.graph import model_graph
 from mlepi_core.models import load_model
 from mlepi_core.structures import twist_angle, twisted_bilayer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -12,36 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_atomic, write_text_atomic
+from .model_names import (force_model_from_name, hamiltonian_model_from_name, model_identity,
+                          relaxation_force_model)
 from .structures import StructureError
 from .units import BILAYER_D
-
-
-def force_model_from_name(name: str):
-    """'empirical' (LCBOP+KC), 'rebo' (REBO+KC), 'gfn1' (tblite), 'module:Class' (ASE
-    calculator) or the folder of a trained model (e.g. assets/models/phonon)."""
-    if Path(name).is_dir():
-        from .models import load_model
-
-        return load_model(name, kind="phonon")
-    if name in ("empirical", "lcbop", "rebo"):
-        from .reference.lammps_forces import EmpiricalForceReference
-
-        return EmpiricalForceReference(**({"intralayer": "rebo"} if name == "rebo" else {}))
-    if name == "gfn1":
-        from .reference.tblite_electrons import GFN1Reference
-
-        return GFN1Reference()
-    if ":" in name:
-        from .reference.ase_adapter import AseForceModel
-
-        module, cls = name.split(":", 1)
-        try:
-            calculator = getattr(importlib.import_module(module), cls)()
-        except (ImportError, AttributeError) as err:
-            raise SystemExit(f"mlepi: cannot create ASE calculator {name!r}: {err}") from None
-        return AseForceModel(calculator)
-    raise SystemExit(f"mlepi: unknown force model {name!r} (empirical, rebo, gfn1, module:Class "
-                     f"or a model folder)")
 
 
 def structure_from_arg(arg: str, elements=None):
@@ -89,28 +62,6 @@ def cmd_phonons(args) -> int:
     return 0
 
 
-def hamiltonian_model_from_name(name: str):
-    """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model) or the folder of a
-    trained electron model, which then runs in float32, the precision it was trained in
-    (faster than float64 on a CPU; H blocks equal to ~1e-7 relative). ``load_model``'s
-    float64 default is for the tests of equivariance and Hermiticity at machine precision."""
-    if name == "reference":
-        from .reference.tblite_electrons import GFN1Reference
-
-        return GFN1Reference()
-    if name in ("slater-koster", "sk"):
-        from .reference.slater_koster import SlaterKosterPz
-
-        return SlaterKosterPz()
-    if Path(name).is_dir():
-        import torch
-
-        from .models import load_model
-
-        return load_model(name, kind="electron", dtype=torch.float32)
-    raise SystemExit(f"mlepi: unknown Hamiltonian model {name!r} (reference, slater-koster or a model folder)")
-
-
 def cmd_mc(args) -> int:
     """Monte Carlo EPI: v_F(T) with errors, convergence, for one or two Hamiltonian models."""
     from tqdm import tqdm
@@ -124,6 +75,7 @@ def cmd_mc(args) -> int:
                           supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
                           spectral_every=args.spectral_every)
     forces = force_model_from_name(args.forces)
+    hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
     runs = {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +91,7 @@ def cmd_mc(args) -> int:
         if stop.stopped:
             break
         label = "reference" if name == "reference" else "ml"
-        engine = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(name), settings,
+        engine = MonteCarloEngine(atoms, forces, hamiltonians[name], settings,
                                   device=args.device)
         stop.engine = engine
         runs[label] = engine
@@ -365,30 +317,6 @@ def cmd_continuum(args) -> int:
     print(f"hbar v {hv:.3f} eV A, w {1e3 * w:.1f} meV (Slater-Koster, d = {args.distance} A); "
           f"wrote {out}/continuum.json, continuum_bands.png")
     return 0
-
-
-def relaxation_force_model(name: str):
-    """The force model of a relaxation: a trained model folder runs in float32 (its training
-    precision; forces move by ~1e-7 eV/A against float64, far below any fmax, at half the
-    time and memory), a reference as ``force_model_from_name`` gives it."""
-    if Path(name).is_dir():
-        import torch
-
-        from .models import load_model
-
-        return load_model(name, kind="phonon", dtype=torch.float32)
-    return force_model_from_name(name)
-
-
-def model_identity(name: str) -> str:
-    """Which model a result came from: a trained model folder by its weights' sha256 (the
-    folder's path may hold other weights later), a reference by its name. Saved with
-    relaxed cells and Monte Carlo checkpoints, which are reused only with the same models."""
-    if Path(name).is_dir():
-        from .models import read_metadata
-
-        return f"weights sha256 {read_metadata(name).get('weights_sha256')}"
-    return name
 
 
 def read_relaxed_cell(path, rigid, forces: str):

@@ -52,7 +52,7 @@ _ENGINES_LOCK = threading.Lock()
 
 def worker_engine(spec: RunSpec) -> MonteCarloEngine:
     """The engine of ``spec`` in this process, built on first use (phonons, pristine bands)."""
-    from .cli import force_model_from_name, hamiltonian_model_from_name
+    from .model_names import force_model_from_name, hamiltonian_model_from_name
 
     key = spec.key()
     with _ENGINES_LOCK:

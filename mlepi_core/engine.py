@@ -169,7 +169,6 @@ class MonteCarloEngine:
     def save_checkpoint(self, path, extra: dict | None = None) -> None:
         """Write the finished samples atomically (pickle: our own file, read by load_checkpoint)."""
         import pickle
-        from pathlib import Path
 
         state = {"format": 1, **self.state(), **(extra or {})}
         write_atomic(path, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
@@ -509,8 +508,6 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
 
 def write_spectra(path, runs: dict[str, MonteCarloEngine], temps: list[float]) -> None:
     """The averaged unfolded spectral functions of every run and temperature (npz, atomic)."""
-    from pathlib import Path
-
     first = runs[next(iter(runs))].spectral
     arrays = {"energies_ev": first.energies, "distances_per_a": first.distances,
               "k_cart_per_a": first.k_cart, "label_distances": first.label_distances,

@@ -78,7 +78,7 @@ def moire_path(cell: np.ndarray, points_per_segment: int) -> tuple[np.ndarray, n
     pts = moire_k_points(cell)
     names = ["Γ", "M", "K", "Γ"]
     corners = [pts[n] for n in names]
-    ks, total, ticks = [], 0.0, [0.0]
+    ks = []
     for a, b in zip(corners[:-1], corners[1:]):
         ks.extend(a + t * (b - a) for t in np.arange(points_per_segment) / points_per_segment)
     ks.append(corners[-1])

@@ -63,6 +63,22 @@ def test_unknown_element_and_missing_file_are_clear(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_unknown_model_names_are_refused_before_any_work(tmp_path, capsys):
+    from mlepi_core.model_names import UnknownModelError, force_model_from_name, hamiltonian_model_from_name
+
+    out = tmp_path / "mc"
+    assert main(["mc", "monolayer", "--electrons", "reference", "no-such-model", "--out", str(out)]) == 2
+    assert "unknown Hamiltonian model 'no-such-model'" in capsys.readouterr().err
+    assert not out.exists()  # nothing begun, nothing written
+    assert main(["phonons", "AB", "--forces", "no-such-model", "--out", str(tmp_path / "ph")]) == 2
+    assert "unknown force model 'no-such-model'" in capsys.readouterr().err
+    with pytest.raises(UnknownModelError, match="cannot create ASE calculator 'math:NoSuch'"):
+        force_model_from_name("math:NoSuch")
+    with pytest.raises(ValueError, match="not a phonon model"):  # a model folder of the other kind
+        force_model_from_name(str(Path(__file__).parents[1] / "assets" / "models" / "electron_sk"))
+    assert hamiltonian_model_from_name("slater-koster").__class__.__name__ == "SlaterKosterPz"
+
+
 def test_mc_command_on_a_monolayer(tmp_path, capsys):
     import json
 

@@ -13,7 +13,7 @@ import time
 from urllib.parse import parse_qsl, urlparse
 
 from test_dashboard_browser import (  # noqa: F401  (pytestmark: skipped without Chromium)
-    FIGURES, done_of, pytestmark, stable_screenshot, text_of, wait_for_text)
+    FIGURES, done_of, pytestmark, text_of, wait_for_text)
 
 VF = re.compile(r"⟨v_F⟩ = ([0-9.]+ ± [0-9.]+)")
 

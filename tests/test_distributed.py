@@ -32,7 +32,7 @@ SE_ABS = 1e-11  # 1e6 m/s
 
 
 def _engine(settings):
-    from mlepi_core.cli import force_model_from_name, hamiltonian_model_from_name
+    from mlepi_core.model_names import force_model_from_name, hamiltonian_model_from_name
     from mlepi_core.engine import MonteCarloEngine
     from mlepi_core.structures import bilayer
 
