@@ -164,9 +164,9 @@ def test_save_load_round_trip_gives_identical_predictions(trained, deeph_set):
     run = trained["hetero"]
     ck = torch.load(run / CHECKPOINT_FILE, weights_only=False)
     with torch.no_grad():  # the EMA weights are the saved ones
-        from mlepi_core.models.electron import _float64_default
+        from mlepi_core.models.electron_layers import float64_default
 
-        with _float64_default():
+        with float64_default():
             net = HedgeNetElectron(HedgeNetElectronConfig.from_dict(ck["model_config"]))
         net.load_state_dict(ck["model"])
         for n, p in net.named_parameters():

@@ -34,7 +34,8 @@ import yaml
 
 from .. import __version__
 from ..files import file_sha256
-from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel, _float64_default
+from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel
+from .electron_layers import float64_default
 from .deployed import count_parameters
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel
 
@@ -217,7 +218,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
         raise ModelFormatError(f"{weights}: contents do not match the hash in metadata.json")
     try:
         if model_kind == "electron":
-            with _float64_default():  # Clebsch-Gordan tables exact, whatever dtype runs later
+            with float64_default():  # Clebsch-Gordan tables exact, whatever dtype runs later
                 network = net_cls(cfg)
         else:
             network = net_cls(cfg)

@@ -158,9 +158,10 @@ class ElectronTask(Task):
 
     def build_model(self) -> torch.nn.Module:
         """A fresh network (Clebsch-Gordan tables in float64) normalised on the training split."""
-        from ..models.electron import HedgeNetElectron, _float64_default
+        from ..models.electron import HedgeNetElectron
+        from ..models.electron_layers import float64_default
 
-        with _float64_default():
+        with float64_default():
             model = HedgeNetElectron(self.model_config)
         model.fit_normalisation(self._train().normalisation_items())
         if model.two_centre is not None:
