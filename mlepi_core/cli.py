@@ -344,12 +344,8 @@ def cmd_tbg(args) -> int:
     Hamiltonian model (sparse, labelled shift-invert; mlepi_core.moire), the width of the
     four central bands, the gaps to the remote bands, ML vs reference errors, the
     Bistritzer-MacDonald bands at the same angle; rigid and optionally relaxed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from . import moire
+    from .flat_bands import BandModel, MoirePath, compare_to_reference, model_bands, plot_flat_bands
     from .structures import twist_angle, twisted_bilayer
 
     say = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -366,66 +362,41 @@ def cmd_tbg(args) -> int:
     atoms = twisted_bilayer(m, n, d=args.distance)
     seconds["build"] = time.perf_counter() - t0
     say(f"twisted bilayer ({m}, {n}): {theta:.4f} deg, {len(atoms)} atoms, d = {args.distance} A")
-    p = max(1, args.path_points)
-    k_frac, dist, labels, ticks = moire.moire_path(atoms.cell, p)
-    k_frac, dist = k_frac[:-1], dist[:-1]  # the closing Gamma repeats the first point
-    corner = {"Γ": 0, "M": p, "K": 2 * p}
+    path = MoirePath.of(atoms.cell, args.path_points)
 
-    models = []
-    for name in args.electrons:
-        is_ref = name in ("slater-koster", "sk")
-        label = "reference" if is_ref else Path(name).name
-        models.append((label, is_ref, hamiltonian_model_from_name(name)))
-    if sum(r for _, r, _ in models) > 1:
-        raise SystemExit("mlepi: give the Slater-Koster reference once in --electrons")
+    models = [BandModel("reference" if name in ("slater-koster", "sk") else Path(name).name,
+                        name in ("slater-koster", "sk"), hamiltonian_model_from_name(name))
+              for name in args.electrons]
+    if sum(entry.is_reference for entry in models) > 1:
+        raise ValueError("give the Slater-Koster reference once in --electrons")
 
     def solve_all(structure, tag, entries, corners_only=False):
-        out = {}
-        ks, at = (k_frac[list(corner.values())], dict(zip(corner, range(3)))) if corners_only else (k_frac, corner)
-        for label, _, model in entries:
-            say(f"[{tag}] {label}: bands nearest neutrality at {len(ks)} k-points")
-            t = time.perf_counter()
-            nb = moire.bands_near_neutrality(model, structure, ks, args.n_states,
-                                             progress=lambda s: say(f"  {s}"))
-            seconds[f"{tag}_{label}"] = time.perf_counter() - t
-            e = nb.relative_mev()
-            below, above = moire.remote_gaps(e)
-            out[label] = {"e_fermi_ev": nb.e_fermi, "n_occupied_bands": nb.n_occ,
-                          "width_mev": moire.central_width(e), "gap_below_mev": below, "gap_above_mev": above,
-                          "width_over": "Gamma, M, K" if corners_only or args.path_points <= 1 else
-                          f"Gamma-M-K-Gamma, {args.path_points} points per segment",
-                          "eigenvalues_mev": {c: e[i].tolist() for c, i in at.items()},
-                          **({"path_mev": e.tolist()} if args.path_points > 1 and not corners_only else {}),
-                          "_e": e}
-            say(f"  {label}: E_F {nb.e_fermi:.4f} eV, central bands {out[label]['width_mev']:.2f} meV wide, "
-                f"gaps to remote bands {below:.2f} (below) / {above:.2f} (above) meV "
-                f"[{seconds[f'{tag}_{label}']:.1f} s]")
-        return out
+        records, energies = {}, {}
+        for entry in entries:
+            say(f"[{tag}] {entry.label}: bands nearest neutrality at "
+                f"{3 if corners_only else len(path.k_frac)} k-points")
+            rec, e, seconds[f"{tag}_{entry.label}"] = model_bands(entry, structure, path, args.n_states,
+                                                                  corners_only, progress=lambda s: say(f"  {s}"))
+            records[entry.label], energies[entry.label] = rec, e
+            say(f"  {entry.label}: E_F {rec['e_fermi_ev']:.4f} eV, central bands {rec['width_mev']:.2f} meV "
+                f"wide, gaps to remote bands {rec['gap_below_mev']:.2f} (below) / {rec['gap_above_mev']:.2f} "
+                f"(above) meV [{seconds[f'{tag}_{entry.label}']:.1f} s]")
+        return records, energies
 
-    def summary(res):
-        ref = next((v for (lab, r, _), v in zip(models, res.values()) if r), None)
-        ml = next((v for (lab, r, _), v in zip(models, res.values()) if not r), None)
-        section = {"ref_width_mev": ref["width_mev"] if ref else None,
-                   "ml_width_mev": ml["width_mev"] if ml else None,
-                   "gap_to_remote_mev": min(ref["gap_below_mev"], ref["gap_above_mev"]) if ref else None,
-                   "max_ml_ref_err_mev": None}
-        if ref and ml:
-            idx = list(corner.values())
-            section["max_ml_ref_err_mev"] = float(np.abs(ml["_e"][idx] - ref["_e"][idx]).max())
-            section["ml_ref_fermi_shift_mev"] = 1e3 * (ml["e_fermi_ev"] - ref["e_fermi_ev"])
+    def section(records, energies):
+        out = compare_to_reference(models, records, energies, path)
+        if out["max_ml_ref_err_mev"] is not None:
             say(f"  ML vs reference, 8 states at Gamma, M, K (each from its own E_F): max |dE| "
-                f"{section['max_ml_ref_err_mev']:.2f} meV")
-        section["eigenvalues"] = {lab: v["eigenvalues_mev"] for lab, v in res.items()}
-        section["models"] = {lab: {k: x for k, x in v.items() if k != "_e"} for lab, v in res.items()}
-        return section
+                f"{out['max_ml_ref_err_mev']:.2f} meV")
+        return out
 
     result = {"atoms": len(atoms), "angle_deg": theta, "mn": [m, n], "distance_a": args.distance,
               "n_states": args.n_states, "energies": "meV from each model's E_F (centre of the four "
               "central bands at K: charge neutrality, half of them filled)",
-              "k_points_frac": {c: k_frac[i].tolist() for c, i in corner.items()},
+              "k_points_frac": {c: path.k_frac[i].tolist() for c, i in path.corner.items()},
               "electrons": list(args.electrons)}
-    rigid = solve_all(atoms, "rigid", models)
-    result["rigid"] = summary(rigid)
+    records, rigid = solve_all(atoms, "rigid", models)
+    result["rigid"] = section(records, rigid)
     relaxed = None
     if args.relaxed and args.relaxed_cell and Path(args.relaxed_cell).is_file():
         cell = read_relaxed_cell(args.relaxed_cell, atoms, args.forces)
@@ -450,19 +421,19 @@ def cmd_tbg(args) -> int:
     if args.relaxed:
         say(f"  {record['steps']} steps, max |F| {record['max_force_ev_a']:.4f} eV/A, d(AA) {record['d_aa_a']:.3f} A, "
             f"d(AB) {record['d_ab_a']:.3f} A [{record.get('seconds', 0.0):.1f} s]")
-        relaxed = solve_all(cell, "relaxed", models)
-        result["relaxed"] = {**summary(relaxed), "relaxation": record}
-    if args.gfn1_model:
-        gfn1 = solve_all(atoms, "rigid", [("gfn1_ml", False, hamiltonian_model_from_name(args.gfn1_model))],
-                         corners_only=True)  # s, p with overlap: 4x the orbitals, generalised solves
-        result["gfn1_ml_width_mev"] = gfn1["gfn1_ml"]["width_mev"]
-        result["gfn1_ml"] = {k: v for k, v in gfn1["gfn1_ml"].items() if k != "_e"}
+        records, relaxed = solve_all(cell, "relaxed", models)
+        result["relaxed"] = {**section(records, relaxed), "relaxation": record}
+    if args.gfn1_model:  # s, p with overlap: 4x the orbitals, generalised solves; at the corners only
+        gfn1 = BandModel("gfn1_ml", False, hamiltonian_model_from_name(args.gfn1_model))
+        records, _ = solve_all(atoms, "rigid", [gfn1], corners_only=True)
+        result["gfn1_ml_width_mev"] = records["gfn1_ml"]["width_mev"]
+        result["gfn1_ml"] = records["gfn1_ml"]
     t = time.perf_counter()
     dist_c, e_c, ticks_c = moire.continuum_bands(theta, 30, d=args.distance)
     e_c = 1e3 * (e_c - moire.central_bands(e_c)[60].mean())  # meV from its neutrality point (K)
     seconds["continuum"] = time.perf_counter() - t
     result["continuum"] = {"width_mev": moire.central_width(e_c),
-                           "eigenvalues_mev": {c: e_c[30 * k].tolist() for k, c in enumerate(corner)}}
+                           "eigenvalues_mev": {c: e_c[30 * k].tolist() for k, c in enumerate(path.corner)}}
     say(f"continuum model at {theta:.4f} deg: central bands {result['continuum']['width_mev']:.2f} meV wide "
         f"along Gamma-M-K-Gamma")
     result["seconds"] = seconds
@@ -471,29 +442,10 @@ def cmd_tbg(args) -> int:
     out = Path(args.out or f"assets/results/tbg_{tag}.json")
     figure = Path(args.figure or f"assets/figures/tbg_{tag}.png")
     panels = [("rigid", rigid)] + ([("relaxed", relaxed)] if relaxed else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False, sharey=True)
-    x_c = np.interp(dist_c, ticks_c, ticks)  # continuum path drawn on the tight-binding one
-    for ax, (name, res) in zip(axes[0], panels):
-        ax.plot(x_c, e_c, color="tab:blue", lw=1, alpha=0.7)
-        ax.plot([], [], color="tab:blue", lw=1, label="continuum (BM, w$_{AA}$ = w$_{AB}$)")
-        for k, (label, is_ref, _) in enumerate(models):
-            e = res[label]["_e"]
-            xs = np.repeat(dist[:, None], e.shape[1], axis=1)
-            if is_ref:
-                ax.scatter(xs, e, s=60, facecolors="none", edgecolors="k", lw=1.1, label="Slater-Koster p$_z$", zorder=3)
-            else:
-                ax.scatter(xs, e, s=14, color=f"C{k + 1}", label=f"ML ({label})", zorder=4)
-        ax.set_xticks(ticks, labels)
-        ax.set_xlim(ticks[0], ticks[-1])
-        ax.axhline(0, color="0.7", lw=0.6, zorder=0)
-        width = ", ".join(f"{lab} {res[lab]['width_mev']:.1f}" for lab, _, _ in models)
-        ax.set_title(f"({m},{n}) {theta:.3f}°, {len(atoms)} atoms, {name}\ncentral widths (meV): {width}", fontsize=8)
-    span = max(np.abs(np.concatenate([v["_e"].ravel() for _, r in panels for v in r.values()])).max(), 1.0)
-    axes[0][0].set_ylim(-1.2 * span, 1.2 * span)
-    axes[0][0].set_ylabel("E - E$_F$ (meV)")
-    axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    fig = plot_flat_bands(path, panels, models, (dist_c, e_c, ticks_c), f"({m},{n}) {theta:.3f}°, {len(atoms)} atoms")
     write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     write_text_atomic(out, json.dumps(result, indent=1))
     say(f"wrote {out}, {figure}")
@@ -615,7 +567,7 @@ def cmd_data_electron(args) -> int:
 
         reference = SlaterKosterPz()
     else:
-        raise SystemExit(f"mlepi: unknown electron reference {args.electrons!r} (gfn1 or slater-koster)")
+        raise ValueError(f"unknown electron reference {args.electrons!r} (gfn1 or slater-koster)")
     t0 = time.time()
     out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces), reference)
     size_mb = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 1e6

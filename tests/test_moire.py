@@ -150,6 +150,25 @@ def test_cli_tbg_end_to_end(tmp_path, capsys):
     assert "central bands" in capsys.readouterr().out
 
 
+def test_cli_tbg_compares_a_network_with_the_reference(tmp_path):
+    """ML and reference side by side: the section's numbers are those of the eigenvalues it
+    stores, and the shipped Slater-Koster-trained network stays within 5 meV of the reference
+    at Gamma, M, K of a (2, 3) cell (1.4 meV when written), on bands ~3.7 eV wide."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "assets" / "models" / "electron_sk"
+    out = tmp_path / "tbg.json"
+    assert main(["tbg", "--mn", "2,3", "--electrons", "slater-koster", str(model), "--out", str(out),
+                 "--figure", str(tmp_path / "tbg.png")]) == 0
+    rigid = json.loads(out.read_text())["rigid"]
+    ref, ml = (np.array(list(rigid["eigenvalues"][k].values())) for k in ("reference", "electron_sk"))
+    assert rigid["max_ml_ref_err_mev"] == pytest.approx(np.abs(ml - ref).max())
+    assert rigid["ml_width_mev"] == pytest.approx(moire.central_width(ml))
+    assert rigid["ref_width_mev"] == pytest.approx(moire.central_width(ref))
+    assert rigid["max_ml_ref_err_mev"] < 5.0
+    assert main(["tbg", "--mn", "2,3", "--electrons", "slater-koster", "sk", "--out", str(out)]) == 2
+
+
 @pytest.mark.slow
 def test_reference_bands_are_narrowest_at_the_continuum_magic_angle():
     """The Slater-Koster reference's own magic angle, the commensurate twist with the
