@@ -877,84 +877,16 @@ class Session(param.Parameterized):
         return buf.getvalue()
 
     def export_html(self) -> str:
-        """The current figures and numbers as one self-contained HTML page (BokehJS inlined:
-        it opens offline, for a slide deck or an e-mail)."""
-        import html
+        """The current figures and numbers as one self-contained HTML page (``app.exports``)."""
+        from app.exports import export_html
 
-        import holoviews as hv
-        from bokeh.embed import file_html
-        from bokeh.layouts import column, gridplot
-        from bokeh.models import Div
-        from bokeh.resources import INLINE
-
-        from app import plots
-
-        snap, pins, summary = self.snapshot(), self.pins(), self.summary()
-        figures = []
-        curves = self.phonon_curves()
-        if curves:
-            figures.append(hv.render(plots.phonon_dispersion(curves, self.unit), backend="bokeh"))
-        vf, vft, spec = plots.RunningFermiVelocity(), plots.FermiVelocityVsT(), plots.SpectralFunction()
-        vf.update(snap)
-        vf.set_pins(pins)
-        vft.update(self.history())
-        vft.set_pins(pins)
-        spec.update(snap)
-        spec.set_pins(pins)
-        figures += [vf.figure, vft.figure] + ([spec.figure] if snap else [])
-        for fig in figures:
-            fig.sizing_mode, fig.width, fig.height = "fixed", 560, 360
-            plots.style_figure(fig, self.presentation)
-        rows = [("structure", f"{summary['formula']}, {summary['atoms']} atoms, {summary['stacking']}"),
-                ("force model", self.forces), ("Hamiltonian model", self.electrons),
-                ("supercell", f"{self.supercell} x {self.supercell}"), ("seed", str(self.seed))]
-        if snap:
-            rows += [("temperature", f"{snap['T']:g} K"), ("samples", f"{snap['n_done']} / {snap['n_total']}"),
-                     ("<v_F>", f"{snap['vf']:.4f} ± {snap['vf_se']:.4f} × 10⁶ m/s"),
-                     ("static lattice v_F", f"{snap['static']['vf']:.4f} × 10⁶ m/s"),
-                     ("change vs static", f"{100 * snap['rel_change']:+.2f} %")]
-        rows += [(f"pinned: {pin['label']}", f"{pin['vf']:.4f} ± {pin['vf_se']:.4f} × 10⁶ m/s") for pin in pins]
-        table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                        f"<td class='mlepi-number'>{html.escape(v)}</td></tr>" for k, v in rows)
-        head = Div(text=f"<h2>mlepi {html.escape(__version__)}: {html.escape(self.structure)}</h2>"
-                        f"<table>{table}</table><p style='color:#666'>Link to this view: "
-                        f"?{html.escape('&'.join(f'{k}={v}' for k, v in self.to_query().items()))}</p>",
-                   width=1100)
-        grid = [(figures[i:i + 2] + [None])[:2] for i in range(0, len(figures), 2)]
-        return file_html(column(head, gridplot(grid)),
-                         resources=INLINE, title=f"mlepi: {self.structure}")
+        return export_html(self)
 
     def figure_png(self) -> bytes:
-        """The current results as one PNG (running v_F, v_F(T), averaged spectral function)."""
-        import matplotlib
+        """The current results as one PNG (``app.exports``)."""
+        from app.exports import figure_png
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        snap, hist = self.snapshot(), self.history()
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-        if snap:
-            c, mean, se = snap["count"], snap["running_mean"], np.nan_to_num(snap["running_se"])
-            axes[0].plot(c, mean, color="C0")
-            axes[0].fill_between(c, mean - se, mean + se, color="C0", alpha=0.3)
-            axes[0].axhline(snap["static"]["vf"], color="k", ls="--", lw=1, label="static lattice")
-            axes[0].set(xlabel="samples", ylabel="running <v$_F$> (10$^6$ m/s)",
-                        title=f"{snap['T']:g} K")
-            axes[0].legend(fontsize=8)
-            axes[2].pcolormesh(snap["k_distances"], snap["energies"], snap["spectral"].T,
-                               shading="nearest", cmap="magma")
-            axes[2].set_xticks(snap["label_distances"], snap["k_labels"])
-            axes[2].set(ylabel="E - E$_F$ (eV)", title=f"<A(k, E)>, {snap['n_spectral']} samples")
-        if hist:
-            axes[1].errorbar([h["T"] for h in hist], [h["vf"] for h in hist],
-                             yerr=[h["vf_se"] for h in hist], marker="o", capsize=3)
-            axes[1].axhline(hist[0]["static"], color="k", ls="--", lw=1)
-        axes[1].set(xlabel="T (K)", ylabel="<v$_F$> (10$^6$ m/s)")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(self)
 
     def close(self) -> None:
         """End this tab's work (called when the browser session ends)."""
