@@ -22,19 +22,43 @@ class Task:
     earlier_data: list  # byte-different versions of the same labels a resumed run first saw
 
     def split_size(self, split: str) -> int:
+        """Structures in ``split`` (0 if the data set has none)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def loss_weights(cfg, stage: int) -> tuple[float, float]:
+        """The two weights of the loss in training stage 1 or 2."""
         raise NotImplementedError
 
     def build_model(self) -> torch.nn.Module:
+        """A fresh network, its data statistics fitted on the training split."""
         raise NotImplementedError
 
     def batch(self, split: str, positions: Sequence[int], device, dtype):
+        """The structures at ``positions`` of ``split`` as one batch on ``device``."""
         raise NotImplementedError
 
     def loss(self, model, batch, weights: tuple[float, float], training: bool):
         """(weighted loss, error sums of the batch)."""
         raise NotImplementedError
 
+    @staticmethod
+    def summarize(sums: Mapping[str, float]) -> dict:
+        """Metrics (MAEs, RMSEs, the loss) from error sums added over batches."""
+        raise NotImplementedError
+
+    @staticmethod
+    def postfix(m: Mapping) -> dict:
+        """What the progress bar shows of a step's metrics."""
+        raise NotImplementedError
+
+    @staticmethod
+    def describe(m: Mapping) -> str:
+        """One split's metrics in a log line."""
+        raise NotImplementedError
+
     def data_info(self) -> dict:
+        """Path, sha256 and split sizes of the data set, kept with the saved model."""
         raise NotImplementedError
 
     def save(self, model, path: Path, train_config, metrics: Mapping | None) -> Path:
