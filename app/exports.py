@@ -1,15 +1,50 @@
-"""The dashboard's results as files: one self-contained HTML page and one PNG of the figures.
-
-(The JSON and CSV of the numbers are the ``Session``'s own, ``results_json``/``results_csv``.)
-"""
+"""The dashboard's results as files: the numbers (JSON, CSV of the samples), one
+self-contained HTML page and one PNG of the figures."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 
 from mlepi_core import __version__
+
+
+def results_dict(session) -> dict:
+    """The run's settings, static and thermal values per temperature, v_F(T), the pinned runs
+    and a finished reference check, as one JSON-ready dict."""
+    engine = session.engine
+    out = {"mlepi_version": __version__, "structure": session.structure, **session.summary(),
+           "forces": session.forces, "electrons": session.electrons,
+           "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": session.history(),
+           "view": session.to_query(),
+           "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings")} for r in session.pins()]}
+    check = session.reference_result()
+    if check and check.get("status") == "done":
+        r = check["result"]
+        out["reference_check"] = {"T": check["T"], "sample": check["sample"], "reference": "GFN1-xTB",
+                                  "max_abs_diff_mev": r["max_abs_diff_mev"], "n_compared": r["n_compared"],
+                                  "window_ev": 1.0}
+    if engine is not None:
+        out["settings"] = dataclasses.asdict(engine.settings)
+        out["static"] = dict(engine.static)
+        out["temperatures"] = [engine.statistics(t) for t in sorted(engine.per_sample)
+                               if engine.per_sample[t]]
+    return out
+
+
+def results_csv(session) -> str:
+    """One row per finished sample: T, sample index, v_F, gamma_1 (the run's raw data)."""
+    buf = io.StringIO()
+    buf.write("T_K,sample,vf_1e6_m_per_s,gamma1_ev\n")
+    engine = session.engine
+    if engine is not None:
+        for t in sorted(engine.per_sample):
+            for j in sorted(engine.per_sample[t]):
+                v, g = engine.per_sample[t][j]
+                buf.write(f"{t:g},{j},{v:.10g},{g:.10g}\n")
+    return buf.getvalue()
 
 
 def export_html(session) -> str:

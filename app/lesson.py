@@ -100,7 +100,7 @@ def interlayer_modes(session, cancelled=lambda: False) -> str:
 
     if len(set(np.asarray(session.atoms.arrays["layer"]))) < 2:
         return "This structure has one layer: there is no interlayer shear or breathing mode. Load a bilayer."
-    atoms, phonon = session._lattice(session.forces, 3)  # the relaxed cell and its phonons
+    atoms, phonon = session.lattice(session.forces, 3)  # the relaxed cell and its phonons
     modes = [mode_at(phonon, atoms, np.zeros(3), band) for band in range(3 * len(atoms))]
     named = {}
     for m in modes:

@@ -16,7 +16,6 @@ never waits on physics. Runs of different tabs share nothing but read-only cache
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import tempfile
@@ -28,163 +27,13 @@ from pathlib import Path
 import numpy as np
 import param
 
-from mlepi_core import __version__
-from mlepi_core.structures import StructureError, build, load, stacking_name, twist_angle
+from app.catalogue import (CACHE, GALLERY, UPLOADED, default_electrons, electron_choices, electron_model,
+                           force_choices, force_model)
+from app.dask_executor import EXECUTORS, DaskExecutor
+from mlepi_core.structures import StructureError, build, load, stacking_name
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "assets" / "models"
-
-GALLERY = {
-    "AB bilayer": "AB",
-    "AA bilayer": "AA",
-    "Monolayer": "monolayer",
-    "SP bilayer (saddle point)": "SP",
-    **{f"Twisted bilayer {twist_angle(m, n):.1f}°": f"tbg:{m},{n}" for m, n in ((1, 2), (2, 3), (3, 4), (4, 5))},
-}
-UPLOADED = "Uploaded file"
 MC_MAX_ATOMS = 4  # Monte Carlo (v_F near K) runs on primitive graphene cells: 1x1 monolayer or bilayer
 BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
-
-
-def force_choices() -> dict[str, str]:
-    """Label -> model name for ``mlepi_core.model_names.force_model_from_name``; the shipped ML model first."""
-    out = {}
-    if (MODELS / "phonon" / "metadata.json").is_file():
-        out["HedgeNet-Phonon (ML)"] = str(MODELS / "phonon")
-    out["LCBOP + Kolmogorov-Crespi (reference)"] = "empirical"
-    return out
-
-
-GFN1_ML = "HedgeNet-Electron, GFN1-trained (ML)"
-SK_ML = "HedgeNet-Electron, Slater-Koster-trained (ML)"
-# The shipped networks' short names in links ("ml" stays the GFN1-trained electron model).
-ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk"}
-
-
-def electron_choices() -> dict[str, str]:
-    """Label -> model name for ``mlepi_core.model_names.hamiltonian_model_from_name``; ML first: the
-    GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, README) and the
-    Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default)."""
-    out = {}
-    if (MODELS / "electron" / "metadata.json").is_file():
-        out[GFN1_ML] = str(MODELS / "electron")
-    if (MODELS / "electron_sk" / "metadata.json").is_file():
-        out[SK_ML] = str(MODELS / "electron_sk")
-    out["GFN1-xTB (reference, slow)"] = "reference"
-    out["Slater-Koster p_z (reference, fast; γ₁ 0.31 eV)"] = "slater-koster"
-    return out
-
-
-def default_electrons(structure_code: str | None, current: str) -> str:
-    """The Hamiltonian model a gallery entry starts with: the Slater-Koster-trained network
-    for twisted bilayers (GFN1 couples the layers too weakly for moire physics, DESIGN.md
-    section 4); leaving a twisted entry returns from it to the first choice. Other changes
-    keep ``current``."""
-    choices = electron_choices()
-    twisted = (structure_code or "").startswith("tbg:")
-    if twisted and SK_ML in choices:
-        return SK_ML
-    if not twisted and current == SK_ML:
-        return next(iter(choices))
-    return current
-
-
-def _model_code(name: str) -> str:
-    """A model's short name in links: "ml" (or "ml-sk") for a shipped network, else its
-    reference name."""
-    if Path(name).is_absolute():
-        return ML_CODES.get(Path(name).name, Path(name).name)
-    return {"reference": "gfn1"}.get(name, name)
-
-
-def _label_of(choices: dict, code: str) -> str:
-    for label, name in choices.items():
-        if _model_code(name) == code:
-            return label
-    raise ValueError(f"no model {code!r} here (have {', '.join(_model_code(v) for v in choices.values())})")
-
-
-def _flag(value: str) -> bool:
-    if value not in ("0", "1"):
-        raise ValueError("expected 0 or 1")
-    return value == "1"
-
-
-class _Cache:
-    """Process-wide, thread-safe memo of expensive read-only objects (models, lattices)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._items: dict = {}
-        self._key_locks: dict = {}
-
-    def get(self, key, make):
-        with self._lock:
-            if key in self._items:
-                return self._items[key]
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:  # one builder per key; other keys go on
-            with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            value = make()
-            with self._lock:
-                self._items[key] = value
-            return value
-
-
-CACHE = _Cache()
-
-
-def _force_model(name: str):
-    from mlepi_core.model_names import force_model_from_name
-
-    return CACHE.get(("forces", name), lambda: force_model_from_name(name))
-
-
-def _electron_model(name: str):
-    from mlepi_core.model_names import hamiltonian_model_from_name
-
-    return CACHE.get(("electrons", name), lambda: hamiltonian_model_from_name(name))
-
-
-class DaskExecutor:
-    """The dashboard server's Dask cluster, shared by every tab that picks it (DESIGN.md
-    section 11): a LocalCluster of ``workers`` one-thread processes started on first use,
-    or the existing scheduler at ``scheduler``. Set by ``mlepi dashboard --workers N |
-    --scheduler ADDRESS``; each tab's runs stay its own (its own engine and futures)."""
-
-    workers: int = 2
-    scheduler: str | None = None
-    _client = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def configure(cls, workers: int = 2, scheduler: str | None = None) -> None:
-        cls.workers, cls.scheduler = int(workers), scheduler
-
-    @classmethod
-    def client(cls):
-        from mlepi_core.distributed import make_client
-
-        with cls._lock:
-            if cls._client is None:
-                cls._client = make_client(cls.workers, 1, cls.scheduler)
-            return cls._client
-
-    @classmethod
-    def describe(cls) -> str:
-        return f"Dask scheduler {cls.scheduler}" if cls.scheduler else f"Dask, {cls.workers} local workers"
-
-    @classmethod
-    def shutdown(cls) -> None:
-        with cls._lock:
-            if cls._client is not None:
-                cls._client.close()
-                cls._client = None
-
-
-EXECUTORS = ("local", "dask")
 
 
 def structure_summary(atoms) -> dict:
@@ -322,12 +171,12 @@ class Session(param.Parameterized):
             return int(self.supercell)
         return max(1, math.ceil(12.0 / min(self._atoms.cell.lengths()[:2])))
 
-    def _lattice(self, force_label: str, size: int):
+    def lattice(self, force_label: str, size: int):
         from mlepi_core.engine import prepare_lattice
 
         atoms, name = self._atoms, force_choices()[force_label]
         key = ("lattice", self._structure_key(), size, name)
-        return CACHE.get(key, lambda: prepare_lattice(atoms, _force_model(name), size))
+        return CACHE.get(key, lambda: prepare_lattice(atoms, force_model(name), size))
 
     def _structure_key(self):
         if self.structure == UPLOADED:
@@ -356,7 +205,7 @@ class Session(param.Parameterized):
             t0 = time.perf_counter()
             for label in labels:
                 def make():
-                    _, phonon = self._lattice(label, size)
+                    _, phonon = self.lattice(label, size)
                     return dispersion(phonon), density_of_states(phonon)
                 disp, dos = CACHE.get(("phonons", key, size, force_choices()[label]), make)
                 if key != self._structure_key():
@@ -394,7 +243,7 @@ class Session(param.Parameterized):
             if not (0 <= iq < len(disp.q_frac) and 0 <= band < disp.freq_thz.shape[1]):
                 raise ValueError(f"no mode {iq},{band}: the path has {len(disp.q_frac)} q-points and "
                                  f"{disp.freq_thz.shape[1]} bands")
-            relaxed, phonon = self._lattice(self.forces, self.phonon_supercell())
+            relaxed, phonon = self.lattice(self.forces, self.phonon_supercell())
             m = mode_at(phonon, relaxed, disp.q_frac[iq], band)
             atoms, frames = mode_frames(relaxed, m, amplitude_a=1.0, n_frames=24)
             view = {"kind": "mode", "text": m.describe(), "atoms": atoms, "frames": frames,
@@ -449,7 +298,7 @@ class Session(param.Parameterized):
         disp = curves[self.forces][0]
 
         def make():
-            relaxed, phonon = self._lattice(self.forces, self.phonon_supercell())
+            relaxed, phonon = self.lattice(self.forces, self.phonon_supercell())
             return branch_layer_character(phonon, relaxed, disp.q_frac)[..., 0]
         return CACHE.get(("branch layers", self._structure_key(), self.phonon_supercell(),
                           force_choices()[self.forces]), make)
@@ -487,7 +336,7 @@ class Session(param.Parameterized):
 
         name = electron_choices()[self.electrons]
         return CACHE.get(("layer dos", self._structure_key(), name),
-                         lambda: layer_dos(_electron_model(name), self._atoms))
+                         lambda: layer_dos(electron_model(name), self._atoms))
 
     # --- the paper's Fig. 4d, live: one sample against the reference solver ----------------
     def check_reference(self, sample: int | None = None) -> None:
@@ -503,7 +352,7 @@ class Session(param.Parameterized):
             raise RuntimeError("a reference check is already running")
         t = snap["T"]
         index = int(max(engine.per_sample[t]) if sample is None else sample)
-        reference = _electron_model("reference")
+        reference = electron_model("reference")
         self._check_cancel.clear()
         self._check = {"status": "running", "T": t, "sample": index,
                        "text": f"running GFN1-xTB on sample {index} at {t:g} K ..."}
@@ -585,9 +434,9 @@ class Session(param.Parameterized):
 
         key = (self._structure_key(), settings.supercell, self.forces, self.electrons)
         if self._engine is None or self._engine_key != key:
-            lattice = self._lattice(self.forces, settings.supercell)
-            electrons = _electron_model(electron_choices()[self.electrons])
-            engine = MonteCarloEngine(self._atoms, _force_model(force_choices()[self.forces]),
+            lattice = self.lattice(self.forces, settings.supercell)
+            electrons = electron_model(electron_choices()[self.electrons])
+            engine = MonteCarloEngine(self._atoms, force_model(force_choices()[self.forces]),
                                       electrons, settings, lattice=lattice)
             with self._lock:
                 self._engine, self._engine_key = engine, key
@@ -644,8 +493,8 @@ class Session(param.Parameterized):
         """Copy what the page shows out of the engine (under the lock) and bump ``version``."""
         from mlepi_core.engine import running_error
 
-        idx, vf = engine._values(t)
-        units = engine._units(idx, vf)
+        idx, vf = engine.sample_values(t)
+        units = engine.estimator_units(idx, vf)
         m = np.arange(1, len(units) + 1)
         mean = np.cumsum(units) / m if len(units) else np.array([])
         spectrum, n_spectral = engine.spectral_mean(t)
@@ -719,9 +568,9 @@ class Session(param.Parameterized):
             raise ValueError(why)
         settings = dataclasses.replace(self.settings(), temperatures=tuple(temperatures),
                                        n_samples=int(n_samples), supercell=int(supercell), antithetic=False)
-        return MonteCarloEngine(self._atoms, _force_model(force_choices()[self.forces]),
-                                _electron_model(electron_choices()[self.electrons]), settings,
-                                lattice=self._lattice(self.forces, supercell))
+        return MonteCarloEngine(self._atoms, force_model(force_choices()[self.forces]),
+                                electron_model(electron_choices()[self.electrons]), settings,
+                                lattice=self.lattice(self.forces, supercell))
 
     def solve_exercise(self, number: int) -> None:
         """Work out exercise ``number`` (app.lesson.EXERCISES) in the background; its answer
@@ -744,69 +593,25 @@ class Session(param.Parameterized):
     def exercise_answers(self) -> dict[int, str]:
         return dict(self._answers)
 
-    # --- the view state in the page URL -------------------------------------------------
+    # --- the view state in the page URL (app.links) ----------------------------------------
     def to_query(self) -> dict[str, str]:
-        """The whole view state as URL query parameters (short, readable values); an
-        uploaded structure cannot travel in a link and is left out."""
-        q = {"supercell": str(self.supercell), "forces": _model_code(force_choices()[self.forces]),
-             "electrons": _model_code(electron_choices()[self.electrons]),
-             "T": f"{float(self.temperature):g}", "samples": str(self.samples), "seed": str(self.seed),
-             "antithetic": str(int(self.antithetic)), "unit": self.unit,
-             "reference": str(int(self.show_reference)), "presentation": str(int(self.presentation)),
-             "layers": str(int(self.show_layers))}
-        if self.structure != UPLOADED:
-            q = {"structure": GALLERY[self.structure], **q}
-        if self.mode is not None:
-            q["mode"] = f"{self.mode[0]},{self.mode[1]}"
-        return q
+        """The whole view state as URL query parameters (``app.links.view_query``)."""
+        from app.links import view_query
+
+        return view_query(self)
 
     @classmethod
     def parse_query(cls, query: dict) -> tuple[dict, list[str]]:
-        """URL query parameters (values as ``to_query`` writes them, str or bytes; a parameter
-        given several times counts once) -> ({parameter: valid value}, [problems])."""
-        query = {k: (v[-1] if isinstance(v, (list, tuple)) else v) for k, v in query.items()}
-        query = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in query.items()}
-        problems, values = [], {}
-        by_code = {v: k for k, v in GALLERY.items()}
-        converters = {
-            "structure": ("structure", lambda v: by_code[v]),
-            "supercell": ("supercell", int),
-            "forces": ("forces", lambda v: _label_of(force_choices(), v)),
-            "electrons": ("electrons", lambda v: _label_of(electron_choices(), v)),
-            "T": ("temperature", float),
-            "samples": ("samples", int),
-            "seed": ("seed", int),
-            "antithetic": ("antithetic", _flag),
-            "unit": ("unit", str),
-            "reference": ("show_reference", _flag),
-            "presentation": ("presentation", _flag),
-            "layers": ("show_layers", _flag),
-            "mode": ("mode", lambda v: tuple(int(x) for x in v.split(","))),
-        }
-        for key, (name, convert) in converters.items():
-            if key not in query:
-                continue
-            try:
-                value = convert(query[key])
-                cls.param[name]._validate(value)
-                values[name] = value
-            except Exception as err:
-                problems.append(f"{key}={query[key]!r}: {err}")
-        return values, problems
+        """URL query parameters -> ({parameter: valid value}, [problems]) (``app.links``)."""
+        from app.links import parse_query
+
+        return parse_query(query, cls.param)
 
     def apply_query(self, query: dict) -> list[str]:
-        """Set the view from URL query parameters (see ``parse_query``). Returns the problems,
-        also shown as ``message``; valid parameters are applied, invalid ones left as they are."""
-        values, problems = self.parse_query(query)
-        if "structure" in values and values["structure"] != self.structure:
-            self.structure = values.pop("structure")  # first: a new structure resets the view
-        values.pop("structure", None)
-        if values.get("antithetic") and "samples" in values:  # set together: even counts are checked
-            self.param.update(samples=values.pop("samples"), antithetic=values.pop("antithetic"))
-        self.param.update(**values)
-        if problems:
-            self.message = "Some link parameters were not used: " + "; ".join(problems)
-        return problems
+        """Set the view from URL query parameters; returns the problems (``app.links``)."""
+        from app.links import apply_query
+
+        return apply_query(self, query)
 
     # --- pinned runs, overlaid on later ones ----------------------------------------------
     def pin(self, label: str | None = None) -> dict:
@@ -840,41 +645,26 @@ class Session(param.Parameterized):
             self._pins.clear()
         self.version += 1
 
-    # --- results out --------------------------------------------------------------------
+    # --- results out (app.exports) --------------------------------------------------------
+    @property
+    def engine(self):
+        """The Monte Carlo engine of the current run (None before the first Run)."""
+        return self._engine
+
     def results_dict(self) -> dict:
-        engine = self._engine
-        out = {"mlepi_version": __version__, "structure": self.structure, **self.summary(),
-               "forces": self.forces, "electrons": self.electrons,
-               "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": self.history(),
-               "view": self.to_query(),
-               "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings")} for r in self.pins()]}
-        check = self._check
-        if check and check.get("status") == "done":
-            r = check["result"]
-            out["reference_check"] = {"T": check["T"], "sample": check["sample"], "reference": "GFN1-xTB",
-                                      "max_abs_diff_mev": r["max_abs_diff_mev"], "n_compared": r["n_compared"],
-                                      "window_ev": 1.0}
-        if engine is not None:
-            out["settings"] = dataclasses.asdict(engine.settings)
-            out["static"] = dict(engine.static)
-            out["temperatures"] = [engine.statistics(t) for t in sorted(engine.per_sample)
-                                   if engine.per_sample[t]]
-        return out
+        """Settings, static and thermal values, v_F(T), pins and the reference check (``app.exports``)."""
+        from app.exports import results_dict
+
+        return results_dict(self)
 
     def results_json(self) -> str:
         return json.dumps(self.results_dict(), indent=1, default=float)
 
     def results_csv(self) -> str:
-        """One row per finished sample: T, sample index, v_F, gamma_1 (the run's raw data)."""
-        buf = io.StringIO()
-        buf.write("T_K,sample,vf_1e6_m_per_s,gamma1_ev\n")
-        engine = self._engine
-        if engine is not None:
-            for t in sorted(engine.per_sample):
-                for j in sorted(engine.per_sample[t]):
-                    v, g = engine.per_sample[t][j]
-                    buf.write(f"{t:g},{j},{v:.10g},{g:.10g}\n")
-        return buf.getvalue()
+        """One row per finished sample: T, sample index, v_F, gamma_1 (``app.exports``)."""
+        from app.exports import results_csv
+
+        return results_csv(self)
 
     def export_html(self) -> str:
         """The current figures and numbers as one self-contained HTML page (``app.exports``)."""

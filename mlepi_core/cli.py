@@ -456,8 +456,8 @@ def cmd_dashboard(args) -> int:
     """Serve the Panel dashboard (app/) on this machine; all JS/CSS is served locally."""
     import panel as pn
 
+    from app.dask_executor import DaskExecutor
     from app.main import create_app
-    from app.viewmodel import DaskExecutor
 
     DaskExecutor.configure(args.workers, args.scheduler)
     print(f"mlepi dashboard: http://{args.address}:{args.port}/  (Ctrl-C stops it)", flush=True)

@@ -366,12 +366,14 @@ class MonteCarloEngine:
             return self.static_layer_spectrum, 0
         return acc["sum"] / len(acc["samples"]), len(acc["samples"])
 
-    def _values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample_values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(sample indices, values) of the finished samples at ``temperature``, in index
+        order; ``which`` 0 is v_F (10^6 m/s), 1 is gamma_1 (eV)."""
         done = self.per_sample.get(float(temperature), {})
         idx = np.array(sorted(done), dtype=int)
         return idx, np.array([done[i][which] for i in idx])
 
-    def _units(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def estimator_units(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Independent units of the estimator: samples, or antithetic pair means."""
         if not self.settings.antithetic:
             return values
@@ -384,22 +386,22 @@ class MonteCarloEngine:
         """Running mean and standard error of v_F and gamma_1 at ``temperature``."""
         out = {"T": float(temperature)}
         for name, which in (("vf", 0), ("gamma1", 1)):
-            idx, values = self._values(temperature, which)
+            idx, values = self.sample_values(temperature, which)
             stats = RunningStats()
-            for v in self._units(idx, values):
+            for v in self.estimator_units(idx, values):
                 stats.add(v)
             out[name], out[name + "_se"] = stats.mean if stats.n else float("nan"), stats.std_error
-        out["samples"] = len(self._values(temperature)[0])
+        out["samples"] = len(self.sample_values(temperature)[0])
         out["vf_rel_change"] = out["vf"] / self.static["vf"] - 1.0
         return out
 
     def paired_difference(self, t1: float, t2: float) -> dict:
         """<v_F(t2) - v_F(t1)> over the samples both temperatures share, with its standard
         error: common random numbers make it far more precise than either value."""
-        i1, v1 = self._values(t1)
-        i2, v2 = self._values(t2)
+        i1, v1 = self.sample_values(t1)
+        i2, v2 = self.sample_values(t2)
         common, a, b = np.intersect1d(i1, i2, return_indices=True)
-        diff = self._units(common, v2[b] - v1[a])
+        diff = self.estimator_units(common, v2[b] - v1[a])
         stats = RunningStats()
         for d in diff:
             stats.add(d)
@@ -488,7 +490,7 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
         ax_t.errorbar(temps, vf, yerr=se, marker="o", capsize=3, color=c, label=f"{n}, thermal")
         ax_t.axhline(runs[n].static["vf"], color=c, ls="--", lw=1, label=f"{n}, static lattice")
         for t in temps:
-            _, values = runs[n]._values(t)
+            _, values = runs[n].sample_values(t)
             err = running_error(values) / np.mean(values)
             ax_m.plot(np.arange(1, len(err) + 1), 100 * err, color=c, alpha=0.4 + 0.6 * (t == temps[0]),
                       marker="o" if len(err) < 20 else None, label=f"{n}, {t:g} K")

@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from app.catalogue import GALLERY, electron_choices, force_choices
 from app.plots import spectral_peaks
-from app.viewmodel import GALLERY, Session, electron_choices, force_choices
+from app.viewmodel import Session
 
 FAST = dict(supercell=3, samples=4, temperature=300.0)
 

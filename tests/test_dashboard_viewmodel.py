@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.viewmodel import BATCH, UPLOADED, DaskExecutor, Session
+from app.catalogue import UPLOADED
+from app.dask_executor import DaskExecutor
+from app.viewmodel import BATCH, Session
 from mlepi_core.structures import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,11 +121,11 @@ def test_a_run_on_the_dask_executor_equals_the_local_run():
     assert a["n_done"] == b["n_done"] == 4
     assert b["vf"] == pytest.approx(a["vf"], rel=1e-11, abs=0)  # rounding floor between processes
     assert b["vf_se"] == pytest.approx(a["vf_se"], rel=0, abs=1e-11)
-    for t, samples in local._engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
+    for t, samples in local.engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
         for j, (vf, gamma1) in samples.items():
-            assert remote._engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-11, abs=0)
+            assert remote.engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-11, abs=0)
             # a least-squares fit parameter (SciPy's default tolerances): to its own precision
-            assert remote._engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
+            assert remote.engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
 
 
 def test_upload_good_and_bad_files(tmp_path):
@@ -175,7 +177,7 @@ def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
     """Both trained electron networks are choices with their own link codes; a twisted entry
     switches to the Slater-Koster-trained one (GFN1 under-binds the layers), the AB bilayer
     returns to the GFN1-trained one, and a link's explicit choice still wins."""
-    from app.viewmodel import GFN1_ML, SK_ML
+    from app.catalogue import GFN1_ML, SK_ML
 
     assert {GFN1_ML, SK_ML} <= set(Session.param.electrons.objects)
     s = Session()
