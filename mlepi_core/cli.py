@@ -655,7 +655,7 @@ def cmd_evaluate_phonon(args) -> int:
             for s in splits if row.get(s)))
     if args.phonons:
         from .models import load_model
-        from .phonons import UNIT_LABELS, compare_dispersions
+        from .phonons import compare_dispersions, plot_dispersion_comparison
         from .reference.lammps_forces import EmpiricalForceReference
         from .structures import bilayer
 
@@ -667,33 +667,8 @@ def cmd_evaluate_phonon(args) -> int:
               f"{cmp['rms_cm1']:.2f} cm^-1 over the path; largest imaginary frequency ML {cmp['max_imag_cm1']:.2f}, "
               f"reference {cmp['reference_max_imag_cm1']:.2f} cm^-1")
         if args.figure:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            from .phonons import convert_frequencies
-
-            fig, ax = plt.subplots(figsize=(5, 4.2))
-            for name, style in (("reference", dict(color="k", lw=1.2)), ("ML", dict(color="tab:red", lw=0, marker="o", ms=1.6))):
-                c = cmp["curves"][name]
-                f = convert_frequencies(c.freq_thz, "cm1")
-                for bnd in range(f.shape[1]):
-                    ax.plot(c.distances, f[:, bnd], **style, label=(None if bnd else
-                            ("LCBOP + KC reference" if name == "reference" else "HedgeNet-Phonon")))
-            c = cmp["curves"]["reference"]
-            ax.set_xticks(c.label_distances, c.labels)
-            for x in c.label_distances:
-                ax.axvline(x, color="0.85", lw=0.6)
-            ax.set_xlim(c.distances[0], c.distances[-1])
-            ax.set_ylabel(f"frequency ({UNIT_LABELS['cm1']})")
-            ax.set_title(f"AB bilayer, {args.phonon_supercell}x{args.phonon_supercell} force constants: "
-                         f"RMS {cmp['rms_cm1']:.1f} cm$^{{-1}}$", fontsize=9)
-            ax.legend(fontsize=8, loc="lower right")
-            fig.tight_layout()
-            Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(args.figure, dpi=150)
-            plt.close(fig)
+            n = args.phonon_supercell
+            plot_dispersion_comparison(args.figure, cmp, f"AB bilayer, {n}x{n} force constants")
             print(f"figure -> {args.figure}")
     if args.out:
         write_text_atomic(args.out, json.dumps(out, indent=1, default=float))
@@ -716,70 +691,22 @@ def _model_folder(path: str) -> Path:
     return folder
 
 
-def electron_reference_of(model_dir) -> tuple[str, object]:
-    """(name, Hamiltonian model) of the reference an electron network was trained on: the
-    labelling model its data set's metadata.json names, else its basis (one l = 0 orbital:
-    the Slater-Koster p_z model; s, p: GFN1-xTB)."""
-    from .models.io import read_metadata
-    from .reference.slater_koster import SlaterKosterPz
-    from .reference.tblite_electrons import GFN1Reference
-
-    meta = read_metadata(model_dir)
-    labels = ""
-    data = Path((meta.get("training_data") or {}).get("path") or "")
-    if (data / "metadata.json").is_file():
-        labels = json.loads((data / "metadata.json").read_text()).get("hamiltonian_model", "")
-    if labels.startswith("SlaterKosterPz") or (not labels and list(meta.get("shells", [])) == [0]):
-        return "slater-koster", SlaterKosterPz()
-    return "gfn1", GFN1Reference()
-
-
 def electron_physics(model_dir, figure: str | None = None) -> dict:
-    """Band-level checks against the model's own reference (GFN1-xTB or the Slater-Koster p_z
-    model; the paper's Fig. 4d): a 300 K sample of the 6x6 AB bilayer from the empirical
-    force reference's phonons (a validation seed no data set uses) and the pristine cell's
-    v_F and gamma_1. For the p_z model also gamma_1 at its parametrisation's d = 3.35 A
-    ("reference")."""
-    from .models import load_model
-    from .reference.lammps_forces import EmpiricalForceReference
-    from .structures import bilayer
-    from .validation import compare_bands, plot_band_comparison, pristine_fermi_velocity, thermal_sample
+    """``validation.electron_physics`` with its numbers printed."""
+    from .validation import electron_physics as physics
 
-    ref_name, reference = electron_reference_of(model_dir)
-    model, primitive = load_model(model_dir, kind="electron"), bilayer("AB")
-    sample = thermal_sample(primitive, EmpiricalForceReference(), 300.0, size=6)
-    bands = compare_bands(model, reference, sample)
-    if figure:
-        Path(figure).parent.mkdir(parents=True, exist_ok=True)
-        plot_band_comparison(figure, bands, "6x6 AB bilayer, a 300 K Monte Carlo sample",
-                             reference_label={"gfn1": "GFN1-xTB", "slater-koster": "Slater-Koster p$_z$"}[ref_name])
-    bands = {k: v for k, v in bands.items() if not k.startswith("_")}
-    pristine = pristine_fermi_velocity(model, reference, primitive, size=6)
+    out = physics(model_dir, figure)
+    bands, pristine = out["mc_sample_300K"], out["pristine"]
     print(f"300 K sample: max |E_ML - E_ref| within 1 eV of E_F {bands['band_max_err_mev']:.2f} meV "
           f"(MAE {bands['band_mae_mev']:.2f}; absolute {bands['band_max_err_absolute_mev']:.2f}, E_F shift "
           f"{bands['fermi_shift_mev']:+.2f} meV); pristine v_F ML {pristine['vf_ml']:.4f} vs ref "
           f"{pristine['vf_ref']:.4f} ({100 * pristine['vf_rel_diff']:+.2f} %), gamma_1 ML "
           f"{pristine['gamma1_ml']:.4f} vs ref {pristine['gamma1_ref']:.4f} eV ({100 * pristine['gamma1_rel_diff']:+.2f} %)")
-    out = {"mc_sample_300K": {**bands, "structure": "AB 6x6", "temperature_k": 300.0,
-                              "forces": "empirical (LCBOP + KC)", "reference": ref_name},
-           "pristine": pristine}
-    if ref_name == "slater-koster":
-        out["reference"] = reference_coupling(model, reference)
+    if "reference" in out:
         r = out["reference"]
         print(f"Slater-Koster reference at d = 3.35 A: gamma_1 {r['gamma1_ev']:.4f} eV (ML "
               f"{r['gamma1_ml_ev']:.4f}), v_F {r['vf_1e6_m_s']:.4f} (ML {r['vf_ml_1e6_m_s']:.4f}) 10^6 m/s")
     return out
-
-
-def reference_coupling(model, reference, d: float = 3.35) -> dict:
-    """gamma_1 (eV) and v_F (10^6 m/s) of the pristine AB bilayer at interlayer distance ``d``
-    (the p_z model's parametrisation: 3.35 A) from the reference and from the network."""
-    from .structures import bilayer
-    from .validation import pristine_fermi_velocity
-
-    at = pristine_fermi_velocity(model, reference, bilayer("AB", d=d), size=3)
-    return {"model": repr(reference), "distance_a": d, "gamma1_ev": at["gamma1_ref"],
-            "gamma1_ml_ev": at["gamma1_ml"], "vf_1e6_m_s": at["vf_ref"], "vf_ml_1e6_m_s": at["vf_ml"]}
 
 
 def cmd_evaluate_electron(args) -> int:

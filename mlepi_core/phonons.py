@@ -273,3 +273,32 @@ def compare_dispersions(primitive: Atoms, model: ForceModel, reference: ForceMod
             for k, c in curves.items()}
     return {"rms_cm1": float(np.sqrt(np.mean((ml - ref) ** 2))), "max_imag_cm1": imag["ML"],
             "reference_max_imag_cm1": imag["reference"], "supercell": size, "curves": curves}
+
+
+def plot_dispersion_comparison(path: str | Path, comparison: dict, title: str) -> None:
+    """The ML dispersion (dots) over the reference one (lines) of a ``compare_dispersions``
+    result, in cm^-1, with its RMS difference in the title (the paper's Fig. 4b)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name, label, style in (("reference", "LCBOP + KC reference", dict(color="k", lw=1.2)),
+                               ("ML", "HedgeNet-Phonon", dict(color="tab:red", lw=0, marker="o", ms=1.6))):
+        c = comparison["curves"][name]
+        f = convert_frequencies(c.freq_thz, "cm1")
+        for band in range(f.shape[1]):
+            ax.plot(c.distances, f[:, band], **style, label=None if band else label)
+    c = comparison["curves"]["reference"]
+    ax.set_xticks(c.label_distances, c.labels)
+    for x in c.label_distances:
+        ax.axvline(x, color="0.85", lw=0.6)
+    ax.set_xlim(c.distances[0], c.distances[-1])
+    ax.set_ylabel(f"frequency ({UNIT_LABELS['cm1']})")
+    ax.set_title(f"{title}: RMS {comparison['rms_cm1']:.1f} cm$^{{-1}}$", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

@@ -5,10 +5,15 @@
     ``window`` eV of E_F (band by band, in energy order)
 
 and the pristine-lattice Fermi velocity and gamma_1 from both (BandProbe), plus a
-thermal Monte Carlo sample that no data set holds (its own seed).
+thermal Monte Carlo sample that no data set holds (its own seed). ``electron_physics``
+runs them all on a saved network against the reference it was trained on
+(``mlepi evaluate electron --physics``).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,3 +130,59 @@ def plot_band_comparison(path, comparison: dict, title: str, window: float = 1.5
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
+
+
+def electron_reference_of(model_dir) -> tuple[str, object]:
+    """(name, Hamiltonian model) of the reference an electron network was trained on: the
+    labelling model its data set's metadata.json names, else its basis (one l = 0 orbital:
+    the Slater-Koster p_z model; s, p: GFN1-xTB)."""
+    from .models.io import read_metadata
+    from .reference.slater_koster import SlaterKosterPz
+    from .reference.tblite_electrons import GFN1Reference
+
+    meta = read_metadata(model_dir)
+    labels = ""
+    data = Path((meta.get("training_data") or {}).get("path") or "")
+    if (data / "metadata.json").is_file():
+        labels = json.loads((data / "metadata.json").read_text()).get("hamiltonian_model", "")
+    if labels.startswith("SlaterKosterPz") or (not labels and list(meta.get("shells", [])) == [0]):
+        return "slater-koster", SlaterKosterPz()
+    return "gfn1", GFN1Reference()
+
+
+def electron_physics(model_dir, figure: str | None = None) -> dict:
+    """Band-level checks against the model's own reference (GFN1-xTB or the Slater-Koster p_z
+    model; the paper's Fig. 4d): a 300 K sample of the 6x6 AB bilayer from the empirical
+    force reference's phonons (a validation seed no data set uses) and the pristine cell's
+    v_F and gamma_1. For the p_z model also gamma_1 at its parametrisation's d = 3.35 A
+    ("reference")."""
+    from .models import load_model
+    from .reference.lammps_forces import EmpiricalForceReference
+    from .structures import bilayer
+
+    ref_name, reference = electron_reference_of(model_dir)
+    model, primitive = load_model(model_dir, kind="electron"), bilayer("AB")
+    sample = thermal_sample(primitive, EmpiricalForceReference(), 300.0, size=6)
+    bands = compare_bands(model, reference, sample)
+    if figure:
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        plot_band_comparison(figure, bands, "6x6 AB bilayer, a 300 K Monte Carlo sample",
+                             reference_label={"gfn1": "GFN1-xTB", "slater-koster": "Slater-Koster p$_z$"}[ref_name])
+    bands = {k: v for k, v in bands.items() if not k.startswith("_")}
+    pristine = pristine_fermi_velocity(model, reference, primitive, size=6)
+    out = {"mc_sample_300K": {**bands, "structure": "AB 6x6", "temperature_k": 300.0,
+                              "forces": "empirical (LCBOP + KC)", "reference": ref_name},
+           "pristine": pristine}
+    if ref_name == "slater-koster":
+        out["reference"] = reference_coupling(model, reference)
+    return out
+
+
+def reference_coupling(model, reference, d: float = 3.35) -> dict:
+    """gamma_1 (eV) and v_F (10^6 m/s) of the pristine AB bilayer at interlayer distance ``d``
+    (the p_z model's parametrisation: 3.35 A) from the reference and from the network."""
+    from .structures import bilayer
+
+    at = pristine_fermi_velocity(model, reference, bilayer("AB", d=d), size=3)
+    return {"model": repr(reference), "distance_a": d, "gamma1_ev": at["gamma1_ref"],
+            "gamma1_ml_ev": at["gamma1_ml"], "vf_1e6_m_s": at["vf_ref"], "vf_ml_1e6_m_s": at["vf_ml"]}

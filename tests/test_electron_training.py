@@ -363,8 +363,8 @@ def test_the_reference_of_a_trained_network_and_its_coupling(trained, tmp_path):
     d = 3.35 A goes into the metrics (the reference itself against itself: identical)."""
     import shutil
 
-    from mlepi_core.cli import electron_reference_of, reference_coupling
     from mlepi_core.reference.slater_koster import SlaterKosterPz
+    from mlepi_core.validation import electron_reference_of, reference_coupling
 
     hetero = trained["hetero"] / "model"
     assert electron_reference_of(hetero)[0] == "gfn1"

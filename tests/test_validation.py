@@ -63,3 +63,22 @@ def test_bands_count_the_electrons_of_the_models_basis(tmp_path):
     e_gamma = np.sort(np.abs(out["_plot"]["e_ref"][0]))
     assert e_gamma[3] < 1e-6 and e_gamma[4] == pytest.approx(0.31, abs=0.01)
     assert main(["bands", "AB", "--electrons", "slater-koster", "--out", str(tmp_path / "sk")]) == 0
+
+
+def test_physics_section_of_the_shipped_slater_koster_network(tmp_path):
+    """`mlepi evaluate electron --physics` on the p_z network: it finds its reference (the
+    Slater-Koster model, from the basis when the data set is absent), and its bands of an
+    unseen 300 K sample, pristine v_F, gamma_1 and the coupling at d = 3.35 A agree with it."""
+    from mlepi_core.validation import electron_physics
+
+    sk = MODEL.parent / "electron_sk"
+    if not (sk / "metadata.json").is_file():
+        pytest.skip("no shipped Slater-Koster-trained network")
+    out = electron_physics(sk, figure=str(tmp_path / "bands.png"))
+    assert out["mc_sample_300K"]["reference"] == "slater-koster"
+    assert out["mc_sample_300K"]["n_states"] > 50 and out["mc_sample_300K"]["band_max_err_mev"] < 10.0
+    assert abs(out["pristine"]["vf_rel_diff"]) < 0.01 and abs(out["pristine"]["gamma1_rel_diff"]) < 0.01
+    r = out["reference"]
+    assert r["gamma1_ev"] == pytest.approx(0.339, abs=1e-3)  # the p_z model's own value (test_slater_koster)
+    assert abs(r["gamma1_ml_ev"] / r["gamma1_ev"] - 1) < 0.01
+    assert (tmp_path / "bands.png").stat().st_size > 10_000
