@@ -78,3 +78,31 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         yield b
         b.close()
+
+
+def _check_resume_continues_identically(make_config, tmp_path, **other_settings):
+    """Seven steps straight, and four then three more after a resume, give the same weights and
+    EMA bit for bit; a checkpoint refuses to continue under ``other_settings``."""
+    import torch
+
+    from mlepi_core.training import Trainer
+
+    straight = Trainer(make_config(tmp_path / "a", max_steps=7))
+    straight.run()
+    Trainer(make_config(tmp_path / "b", max_steps=4)).run()
+    resumed = Trainer(make_config(tmp_path / "b", max_steps=7))
+    assert resumed.resumed and resumed.state["step"] == 4
+    resumed.run()
+    for name, p in straight.model.state_dict().items():
+        assert torch.equal(p, resumed.model.state_dict()[name]), name
+    for name, p in straight.ema.shadow.items():
+        assert torch.equal(p, resumed.ema.shadow[name]), name
+    with pytest.raises(ValueError, match="other settings"):
+        Trainer(make_config(tmp_path / "b", **other_settings))
+
+
+@pytest.fixture
+def check_resume():
+    """``check_resume(make_config, tmp_path, **other_settings)``: the training loop's resume
+    test, shared by the phonon and electron tasks."""
+    return _check_resume_continues_identically

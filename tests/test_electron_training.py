@@ -92,20 +92,8 @@ def test_a_few_steps_reduce_the_loss(tmp_path, deeph_set):
     assert {"loss", "h_mae_mev", "s_mae", "h_mae_mev_inter"} <= set(header)
 
 
-def test_resume_continues_identically(tmp_path, deeph_set):
-    straight = Trainer(config(deeph_set, tmp_path / "a", max_steps=7))
-    straight.run()
-    first = Trainer(config(deeph_set, tmp_path / "b", max_steps=4))
-    first.run()
-    resumed = Trainer(config(deeph_set, tmp_path / "b", max_steps=7))
-    assert resumed.resumed and resumed.state["step"] == 4
-    resumed.run()
-    for name, p in straight.model.state_dict().items():
-        assert torch.equal(p, resumed.model.state_dict()[name]), name
-    for name, p in straight.ema.shadow.items():
-        assert torch.equal(p, resumed.ema.shadow[name]), name
-    with pytest.raises(ValueError, match="other settings"):
-        Trainer(config(deeph_set, tmp_path / "b", h_weight=2.0))
+def test_resume_continues_identically(tmp_path, deeph_set, check_resume):
+    check_resume(lambda out, **kw: config(deeph_set, out, **kw), tmp_path, h_weight=2.0)
 
 
 def test_checkpoint_predating_new_settings_resumes(tmp_path, deeph_set):

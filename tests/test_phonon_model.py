@@ -332,20 +332,8 @@ def test_a_few_steps_reduce_the_loss(tmp_path, tiny_set):
     assert (tmp_path / "run" / "steps.csv").read_text().count("\n") == 25
 
 
-def test_resume_continues_identically(tmp_path, tiny_set):
-    straight = Trainer(tiny_train_config(tiny_set, tmp_path / "a", max_steps=7))
-    straight.run()
-    first = Trainer(tiny_train_config(tiny_set, tmp_path / "b", max_steps=4))
-    first.run()
-    resumed = Trainer(tiny_train_config(tiny_set, tmp_path / "b", max_steps=7))
-    assert resumed.resumed and resumed.state["step"] == 4
-    resumed.run()
-    for name, p in straight.model.state_dict().items():
-        assert torch.equal(p, resumed.model.state_dict()[name]), name
-    for name, p in straight.ema.shadow.items():
-        assert torch.equal(p, resumed.ema.shadow[name]), name
-    with pytest.raises(ValueError, match="other settings"):
-        Trainer(tiny_train_config(tiny_set, tmp_path / "b", lr=0.5))
+def test_resume_continues_identically(tmp_path, tiny_set, check_resume):
+    check_resume(lambda out, **kw: tiny_train_config(tiny_set, out, **kw), tmp_path, lr=0.5)
 
 
 def test_resume_refuses_relabelled_data(tmp_path, tiny_set):
