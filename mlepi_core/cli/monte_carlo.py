@@ -1,0 +1,150 @@
+"""`mlepi mc`: the Monte Carlo EPI run, locally or on a Dask cluster, stoppable and resumable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..files import write_text_atomic
+from ..model_names import force_model_from_name, hamiltonian_model_from_name, model_identity
+from .common import structure_from_arg
+
+
+def cmd_mc(args) -> int:
+    """Monte Carlo EPI: v_F(T) with errors, convergence, for one or two Hamiltonian models."""
+    from tqdm import tqdm
+
+    from .. import __version__
+    from ..engine import MCSettings, MonteCarloEngine, write_results
+
+    atoms = structure_from_arg(args.structure)
+    settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
+                          seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
+                          supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
+                          spectral_every=args.spectral_every)
+    forces = force_model_from_name(args.forces)
+    hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
+    runs = {}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    client = None
+    if args.executor == "dask" or args.scheduler:
+        from ..distributed import make_client
+
+        client = make_client(args.workers, args.threads_per_worker, args.scheduler)
+        print(f"Dask: {len(client.scheduler_info()['workers'])} workers "
+              f"({args.scheduler or 'LocalCluster started for this run'})", flush=True)
+    stop = StopOnSignal()
+    for name in args.electrons:
+        if stop.stopped:
+            break
+        label = "reference" if name == "reference" else "ml"
+        engine = MonteCarloEngine(atoms, forces, hamiltonians[name], settings,
+                                  device=args.device)
+        stop.engine = engine
+        runs[label] = engine
+        checkpoint = out / f"checkpoint_{label}.pkl"
+        identity = {"structure": args.structure, "forces": args.forces, "electrons": name,
+                    "forces_identity": model_identity(args.forces), "electrons_identity": model_identity(name)}
+        start = 0
+        if args.resume and checkpoint.is_file():
+            with open(checkpoint, "rb") as fh:
+                import pickle
+
+                saved = pickle.load(fh)
+            if {k: saved.get(k) for k in identity} != identity:
+                raise ValueError(f"{checkpoint} belongs to another run ({ {k: saved.get(k) for k in identity} })")
+            start = engine.load_checkpoint(checkpoint)
+            print(f"resuming {label}: {start} samples already done", flush=True)
+        total = len(settings.temperatures) * settings.n_samples
+        if client is not None:
+            from ..distributed import RunSpec, run_all_distributed
+
+            batches = run_all_distributed(engine, RunSpec(atoms, args.forces, name, settings), client)
+        else:
+            batches = engine.run_all()
+        with stop, tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
+            for batch in batches:
+                bar.update(len(batch.vf))
+                bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
+                engine.save_checkpoint(checkpoint, identity)
+    runs = {n: e for n, e in runs.items() if any(e.per_sample.values())}
+    if stop.stopped and not runs:
+        print("stopped before any sample finished", file=sys.stderr)
+        close_client(client)
+        return 130
+    provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
+                  "executor": "dask" if client is not None else "local",
+                  "mlepi_version": __version__, "command": " ".join(sys.argv)}
+    result = write_results(args.out, runs, provenance)
+    if args.summary:
+        summary = {"structure": args.structure, "supercell": args.supercell, "units": result["units"],
+                   "static": result["static"], "settings": result["settings"], "provenance": provenance,
+                   "temperatures": [{"T": row["T"], "samples": row["samples"],
+                                     **{n: {k: row[n][k] for k in ("vf", "vf_se", "vf_rel_change", "gamma1",
+                                                                    "gamma1_se", "samples")} for n in runs}}
+                                    for row in result["temperatures"]]}
+        path = write_text_atomic(args.summary, json.dumps(summary, indent=1, default=float))
+        print(f"summary -> {path}")
+    for row in result["temperatures"]:
+        print(f"T = {row['T']:6.1f} K: " + "; ".join(
+            f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
+            f"vs static)" for n in runs))
+    print(f"wrote {args.out}/results.json, vf_vs_T.csv, vf_vs_T.png")
+    close_client(client)  # after the results are on disk: a stopped cluster takes seconds to wind down
+    if stop.stopped:
+        print(f"stopped: the folder holds the {sum(len(v) for e in runs.values() for v in e.per_sample.values())} "
+              f"finished samples; the same command with --resume continues", file=sys.stderr)
+        return 130
+    return 0
+
+
+def close_client(client) -> None:
+    """Close a Dask client (and the LocalCluster it started; an existing cluster stays up)."""
+    if client is not None:
+        client.close()
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM during ``mlepi mc`` stops the run instead of killing it.
+
+    The engine is cancelled (between local batches; outstanding Dask futures at once),
+    the finished samples are written as a complete results folder, and ``--resume``
+    continues from them. A second signal interrupts at once. Outside the main thread
+    (e.g. ``main()`` called from a worker thread) signals are left alone.
+    """
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.engine = None
+        self.stopped = False
+        self._previous = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        return False
+
+    def _handle(self, signum, frame):
+        if self.stopped:
+            raise KeyboardInterrupt
+        self.stopped = True
+        print("\nmlepi: stopping (the batches in flight are cancelled; finished samples are kept)",
+              file=sys.stderr, flush=True)
+        if self.engine is not None:
+            self.engine.cancel()

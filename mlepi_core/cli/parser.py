@@ -1,0 +1,210 @@
+"""The `mlepi` argument parser: every command and flag, each bound to its function."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..units import BILAYER_D
+from .explore import (cmd_bands, cmd_build, cmd_continuum, cmd_dashboard, cmd_demo, cmd_info, cmd_phonons,
+                      cmd_tbg)
+from .monte_carlo import cmd_mc
+from .training import (cmd_data_electron, cmd_data_phonon, cmd_evaluate_electron, cmd_evaluate_phonon,
+                       cmd_train_electron, cmd_train_phonon)
+
+SHIPPED_ELECTRON_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "electron"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlepi", description="Electron-phonon interactions in layered "
+                                "materials from ML force fields and Hamiltonians (MLEPI).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="a one-minute tour on AB bilayer graphene with the references")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("bands", help="band structure, DOS and unfolded spectral function from a Hamiltonian model")
+    s.add_argument("structure", help="structure file or name (AB, monolayer, tbg:m,n, ...)")
+    s.add_argument("--electrons", default=str(SHIPPED_ELECTRON_MODEL),
+                   help="Hamiltonian model: a trained model folder (default: the shipped one) or reference")
+    s.add_argument("--compare", help="a second Hamiltonian model (e.g. reference) on the same path")
+    s.add_argument("--supercell", type=int, default=1, help="n x n x 1 supercell (bands unfolded when n > 1)")
+    s.add_argument("--points", type=int, default=30, help="k-points per path segment")
+    s.add_argument("--mesh", type=int, default=24, help="m x m k-mesh of the DOS")
+    s.add_argument("--window", type=float, default=3.0, help="energy window about E_F (eV)")
+    s.add_argument("--out", default="results/bands")
+    s.set_defaults(func=cmd_bands)
+
+    s = sub.add_parser("continuum", help="Bistritzer-MacDonald bands of twisted bilayers (Slater-Koster parameters)")
+    s.add_argument("--angle", type=float, nargs="+", default=[1.08], help="twist angles in degrees")
+    s.add_argument("--distance", type=float, default=BILAYER_D,
+                   help="interlayer distance (A) for the tunnelling w (default: the force field's AB equilibrium)")
+    s.add_argument("--bands", type=int, default=8, help="bands nearest the Dirac point")
+    s.add_argument("--points", type=int, default=40, help="k-points per path segment")
+    s.add_argument("--magic", action="store_true", help="also find the first magic angle")
+    s.add_argument("--out", default="results/continuum")
+    s.set_defaults(func=cmd_continuum)
+
+    s = sub.add_parser("tbg", help="flat bands of a commensurate twisted bilayer near the magic angle (Fig. 4c)")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--angle", type=float, default=1.08,
+                       help="twist angle (deg): the (m, m+1) cell nearest it (1.08: (30, 31), 11,164 atoms)")
+    which.add_argument("--mn", help="the commensurate cell m,n instead (e.g. 2,3)")
+    s.add_argument("--electrons", nargs="+", default=["slater-koster"],
+                   help="Hamiltonian model(s): slater-koster (the reference) and/or trained model folders")
+    s.add_argument("--gfn1-model", help="also the central width from a GFN1-trained electron model folder")
+    s.add_argument("--relaxed", action="store_true", help="also relax positions (L-BFGS) and solve again")
+    s.add_argument("--forces", default="empirical", help="force model of the relaxation")
+    s.add_argument("--relax-fmax", type=float, default=0.005, help="relaxation stops at max |F| below this (eV/A)")
+    s.add_argument("--relax-steps", type=int, default=600, help="relaxation steps at most")
+    s.add_argument("--relaxed-cell", help="extxyz of the relaxed cell: read if it exists, else written "
+                   "after relaxing (reuse one relaxation across runs)")
+    s.add_argument("--distance", type=float, default=BILAYER_D,
+                   help="interlayer distance (A) of the rigid cell (default: the force field's AB equilibrium, "
+                        "the spacing of every bilayer mlepi builds; the Slater-Koster parametrisation's is 3.35)")
+    s.add_argument("--n-states", type=int, default=8, help="states nearest neutrality per k-point (even)")
+    s.add_argument("--path-points", type=int, default=0,
+                   help="k-points per segment of Gamma-M-K-Gamma (0: Gamma, M, K only)")
+    s.add_argument("--out", help="JSON (default assets/results/tbg_<angle>.json)")
+    s.add_argument("--figure", help="PNG (default assets/figures/tbg_<angle>.png)")
+    s.set_defaults(func=cmd_tbg)
+
+    s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
+    s.add_argument("--port", type=int, default=5006)
+    s.add_argument("--address", default="localhost", help="interface to listen on (0.0.0.0: all)")
+    s.add_argument("--allow-origin", action="append", help="extra host:port allowed to connect")
+    s.add_argument("--show", action="store_true", help="open a browser tab")
+    s.add_argument("--workers", type=int, default=2,
+                   help="worker processes of the LocalCluster that 'Run on: dask' starts on first use")
+    s.add_argument("--scheduler", help="'Run on: dask' uses this existing Dask scheduler instead")
+    s.set_defaults(func=cmd_dashboard)
+
+    s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
+    s.add_argument("name")
+    s.add_argument("-n", "--size", type=int, default=1, help="n x n x 1 supercell")
+    s.add_argument("-o", "--output", required=True, help="output file (any format ASE writes)")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("info", help="load and validate a structure file; show layers and edges")
+    s.add_argument("file")
+    s.add_argument("--cutoff", type=float, default=6.0, help="edge cutoff in Angstrom")
+    s.add_argument("--elements", help="comma-separated elements a model knows, e.g. C")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("phonons", help="phonon dispersion, DOS and supercell modes (phonopy)")
+    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n)")
+    s.add_argument("--forces", default="empirical",
+                   help="force model: empirical (LCBOP+KC), gfn1, module:Class (ASE calculator)")
+    s.add_argument("--compare", help="a second force model drawn on the same plot")
+    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 force-constant supercell")
+    s.add_argument("--unit", default="cm1", choices=["cm1", "thz", "mev"])
+    s.add_argument("--no-relax", action="store_true", help="skip relaxing positions first")
+    s.add_argument("--out", default="results/phonons")
+    s.set_defaults(func=cmd_phonons)
+
+    s = sub.add_parser("mc", help="Monte Carlo EPI: v_F(T) with errors, ML and/or reference electrons")
+    s.add_argument("structure", help="structure file or name (AB, monolayer, ...)")
+    s.add_argument("--temperature", type=float, nargs="+", default=[0.0, 300.0], help="K")
+    s.add_argument("--samples", type=int, default=200, help="samples per temperature")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
+    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 sampling supercell (3 | n)")
+    s.add_argument("--forces", default="empirical", help="force model for the phonons")
+    s.add_argument("--electrons", nargs="+", default=["reference"],
+                   help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
+    s.add_argument("--device", help="torch device of the Bloch sums and eigen-solves (cpu, cuda, ...; "
+                   "default cpu); trained models pick CUDA by themselves when it is there")
+    s.add_argument("--spectral-every", type=int, default=4,
+                   help="average A(k, E) over samples j with j %% N == 0 (0: off)")
+    s.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local: in this process; dask: sample batches as tasks on a Dask cluster")
+    s.add_argument("--workers", type=int, default=2, help="with --executor dask: LocalCluster worker processes")
+    s.add_argument("--threads-per-worker", type=int, default=1)
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue from the samples a stopped run saved in --out (checkpoint_*.pkl)")
+    s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
+    s.add_argument("--out", default="results/mc")
+    s.set_defaults(func=cmd_mc)
+
+    data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
+    s = data.add_parser("phonon", help="perturbed 4x4 AB bilayers with energies and forces (extxyz)")
+    s.add_argument("--out", default="data/phonon")
+    s.add_argument("--n", type=int, default=2000, help="number of configurations")
+    s.add_argument("--size", type=int, default=4, help="n x n x 1 supercell")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--reference", default="empirical",
+                   help="force reference: empirical (REBO+KC), gfn1, or module:Class of an ASE calculator")
+    s.set_defaults(func=cmd_data_phonon)
+    s = data.add_parser("electron", help="thermal 6x6 AB bilayers + twisted cells with H, S (DeepH layout)")
+    s.add_argument("--out", default="data/electron")
+    s.add_argument("--n", type=int, default=300, help="number of bilayer configurations")
+    s.add_argument("--size", type=int, default=6, help="n x n x 1 supercell")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cutoff", type=float, default=6.0, help="block cutoff r_c in Angstrom")
+    s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
+    s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells (21.8 to 5.1 degrees; with slater-koster also 3.15 and 1.08)")
+    s.add_argument("--electrons", default="gfn1", choices=["gfn1", "slater-koster"],
+                   help="the labelling reference: GFN1-xTB (s, p, with S) or the Slater-Koster p_z model")
+    s.set_defaults(func=cmd_data_electron)
+
+    train = sub.add_parser("train", help="train a network from a config file").add_subparsers(
+        dest="target", required=True)
+    s = train.add_parser("phonon", help="HedgeNet-Phonon or a homogeneous baseline (configs/phonon_*.yaml)")
+    s.add_argument("config", help="YAML config (see configs/phonon_hedgenet.yaml)")
+    s.add_argument("--output", help="run folder (overrides output_dir)")
+    s.add_argument("--data", help="extxyz data set (overrides data)")
+    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
+    s.add_argument("--max-epochs", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train_phonon)
+    s = train.add_parser("electron", help="HedgeNet-Electron or a homogeneous baseline (configs/electron_*.yaml)")
+    s.add_argument("config", help="YAML config (see configs/electron_hedgenet.yaml)")
+    s.add_argument("--output", help="run folder (overrides output_dir)")
+    s.add_argument("--data", help="DeepH data set root with split.json (overrides data)")
+    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
+    s.add_argument("--max-epochs", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--data-workers", type=int, help="processes reading DeepH folders into the cache")
+    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train_electron)
+    ev = sub.add_parser("evaluate", help="errors of a trained network on a data set").add_subparsers(
+        dest="target", required=True)
+    s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model (and baselines: Table I)")
+    s.add_argument("--ablation", action="append", metavar="NAME=MODEL_OR_RUN",
+                   help="a baseline evaluated on the same splits (e.g. homogeneous_2=runs/phonon_homogeneous_2)")
+    s.add_argument("--phonons", action="store_true",
+                   help="also the AB-bilayer dispersion against the empirical reference (Fig. 4b)")
+    s.add_argument("--phonon-supercell", type=int, default=6)
+    s.add_argument("--figure", default="assets/figures/phonons_ml_vs_ref.png", help="with --phonons: the plot")
+    s.add_argument("model", help="model folder, or a training run folder holding model/")
+    s.add_argument("--data", help="extxyz data set (default: the one the model was trained on)")
+    s.add_argument("--splits", default="val,test", help="comma-separated splits")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    s.add_argument("--out", help="write the metrics as JSON here")
+    s.set_defaults(func=cmd_evaluate_phonon)
+    s = ev.add_parser("electron", help="H and S MAE of a saved electron model (and baselines: Table II)")
+    s.add_argument("model", help="model folder, or a training run folder holding model/")
+    s.add_argument("--data", help="DeepH data set root (default: the one the model was trained on)")
+    s.add_argument("--splits", default="test,twisted", help="comma-separated splits")
+    s.add_argument("--ablation", action="append", metavar="NAME=MODEL_OR_RUN",
+                   help="a baseline evaluated on the same data, under 'ablation' (repeatable)")
+    s.add_argument("--batch-size", type=int, default=2, help="structures per evaluation batch")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while caching data")
+    s.add_argument("--out", help="write the metrics as JSON here (e.g. assets/models/electron/metrics.json)")
+    s.add_argument("--physics", action="store_true",
+                   help="also compare bands of a 300 K sample and the pristine v_F, gamma_1 with GFN1-xTB")
+    s.add_argument("--figure", default="assets/figures/electron_bands_ml_vs_ref.png",
+                   help="with --physics: the band comparison plot (Fig. 4d)")
+    s.set_defaults(func=cmd_evaluate_electron)
+    return p
