@@ -151,29 +151,23 @@ def make_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a network from a config file").add_subparsers(
         dest="target", required=True)
-    s = train.add_parser("phonon", help="HedgeNet-Phonon or a homogeneous baseline (configs/phonon_*.yaml)")
-    s.add_argument("config", help="YAML config (see configs/phonon_hedgenet.yaml)")
-    s.add_argument("--output", help="run folder (overrides output_dir)")
-    s.add_argument("--data", help="extxyz data set (overrides data)")
-    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
-    s.add_argument("--max-epochs", type=int)
-    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    s.add_argument("--threads", type=int, help="CPU threads for torch")
-    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_train_phonon)
-    s = train.add_parser("electron", help="HedgeNet-Electron or a homogeneous baseline (configs/electron_*.yaml)")
-    s.add_argument("config", help="YAML config (see configs/electron_hedgenet.yaml)")
-    s.add_argument("--output", help="run folder (overrides output_dir)")
-    s.add_argument("--data", help="DeepH data set root with split.json (overrides data)")
-    s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
-    s.add_argument("--max-epochs", type=int)
-    s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    s.add_argument("--threads", type=int, help="CPU threads for torch")
-    s.add_argument("--data-workers", type=int, help="processes reading DeepH folders into the cache")
-    s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(func=cmd_train_electron)
+    for task, data_help, func in (("phonon", "extxyz data set", cmd_train_phonon),
+                                  ("electron", "DeepH data set root with split.json", cmd_train_electron)):
+        network = "HedgeNet-Phonon" if task == "phonon" else "HedgeNet-Electron"
+        s = train.add_parser(task, help=f"{network} or a homogeneous baseline (configs/{task}_*.yaml)")
+        s.add_argument("config", help=f"YAML config (see configs/{task}_hedgenet.yaml)")
+        s.add_argument("--output", help="run folder (overrides output_dir)")
+        s.add_argument("--data", help=f"{data_help} (overrides data)")
+        s.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (resumable)")
+        s.add_argument("--max-epochs", type=int)
+        s.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+        s.add_argument("--threads", type=int, help="CPU threads for torch")
+        if task == "electron":
+            s.add_argument("--data-workers", type=int, help="processes reading DeepH folders into the cache")
+        s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        s.set_defaults(func=func)
+
     ev = sub.add_parser("evaluate", help="errors of a trained network on a data set").add_subparsers(
         dest="target", required=True)
     s = ev.add_parser("phonon", help="energy/force MAE of a saved phonon model (and baselines: Table I)")

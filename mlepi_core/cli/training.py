@@ -77,6 +77,13 @@ def cmd_train_phonon(args) -> int:
         f"{m['force_mae_mev_per_a']:.2f} meV/A ({m['n_structures']} structures)"))
 
 
+def cmd_train_electron(args) -> int:
+    """Train HedgeNet-Electron (or a homogeneous baseline)."""
+    return _train(args, "electron", lambda split, m: (
+        f"{split:>7}: H MAE {m['h_mae_mev']:.2f} meV, S MAE {m.get('s_mae', float('nan')):.2e} "
+        f"over all matrix elements ({m['n_structures']} structures)"))
+
+
 def model_folder(path: str | Path) -> Path:
     """A saved model folder, or the model/ folder of a training run."""
     folder = Path(path)
@@ -146,13 +153,6 @@ def cmd_evaluate_phonon(args) -> int:
         write_text_atomic(args.out, json.dumps(out, indent=1, default=float))
         print(f"metrics -> {args.out}")
     return 0
-
-
-def cmd_train_electron(args) -> int:
-    """Train HedgeNet-Electron (or a homogeneous baseline)."""
-    return _train(args, "electron", lambda split, m: (
-        f"{split:>7}: H MAE {m['h_mae_mev']:.2f} meV, S MAE {m.get('s_mae', float('nan')):.2e} "
-        f"over all matrix elements ({m['n_structures']} structures)"))
 
 
 def electron_physics(model_dir, figure: str | None = None) -> dict:
