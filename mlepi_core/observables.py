@@ -433,3 +433,12 @@ class RunningStats:
     @property
     def std_error(self) -> float:
         return float(np.sqrt(self.m2 / (self.n - 1) / self.n)) if self.n > 1 else float("nan")
+
+
+def running_error(values: np.ndarray) -> np.ndarray:
+    """Standard error of the mean of the first m values, m = 1 .. len (NaN for m = 1): Fig. 4e."""
+    v = np.asarray(values, dtype=float)
+    m = np.arange(1, len(v) + 1)
+    mean = np.cumsum(v) / m
+    var = (np.cumsum(v ** 2) - m * mean ** 2) / np.maximum(m - 1, 1)
+    return np.where(m > 1, np.sqrt(np.maximum(var, 0.0) / m), np.nan)

@@ -127,7 +127,7 @@ def test_standard_error_falls_as_one_over_sqrt_m():
 
 
 def test_running_error_matches_the_direct_formula():
-    from mlepi_core.engine import running_error
+    from mlepi_core.observables import running_error
 
     v = np.random.default_rng(1).normal(0.7, 0.01, 50)
     err = running_error(v)
@@ -139,7 +139,7 @@ def test_running_error_matches_the_direct_formula():
 def test_results_are_written_side_by_side(engine, tmp_path):
     import json
 
-    from mlepi_core.engine import write_results
+    from mlepi_core.results import write_results
 
     engine.settings = dataclasses.replace(engine.settings, n_samples=2, displacement_scale=1.0, batch_size=2)
     engine.reset()

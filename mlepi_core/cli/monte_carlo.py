@@ -16,7 +16,8 @@ def cmd_mc(args) -> int:
     from tqdm import tqdm
 
     from .. import __version__
-    from ..engine import MCSettings, MonteCarloEngine, write_results
+    from ..engine import MCSettings, MonteCarloEngine
+    from ..results import write_results
 
     atoms = structure_from_arg(args.structure)
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
