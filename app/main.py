@@ -17,6 +17,7 @@ import panel as pn
 from panel.theme.fast import Fast
 
 from app import plots
+from app.catalogue import electron_choices, force_choices, model_card
 from app.lesson import EXERCISES, LESSON
 from app.viewmodel import Session
 
@@ -88,6 +89,17 @@ def create_app(session: Session | None = None):
     supercell = w.Select.from_param(vm.param.supercell, name="Supercell (n x n)", css_classes=["mlepi-supercell"])
     forces = w.Select.from_param(vm.param.forces, name="Force model")
     electrons = w.Select.from_param(vm.param.electrons, name="Hamiltonian model")
+    card_style = {"font-size": "0.8em", "color": "#555"}
+    force_card = pn.pane.Markdown(model_card(force_choices()[vm.forces]), styles=card_style,
+                                  css_classes=["mlepi-force-card"])
+    electron_card = pn.pane.Markdown(model_card(electron_choices()[vm.electrons]), styles=card_style,
+                                     css_classes=["mlepi-electron-card"])
+
+    @pn.depends(vm.param.forces, vm.param.electrons, watch=True)
+    def _models_changed(*_):
+        """The chosen models' cards: what each is and how well it matches its reference."""
+        force_card.object = model_card(force_choices()[vm.forces])
+        electron_card.object = model_card(electron_choices()[vm.electrons])
     executor = w.RadioButtonGroup.from_param(vm.param.executor, name="Run on", button_type="light",
                                              css_classes=["mlepi-executor"])
     unit = w.RadioButtonGroup.from_param(vm.param.unit, name="Unit", button_type="light",
@@ -380,13 +392,14 @@ def create_app(session: Session | None = None):
     if pn.state.curdoc is not None:
         pn.state.on_session_destroyed(lambda _ctx: vm.close())
 
-    advanced = [seed, antithetic, executor, counters, csv_dl, json_dl, png_dl]  # hidden in presentation mode
+    advanced = [seed, antithetic, executor, counters, csv_dl, json_dl, png_dl,  # hidden in presentation mode
+                force_card, electron_card]
     run_on = pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"})
     advanced.append(run_on)
     sidebar = [
         presentation,
         pn.pane.Markdown("#### Structure"), structure, upload, supercell,
-        pn.pane.Markdown("#### Models"), forces, electrons,
+        pn.pane.Markdown("#### Models"), forces, force_card, electrons, electron_card,
         pn.pane.Markdown("#### Phonons"), unit, show_ref, layers_box, amplitude, speed,
         pn.pane.Markdown("#### Monte Carlo"), t_slider, t_input, samples, seed, antithetic, run_on, executor,
         pn.Row(run_btn, pause_btn, stop_btn),

@@ -4,6 +4,7 @@ pinned runs, the offline HTML export (issue 11)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,27 @@ def test_layer_projections_sum_to_the_spectral_function():
     dos = s.layer_dos()
     assert dos["dos"].shape[0] == 2 and np.allclose(dos["dos"].sum(axis=0), dos["total"], atol=1e-10)
     assert Session(**FAST, structure="Monolayer").layer_spectra() is None
+
+
+def test_model_cards_quote_the_shipped_metrics():
+    """The sidebar's card of each model: a shipped network's held-out errors are its
+    metrics.json's numbers; every reference says what it is."""
+    import json
+
+    from app.catalogue import model_card
+
+    for label, name in {**force_choices(), **electron_choices()}.items():
+        card = model_card(name)
+        if "(ML)" not in label:
+            assert "reference" in card or "learnt from" in card, (label, card)
+            continue
+        m = json.loads((Path(name) / "metrics.json").read_text())
+        meta = json.loads((Path(name) / "metadata.json").read_text())
+        assert f"{meta['n_parameters']:,} parameters" in card
+        if meta["kind"] == "phonon":
+            assert f"force MAE {m['test']['force_mae_mev_per_a']:.2f} meV/Å" in card
+            assert f"energy MAE {m['test']['energy_mae_mev_per_atom']:.3f} meV/atom" in card
+            assert f"RMS {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹" in card
+        else:
+            assert f"{m['test']['h_mae_mev']:.3f} meV on" in card and f"{m['twisted']['h_mae_mev']:.3f} meV on" in card
+            assert f"max error {m['mc_sample_300K']['band_max_err_mev']:.1f} meV" in card
