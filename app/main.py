@@ -17,9 +17,10 @@ import panel as pn
 from panel.theme.fast import Fast
 
 from app import plots
-from app.catalogue import electron_choices, force_choices, model_card
+from app.catalogue import electron_choices, force_choices
 from app.lesson import EXERCISES, LESSON
 from app.viewmodel import Session
+from mlepi_core.model_cards import model_card
 
 PLOT_PERIOD_S = 1.0  # live Monte Carlo plots redraw at most this often during a run (the text every 0.5 s)
 

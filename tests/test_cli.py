@@ -30,6 +30,26 @@ def test_help_lists_commands(capsys):
     assert "phonon" in out and "electron" in out
 
 
+def test_models_prints_each_models_card(capsys):
+    """`mlepi models`: every shipped network with its held-out errors (its metrics.json's
+    numbers) and every reference; an unknown name is a clear error."""
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "assets" / "models"
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("empirical", "reference", "slater-koster"):
+        assert f"\n{name}\n" in out
+    shipped = sorted(p.parent for p in root.glob("*/metadata.json"))
+    for folder in shipped:
+        assert f"assets/models/{folder.name}\n" in out
+    if (root / "phonon" / "metrics.json").is_file():
+        m = json.loads((root / "phonon" / "metrics.json").read_text())
+        assert f"force MAE {m['test']['force_mae_mev_per_a']:.2f} meV/Å" in " ".join(out.split())
+    assert main(["models", "assets/models/none"]) == 2
+    assert "no card for 'assets/models/none'" in capsys.readouterr().err
+
+
 def test_build_then_info_roundtrip(tmp_path, capsys):
     path = tmp_path / "tbg.extxyz"
     assert main(["build", "tbg:2,3", "-o", str(path)]) == 0

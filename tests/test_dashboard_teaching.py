@@ -205,7 +205,7 @@ def test_model_cards_quote_the_shipped_metrics():
     metrics.json's numbers; every reference says what it is."""
     import json
 
-    from app.catalogue import model_card
+    from mlepi_core.model_cards import model_card
 
     for label, name in {**force_choices(), **electron_choices()}.items():
         card = model_card(name)

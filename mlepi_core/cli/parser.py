@@ -9,7 +9,7 @@ from ..units import BILAYER_D
 from .explore import (cmd_bands, cmd_build, cmd_continuum, cmd_dashboard, cmd_demo, cmd_info, cmd_phonons,
                       cmd_tbg)
 from .monte_carlo import cmd_mc
-from .training import (cmd_data_electron, cmd_data_phonon, cmd_evaluate_electron, cmd_evaluate_phonon,
+from .training import (cmd_data_electron, cmd_data_phonon, cmd_evaluate_electron, cmd_evaluate_phonon, cmd_models,
                        cmd_train_electron, cmd_train_phonon)
 
 SHIPPED_ELECTRON_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "electron"
@@ -90,6 +90,11 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--cutoff", type=float, default=6.0, help="edge cutoff in Angstrom")
     s.add_argument("--elements", help="comma-separated elements a model knows, e.g. C")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("models", help="what each shipped network and reference is, with the networks' held-out errors")
+    s.add_argument("names", nargs="*", help="model names (a model folder, empirical, reference, slater-koster, ...); "
+                                            "default: every shipped network and every reference")
+    s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("phonons", help="phonon dispersion, DOS and supercell modes (phonopy)")
     s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n)")

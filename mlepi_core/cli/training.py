@@ -9,6 +9,8 @@ from pathlib import Path
 from ..files import write_text_atomic
 from ..model_names import force_model_from_name
 
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+
 
 def cmd_data_phonon(args) -> int:
     from ..data.generate import PhononSetConfig, generate_phonon_set
@@ -200,4 +202,20 @@ def cmd_evaluate_electron(args) -> int:
     if args.out:
         out = write_text_atomic(args.out, json.dumps(table, indent=1))
         print(f"metrics -> {out}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    """The card of each model named, or of every shipped network and every reference."""
+    import os
+    import textwrap
+
+    from ..model_cards import REFERENCE_CARDS, model_card
+
+    names = args.names or [*(os.path.relpath(p.parent) for p in sorted(SHIPPED_MODELS.glob("*/metadata.json"))),
+                           *REFERENCE_CARDS]
+    for name in names:
+        card = textwrap.fill(model_card(name).replace("**", ""), 100, initial_indent="  ",
+                             subsequent_indent="  ", break_on_hyphens=False)
+        print(f"{name}\n{card}\n")
     return 0
