@@ -120,6 +120,14 @@ def create_app(session: Session | None = None):
     stop_btn = w.Button(name="Stop", button_type="danger", disabled=True, css_classes=["mlepi-stop"])
     progress = w.Progress(value=0, max=1, bar_color="primary", sizing_mode="stretch_width", visible=False)
     progress_text = pn.pane.Markdown("", css_classes=["mlepi-progress"])
+
+    def idle_hint() -> str:
+        """What the status line says before a run: what to do, or why Monte Carlo is off here."""
+        ok, why = vm.mc_allowed
+        return ("Pick a temperature and a sample count, then **Run**: the Fermi velocity and the spectral "
+                "function converge live under *Monte Carlo, live*." if ok else why)
+
+    progress_text.object = idle_hint()
     alert = pn.pane.Alert("", alert_type="info", visible=False, css_classes=["mlepi-message"])
     summary = pn.pane.Markdown("", css_classes=["mlepi-summary"])
     phonon_note = pn.pane.Markdown("", css_classes=["mlepi-phonon-status"])
@@ -296,6 +304,8 @@ def create_app(session: Session | None = None):
             s = vm.summary()
             summary.object = (f"**{s['formula']}** · {s['atoms']} atoms · {s['layers']} layer(s) · "
                               f"stacking: {s['stacking']} · cell {s['cell']}")
+            if not vm.snapshot():
+                progress_text.object = idle_hint()
             if seen["plotted"] is not vm.atoms:  # (the page opens with the views of its first structure)
                 seen["plotted"] = vm.atoms
                 top_pane.object, side_pane.object = plots.structure_views(vm.atoms)
@@ -354,7 +364,7 @@ def create_app(session: Session | None = None):
                     + f"⟨v_F⟩ = {snap['vf']:.4f} ± {snap['vf_se']:.4f} × 10⁶ m/s "
                     f"({100 * snap['rel_change']:+.2f} % vs static {snap['static']['vf']:.4f})")
             else:
-                progress.value, progress_text.object = 0, ""
+                progress.value, progress_text.object = 0, idle_hint()
         # the live plots follow at most once per PLOT_PERIOD_S while sampling (each redraw costs
         # the browser a repaint of three figures), and at once when the run ends
         if seen["snap"] is not seen["drawn"] and (not vm.busy or time.perf_counter() - seen["drawn_at"] >= PLOT_PERIOD_S):

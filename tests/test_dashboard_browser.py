@@ -91,6 +91,7 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     # the chosen models' cards: the shipped networks' held-out errors against their references
     wait_for_text(page, ".mlepi-force-card", lambda t: "HedgeNet-Phonon" in t and "force MAE" in t)
     wait_for_text(page, ".mlepi-electron-card", lambda t: "HedgeNet-Electron" in t and "H MAE against GFN1-xTB" in t)
+    wait_for_text(page, ".mlepi-progress", lambda t: "then Run" in t)  # what to do, before the first run
     wait_for_text(page, ".mlepi-phonon-status", lambda t: "force constants" in t, timeout=180)
     page.locator(".mlepi-phonons canvas").first.wait_for(timeout=30_000)
     time.sleep(3.0)  # the page draws the new dispersion
