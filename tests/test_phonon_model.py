@@ -272,6 +272,8 @@ def test_load_model_checks_metadata(tmp_path, model):
         with pytest.raises(ModelFormatError, match=message):
             load_model(path)
     meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError, match="a saved phonon model, not an electron model"):
+        load_model(path, kind="electron")
     (path / "weights.pt").write_bytes(b"garbage")
     with pytest.raises(ModelFormatError, match="hash"):
         load_model(path)

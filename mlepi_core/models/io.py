@@ -140,8 +140,10 @@ def save_model(path: str | Path, model: HedgeNetPhonon | HedgeNetElectron, *,
     return path
 
 
-def read_metadata(path: str | Path) -> dict:
-    """metadata.json of a saved model folder, checked for format, kind and units."""
+def read_metadata(path: str | Path, kind: str | None = None) -> dict:
+    """metadata.json of a saved model folder, checked for format, kind and units; ``kind``
+    ("phonon" or "electron"), when given, is required of the model."""
+    wanted = kind
     path = Path(path)
     if not path.is_dir():
         raise ModelFormatError(f"{path}: no such model folder")
@@ -163,6 +165,9 @@ def read_metadata(path: str | Path) -> dict:
                                f"{meta['architecture']} ({kind!r})")
     if meta.get("units") != UNITS_BY_KIND[kind]:
         raise ModelFormatError(f"{path}: units {meta.get('units')} differ from mlepi's {UNITS_BY_KIND[kind]}")
+    if wanted is not None and kind != wanted:
+        article = "an" if wanted[0] in "aeiou" else "a"
+        raise ModelFormatError(f"{path}: a saved {kind} model, not {article} {wanted} model")
     return meta
 
 
@@ -187,9 +192,7 @@ def load_model(path: str | Path, device: torch.device | str | None = None,
     splittings come from eigen-solves of H.
     """
     path = Path(path)
-    meta = read_metadata(path)
-    if kind is not None and meta["kind"] != kind:
-        raise ModelFormatError(f"{path}: a saved {meta['kind']} model, not a {kind} model")
+    meta = read_metadata(path, kind)
     _check_version(meta.get("code_version"), path)
     net_cls, cfg_cls, model_kind = ARCHITECTURES[meta["architecture"]]
     try:

@@ -19,11 +19,9 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None,
     ``kind`` ("phonon", "electron", or None for whichever the folder holds) is required of
     the model (ModelFormatError otherwise). Splits the data set lacks are left out.
     """
-    from ..models.io import ModelFormatError, load_model, read_metadata
+    from ..models.io import load_model, read_metadata
 
-    meta = read_metadata(model_dir)
-    if kind is not None and meta["kind"] != kind:
-        raise ModelFormatError(f"{model_dir}: a saved {meta['kind']} model, not a {kind} model")
+    meta = read_metadata(model_dir, kind)
     if data is None:
         data = (meta.get("training_data") or {}).get("path") or (
             "data/electron" if meta["kind"] == "electron" else "data/phonon/phonon_set.xyz")
@@ -63,8 +61,7 @@ def electron_metrics_table(model_dir: str | Path, ablation: Mapping[str, str | P
     if data is None:
         data = (read_metadata(model_dir).get("training_data") or {}).get("path") or "data/electron"
     for path in [model_dir, *(ablation or {}).values()]:
-        if read_metadata(path)["kind"] != "electron":
-            raise ValueError(f"{path} is not an electron model")
+        read_metadata(path, "electron")
     kw = dict(data=data, splits=splits, batch_size=batch_size, device=device, dtype=dtype, progress=progress,
               kind="electron")
     table = evaluate_model(model_dir, **kw)
