@@ -50,6 +50,21 @@ def test_models_prints_each_models_card(capsys):
     assert "no card for 'assets/models/none'" in capsys.readouterr().err
 
 
+def test_demo_tour_reports_sound_physics(capsys):
+    """`mlepi demo`, the README's one-minute tour: three acoustic zeros at Gamma, GFN1-xTB's
+    gamma_1 (0.128 eV) from the split-off levels, the block split reproducing tblite's
+    levels, and a static Fermi velocity near graphene's."""
+    import re
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    gamma = [float(x) for x in re.search(r"Gamma phonons.*?: ([-0-9 ]+)\n", out).group(1).split()]
+    assert len(gamma) == 12 and sorted(abs(f) for f in gamma)[:3] == [0, 0, 0] and max(gamma) > 1400
+    assert float(re.search(r"gamma_1 = ([0-9.]+) eV", out).group(1)) == pytest.approx(0.128, abs=0.003)
+    assert float(re.search(r"max ([0-9.]+) meV", out).group(1)) < 5.0
+    assert 0.68 < float(re.search(r"static Fermi velocity.*?: ([0-9.]+) x", out).group(1)) < 0.78
+
+
 def test_build_then_info_roundtrip(tmp_path, capsys):
     path = tmp_path / "tbg.extxyz"
     assert main(["build", "tbg:2,3", "-o", str(path)]) == 0
