@@ -18,9 +18,10 @@ from mlepi_core.data.electron_dataset import (ElectronDataset, LabelError, colla
                                               make_sample, pair_index)
 from mlepi_core.electrons import bloch_matrices
 from mlepi_core.graph import build_graph, neighbour_pairs
-from mlepi_core.models.electron import (ONSITE, BlockMap, HedgeNetElectron, HedgeNetElectronConfig,
+from mlepi_core.models.electron import (ONSITE, HedgeNetElectron, HedgeNetElectronConfig,
                                         MLHamiltonianModel, block_errors, normalised_block_mse,
                                         reverse_edge_index)
+from mlepi_core.models.electron_targets import BlockMap
 from mlepi_core.reference.tblite_electrons import P_TO_E3NN
 from mlepi_core.seams import Blocks
 from mlepi_core.structures import StructureError, bilayer, monolayer, supercell
