@@ -43,7 +43,7 @@ def model_card(name: str) -> str:
             f"structures.")
     if meta["kind"] == "phonon":
         t = m.get("test") or {}
-        lines = [f"Held-out test set ({t.get('n_structures', '?')} perturbed 4 x 4 cells) against LCBOP + KC: "
+        lines = [f"Held-out test set ({t.get('n_structures', '?')} structures) against the reference it learnt: "
                  f"energy MAE {t['energy_mae_mev_per_atom']:.3f} meV/atom, force MAE "
                  f"{t['force_mae_mev_per_a']:.2f} meV/Å."] if t else []
         if "phonons_6x6" in m:
@@ -53,7 +53,7 @@ def model_card(name: str) -> str:
         lines = []
         if m.get("test"):
             lines.append(f"H MAE against {ref}: {m['test']['h_mae_mev']:.3f} meV on "
-                         f"{m['test'].get('n_structures', 'the')} held-out thermal 6 x 6 cells"
+                         f"{m['test'].get('n_structures', 'the')} held-out test cells"
                          + (f", {m['twisted']['h_mae_mev']:.3f} meV on {m['twisted'].get('n_structures', 'the')} "
                            f"twisted cells" if m.get("twisted") else "")
                          + ".")
