@@ -7,10 +7,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from mlepi_core.shipped import shipped_models_dir
 from mlepi_core.structures import twist_angle
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "assets" / "models"
+MODELS = shipped_models_dir()
 
 GALLERY = {
     "AB bilayer": "AB",

@@ -52,14 +52,15 @@ _ENGINES_LOCK = threading.Lock()
 
 def worker_engine(spec: RunSpec) -> MonteCarloEngine:
     """The engine of ``spec`` in this process, built on first use (phonons, pristine bands)."""
+    from .allocator import keep_freed_memory
     from .model_names import force_model_from_name, hamiltonian_model_from_name
 
     key = spec.key()
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed
-            # edge-sized tensor back to the OS); importing mlepi_core undid that already
-            # (allocator.keep_freed_memory overrides the environment's setting).
+            # edge-sized tensor back to the OS); keep_freed_memory overrides that setting.
+            keep_freed_memory()
             _ENGINES[key] = MonteCarloEngine(spec.primitive, force_model_from_name(spec.forces),
                                              hamiltonian_model_from_name(spec.electrons), spec.settings)
         return _ENGINES[key]

@@ -87,3 +87,19 @@ def model_identity(name: str) -> str:
 
         return f"weights sha256 {read_metadata(name).get('weights_sha256')}"
     return name
+
+
+def force_model(name: str = "phonon"):
+    """A force model by name for scripts: a shipped model ("phonon"), a trained model folder
+    or a reference ("empirical", "rebo", "gfn1", "module:Class")."""
+    from .shipped import resolve_model_name
+
+    return force_model_from_name(resolve_model_name(name))
+
+
+def hamiltonian_model(name: str = "electron"):
+    """A Hamiltonian model by name for scripts: a shipped model ("electron", "electron_sk"), a
+    trained model folder or a reference ("reference", "slater-koster")."""
+    from .shipped import resolve_model_name
+
+    return hamiltonian_model_from_name(resolve_model_name(name))

@@ -375,10 +375,10 @@ def relax_twisted(atoms: Atoms, force_model, fmax: float = 0.01, steps: int = 40
     """
     from ase.optimize import LBFGS
 
-    from .phonons import _ForceModelCalculator
+    from .calculator import MLEPICalculator
 
     relaxed = atoms.copy()
-    relaxed.calc = _ForceModelCalculator(force_model)
+    relaxed.calc = MLEPICalculator(force_model)
     opt = LBFGS(relaxed, maxstep=maxstep, logfile=None)
     if progress is not None:
         def report():

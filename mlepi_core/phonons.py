@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS
 from phonopy import Phonopy
 from phonopy.structure.atoms import PhonopyAtoms
 
+from .calculator import MLEPICalculator
 from .seams import ForceModel
 from .units import THZ_TO_CM1, THZ_TO_MEV
 
@@ -48,22 +48,6 @@ def from_phonopy(cell: PhonopyAtoms, like: Atoms) -> Atoms:
     return atoms
 
 
-class _ForceModelCalculator(Calculator):
-    """Minimal ASE calculator over a force model (for ASE's optimizers)."""
-
-    implemented_properties = ["energy", "free_energy", "forces"]
-
-    def __init__(self, model: ForceModel):
-        super().__init__()
-        self.model = model
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        energies, forces = self.model.energies_forces([self.atoms])
-        self.results = {"energy": float(energies[0]), "free_energy": float(energies[0]),
-                        "forces": np.asarray(forces[0])}
-
-
 def relax_positions(atoms: Atoms, model: ForceModel, fmax: float = 1e-4, steps: int = 500) -> Atoms:
     """Copy of ``atoms`` with positions relaxed (fixed cell) until max |F| < fmax eV/A.
 
@@ -71,7 +55,7 @@ def relax_positions(atoms: Atoms, model: ForceModel, fmax: float = 1e-4, steps: 
     interlayer potential, relieved by a ~0.003 A buckling.
     """
     relaxed = atoms.copy()
-    relaxed.calc = _ForceModelCalculator(model)
+    relaxed.calc = MLEPICalculator(model)
     BFGS(relaxed, logfile=None).run(fmax=fmax, steps=steps)
     fmax_found = np.abs(relaxed.get_forces()).max()
     relaxed.calc = None

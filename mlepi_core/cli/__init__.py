@@ -13,6 +13,10 @@ from .parser import make_parser
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.func.__name__ != "cmd_dashboard":  # a long-lived server gives freed memory back
+        from ..allocator import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return args.func(args)
     except (StructureError, FileNotFoundError, ValueError) as err:

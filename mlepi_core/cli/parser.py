@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..shipped import shipped_model
 from ..units import BILAYER_D
 from .explore import (cmd_bands, cmd_build, cmd_continuum, cmd_dashboard, cmd_demo, cmd_info, cmd_phonons,
                       cmd_tbg)
@@ -12,7 +13,7 @@ from .monte_carlo import cmd_mc
 from .training import (cmd_data_electron, cmd_data_phonon, cmd_evaluate_electron, cmd_evaluate_phonon, cmd_models,
                        cmd_train_electron, cmd_train_phonon)
 
-SHIPPED_ELECTRON_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "electron"
+SHIPPED_ELECTRON_MODEL = shipped_model("electron")
 
 
 def make_parser() -> argparse.ArgumentParser:

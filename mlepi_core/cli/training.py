@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..files import write_text_atomic
 from ..model_names import force_model_from_name
+from ..shipped import shipped_models_dir
 
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+SHIPPED_MODELS = shipped_models_dir()
 
 
 def cmd_data_phonon(args) -> int:
