@@ -33,9 +33,8 @@ class MLEPICalculator(Calculator):
         super().__init__(**kwargs)
         if isinstance(model, str):
             from .model_names import force_model_from_name
-            from .shipped import resolve_model_name
 
-            model = force_model_from_name(resolve_model_name(model))
+            model = force_model_from_name(model)
         if not hasattr(model, "energies_forces"):
             raise TypeError(f"{type(model).__name__} is not a force model (no energies_forces)")
         self.model = model

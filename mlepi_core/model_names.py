@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from .shipped import resolve_model_name
+
 
 class UnknownModelError(ValueError):
     """A model name that is neither a known reference nor a model folder."""
@@ -16,7 +18,8 @@ class UnknownModelError(ValueError):
 
 def force_model_from_name(name: str):
     """'empirical' (LCBOP+KC), 'rebo' (REBO+KC), 'gfn1' (tblite), 'module:Class' (ASE
-    calculator) or the folder of a trained model (e.g. assets/models/phonon)."""
+    calculator), a shipped model ("phonon") or the folder of a trained model."""
+    name = resolve_model_name(name)
     if Path(name).is_dir():
         from .models import load_model
 
@@ -46,7 +49,9 @@ def hamiltonian_model_from_name(name: str):
     """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model) or the folder of a
     trained electron model, which then runs in float32, the precision it was trained in
     (faster than float64 on a CPU; H blocks equal to ~1e-7 relative). ``load_model``'s
-    float64 default is for the tests of equivariance and Hermiticity at machine precision."""
+    float64 default is for the tests of equivariance and Hermiticity at machine precision.
+    Shipped models go by their names ("electron", "electron_sk")."""
+    name = resolve_model_name(name)
     if name == "reference":
         from .reference.tblite_electrons import GFN1Reference
 
@@ -69,6 +74,7 @@ def relaxation_force_model(name: str):
     """The force model of a relaxation: a trained model folder runs in float32 (its training
     precision; forces move by ~1e-7 eV/A against float64, far below any fmax, at half the
     time and memory), a reference as ``force_model_from_name`` gives it."""
+    name = resolve_model_name(name)
     if Path(name).is_dir():
         import torch
 
@@ -82,6 +88,7 @@ def model_identity(name: str) -> str:
     """Which model a result came from: a trained model folder by its weights' sha256 (the
     folder's path may hold other weights later), a reference by its name. Saved with
     relaxed cells and Monte Carlo checkpoints, which are reused only with the same models."""
+    name = resolve_model_name(name)
     if Path(name).is_dir():
         from .models import read_metadata
 
@@ -89,17 +96,5 @@ def model_identity(name: str) -> str:
     return name
 
 
-def force_model(name: str = "phonon"):
-    """A force model by name for scripts: a shipped model ("phonon"), a trained model folder
-    or a reference ("empirical", "rebo", "gfn1", "module:Class")."""
-    from .shipped import resolve_model_name
-
-    return force_model_from_name(resolve_model_name(name))
-
-
-def hamiltonian_model(name: str = "electron"):
-    """A Hamiltonian model by name for scripts: a shipped model ("electron", "electron_sk"), a
-    trained model folder or a reference ("reference", "slater-koster")."""
-    from .shipped import resolve_model_name
-
-    return hamiltonian_model_from_name(resolve_model_name(name))
+force_model = force_model_from_name  # the scripting API's names (mlepi_core.force_model)
+hamiltonian_model = hamiltonian_model_from_name
