@@ -17,6 +17,8 @@ import torch
 from ase import Atoms
 from vesin import NeighborList
 
+from .neighbours import periodic_pairs, vesin_grid_is_safe
+
 RELATIONS = ("intra", "inter")
 DEFAULT_CUTOFFS = {"intra": 6.0, "inter": 6.0}  # Angstrom
 
@@ -82,11 +84,16 @@ class HeteroGraph:
 def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All ordered pairs (i, j, shift, distance) with |r_ij| < cutoff, periodic in-plane.
 
-    Layered structures are periodic along a1, a2 only; z is open (vacuum).
+    Layered structures are periodic along a1, a2 only; z is open (vacuum). vesin's cell
+    list does the search unless the cell is so large for the cutoff that vesin would shrink
+    its grid, where it can divide by zero and kill the process; a k-d tree does it then.
     """
+    periodic = [True, True, False]
+    cell = np.asarray(atoms.cell)
+    if not vesin_grid_is_safe(atoms.positions, cell, periodic, cutoff):
+        return periodic_pairs(atoms.positions, cell, periodic, cutoff)
     nl = NeighborList(cutoff=cutoff, full_list=True)
-    i, j, s, d = nl.compute(atoms.positions, np.asarray(atoms.cell), [True, True, False],
-                            quantities="ijSd")
+    i, j, s, d = nl.compute(atoms.positions, cell, periodic, quantities="ijSd")
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d
 
 

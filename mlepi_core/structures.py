@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import read
 
+from .neighbours import periodic_pairs
 from .units import BILAYER_D, GRAPHENE_A
 
 VACUUM_A = 20.0  # Angstrom of vacuum the builders put along z (>= 15 by design)
@@ -244,11 +245,12 @@ def assign_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> Atoms:
     else:
         atoms.arrays["layer"] = detect_layers(atoms, gap)
         return atoms
-    labels = np.unique(raw)
+    labels, which = np.unique(raw, return_inverse=True)
     z = _unwrapped_z(atoms)  # so that a layer across the z boundary ranks by its true height
-    heights = [z[raw == lab].mean() for lab in labels]
-    rank = {lab: r for r, lab in enumerate(labels[np.argsort(heights)])}
-    atoms.arrays["layer"] = np.array([rank[v] for v in raw], dtype=int)
+    heights = np.bincount(which, weights=z) / np.bincount(which)
+    rank = np.empty(len(labels), dtype=int)
+    rank[np.argsort(heights, kind="stable")] = np.arange(len(labels))
+    atoms.arrays["layer"] = rank[which.ravel()]
     return atoms
 
 
@@ -259,12 +261,16 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
     """Check that ``atoms`` is a layered slab mlepi can use; raise StructureError if not.
 
     Checks: periodic in-plane with the in-plane vectors in the xy plane and the third
-    along z, at least ``min_vacuum`` Angstrom of empty space along z, no two atoms
-    closer than ``min_distance``, and (if given) only the elements a model knows.
+    along z, at least ``min_vacuum`` Angstrom of empty space along z, no two atoms (or
+    periodic images, along z too) closer than ``min_distance``, and (if given) only the
+    elements a model knows. The overlap search is a k-d tree (``neighbours.periodic_pairs``):
+    it works at any cell size.
     """
     if len(atoms) == 0:
         raise StructureError("the structure has no atoms")
     cell = np.asarray(atoms.cell)
+    if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(atoms.positions))):
+        raise StructureError("the cell or the positions hold non-finite numbers (nan or inf)")
     if not (atoms.pbc[0] and atoms.pbc[1]) or np.linalg.norm(cell[0]) < 1e-6 \
             or np.linalg.norm(cell[1]) < 1e-6:
         raise StructureError("no in-plane periodicity: the cell needs two periodic in-plane "
@@ -273,6 +279,8 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
             or cell[2, 2] <= 0:
         raise StructureError("the in-plane lattice vectors must lie in the xy plane and the "
                              "third along +z (the stacking direction)")
+    if abs(np.cross(cell[0, :2], cell[1, :2])) < 1e-6:
+        raise StructureError("the in-plane lattice vectors a1, a2 are parallel: the cell has no area")
     if elements is not None:
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
         if unknown:
@@ -284,10 +292,7 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
     if vacuum < min_vacuum:
         raise StructureError(f"no vacuum: the widest empty z-gap is {vacuum:.2f} A, need at "
                              f"least {min_vacuum} A along z (is this a bulk crystal?)")
-    from vesin import NeighborList  # local import: only validation and graphs need it
-
-    i, j, d = NeighborList(cutoff=min_distance, full_list=False).compute(
-        atoms.positions, cell, [True, True, False], quantities="ijd")
+    i, j, _, d = periodic_pairs(atoms.positions, cell, (True, True, True), min_distance)
     if len(i):
         k = int(np.argmin(d))
         raise StructureError(f"overlapping atoms: {int(i[k])} and {int(j[k])} are "
@@ -296,25 +301,65 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
 
 
 def load(path: str | Path, index: int | str = 0, elements: set[str] | None = None,
-         gap: float = LAYER_GAP_A) -> Atoms:
-    """Read a structure from any file ASE reads, validate it and assign layers."""
-    path = Path(path)
-    if not path.is_file():
-        raise StructureError(f"no such file: {path}")
+         gap: float = LAYER_GAP_A, limits=None) -> Atoms:
+    """Read a structure from any file ASE reads, validate it and assign layers.
+
+    The file size is checked before parsing and the atom count right after it, against
+    ``limits`` (``mlepi_core.limits.LIMITS`` by default). ``load_isolated`` does the
+    same in a child process with a time and memory bound.
+    """
+    from .limits import LIMITS, check_atoms, check_structure_file
+
+    limits = limits or LIMITS
+    path = check_structure_file(path, limits)
     try:
         atoms = read(path, index=index)
     except Exception as err:  # ASE raises many types; the user needs the file named
-        raise StructureError(f"cannot read {path} as a structure ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else 'no details'})") from err
+        reason = _cif_reason(path) if path.suffix.lower() == ".cif" else None
+        if reason is None:
+            reason = ("it holds no structure (the reader found nothing)" if isinstance(err, StopIteration)
+                      else _reason(err))
+        raise StructureError(f"cannot read {path} as a structure: {reason}") from None
     if isinstance(atoms, list):
         raise StructureError(f"{path} holds several structures; pick one with an index")
+    check_atoms(len(atoms), "load", limits, what=str(path))
     validate(atoms, elements=elements)
     return assign_layers(atoms, gap)
 
 
+def _cif_reason(path: Path) -> str | None:
+    """What a CIF lacks for a structure (a data block, a cell, atom sites), or None."""
+    from ase.io.cif import parse_cif
+
+    try:
+        blocks = list(parse_cif(str(path)))
+    except Exception:
+        return "not a CIF file (no data_ block could be parsed)"
+    if not blocks:
+        return "not a CIF file (no data_ block)"
+    for block in blocks:
+        tags = {tag.lower() for tag in block._tags}  # noqa: SLF001 (ASE's CIFBlock keeps them here)
+        missing_cell = [t for t in ("_cell_length_a", "_cell_length_b", "_cell_length_c") if t not in tags]
+        sites = any({f"_atom_site_{kind}_{x}" for x in "xyz"} <= tags for kind in ("fract", "cartn"))
+        if sites and not missing_cell:
+            return None
+        lacks = (["atom positions (_atom_site_fract_x/y/z or _atom_site_Cartn_x/y/z)"] if not sites else []) \
+            + ([f"cell ({', '.join(missing_cell)})"] if missing_cell else [])
+        return f"its data block data_{block.name} has no {' and no '.join(lacks)}"
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """One line on why a reader failed: the error's first line, else its cause's, else its type."""
+    for e in (err, err.__cause__, err.__context__):
+        if e is not None and str(e).strip():
+            return f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"
+    return f"{type(err).__name__}, no message from the reader"
+
+
 def stacking_name(atoms: Atoms, tol: float = 0.1) -> str:
-    """A readable stacking of a (layer-labelled) structure: "single layer", "AA", "AB
-    (Bernal)", "twisted m,n (theta)", or "other" from the fraction of top-layer atoms
+    """A readable stacking of a (layer-labelled) structure: "single layer", "AA", "AA'",
+    "AB (Bernal)", "twisted m,n (theta)", or "other" from the fraction of top-layer atoms
     sitting over bottom-layer atoms (1: AA, 1/2: Bernal), in-plane, periodic."""
     if "twist_deg" in atoms.info:
         m, n = atoms.info.get("twist_mn", ("?", "?"))
@@ -328,11 +373,13 @@ def stacking_name(atoms: Atoms, tol: float = 0.1) -> str:
     frac = lambda p: np.mod(np.linalg.solve(cell.T, p[:, :2].T).T, 1.0)
     bottom, top = frac(atoms.positions[layers == 0]), frac(atoms.positions[layers == 1])
     d = top[:, None, :] - bottom[None, :, :]
-    d = (d - np.round(d)) @ cell
-    over = np.linalg.norm(d, axis=-1).min(axis=1) < tol
+    d = np.linalg.norm((d - np.round(d)) @ cell, axis=-1)
+    over = d.min(axis=1) < tol
     share = over.mean()
-    if share > 0.99:
-        return "AA"
+    if share > 0.99:  # AA': each atom over one of another element (hBN's natural stacking)
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        below = symbols[layers == 0][d.argmin(axis=1)]
+        return "AA" if np.all(below == symbols[layers == 1]) else "AA'"
     if abs(share - 0.5) < 0.01:
         return "AB (Bernal)"
     return "other (shifted)"
