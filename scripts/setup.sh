@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Create or reuse .venv/ and install mlepi with what it needs (sourced by start.sh and test.sh).
-# Debian packages: OpenBLAS for the fast tblite reference (DESIGN.md section 4).
+# Debian packages: OpenBLAS for the fast tblite reference; libxc, OpenBLAS headers and gcc
+# to build GPAW (the DFT reference) serially against them (scripts/gpaw_siteconfig.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 need_deb=()
 [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0 ] || need_deb+=(libopenblas0-pthread)
-for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need_deb+=("$pkg"); done
+for pkg in libxc-dev libopenblas-dev gcc "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || need_deb+=("$pkg"); done
 if [ ${#need_deb[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -21,10 +22,12 @@ fi
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=".venv/.mlepi-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/gpaw_siteconfig.py | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "mlepi setup: installing Python packages into .venv (about a minute)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # GPAW builds from source: serial, against Debian's libxc and OpenBLAS (without the
+  # siteconfig it finds a half-installed MPI and links neither)
+  GPAW_CONFIG="$ROOT/scripts/gpaw_siteconfig.py" .venv/bin/python -m pip install -q -e ".[test,dft]"
   echo "$want" > "$stamp"
 fi

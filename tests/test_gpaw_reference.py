@@ -17,7 +17,6 @@ from mlepi_core.reference.gpaw_electrons import GPAWReference
 from mlepi_core.seams import HamiltonianModel
 from mlepi_core.structures import bilayer
 
-pytest.importorskip("gpaw")
 
 COARSE = dict(h_a=0.25, cell_height_a=12.0)
 CARBON_DZP = [0, 1, 0, 1, 2]
