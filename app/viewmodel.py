@@ -491,7 +491,7 @@ class Session(param.Parameterized):
 
     def _publish(self, engine, t: float, start_count: int, final: bool = False):
         """Copy what the page shows out of the engine (under the lock) and bump ``version``."""
-        from mlepi_core.observables import running_error
+        from mlepi_core.statistics import running_error
 
         idx, vf = engine.sample_values(t)
         units = engine.estimator_units(idx, vf)

@@ -23,7 +23,9 @@ from ase import Atoms
 
 from .files import write_atomic
 from .layers import orbital_layers
-from .observables import BandProbe, RunningStats, SpectralMap
+from .observables import BandProbe
+from .spectral import SpectralMap
+from .statistics import RunningStats
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
 from .seams import ForceModel, HamiltonianModel

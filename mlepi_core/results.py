@@ -12,7 +12,7 @@ import numpy as np
 
 from .engine import MonteCarloEngine
 from .files import write_atomic, write_text_atomic
-from .observables import running_error
+from .statistics import running_error
 
 
 def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | None = None) -> dict:

@@ -167,7 +167,7 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     # |d se| <= max |d v_F| / sqrt(n - 1): bounded by the per-sample tolerance above
     assert resumed["vf_se"] == pytest.approx(straight["vf_se"], rel=0, abs=1e-11)
     a, b = (np.load(tmp_path / x / "spectral.npz")["mean_ml"] for x in ("a", "b"))
-    # the spectral map is a picture solved in complex64 (observables.SpectralMap): its levels
+    # the spectral map is a picture solved in complex64 (spectral.SpectralMap): its levels
     # carry ~1e-6 eV of float32 rounding, which shifts a 50 meV Gaussian by ~1e-4 of its peak
     # (stop 21's CI: 6e-5 between these two runs), so it is compared at that precision
     assert np.allclose(a, b, rtol=0, atol=1e-3 * np.abs(b).max())

@@ -18,9 +18,10 @@ from mlepi_core.data.electron_dataset import (ElectronDataset, LabelError, colla
                                               make_sample, pair_index)
 from mlepi_core.electrons import bloch_matrices
 from mlepi_core.graph import build_graph, neighbour_pairs
-from mlepi_core.models.electron import (ONSITE, HedgeNetElectron, HedgeNetElectronConfig,
-                                        MLHamiltonianModel, block_errors, normalised_block_mse,
-                                        reverse_edge_index)
+from mlepi_core.models.electron import ONSITE, HedgeNetElectron, HedgeNetElectronConfig, reverse_edge_index
+from mlepi_core.models.electron_deployed import MLHamiltonianModel
+from mlepi_core.models.electron_fitting import fit_normalisation
+from mlepi_core.models.electron_losses import block_errors, normalised_block_mse
 from mlepi_core.models.electron_targets import BlockMap
 from mlepi_core.reference.tblite_electrons import P_TO_E3NN
 from mlepi_core.seams import Blocks
@@ -72,7 +73,7 @@ def tiny_model(cutoffs=HETERO, seed=0, fit_on=None, **kw):
     model = HedgeNetElectron(cfg)
     atoms = fit_on if fit_on is not None else [small_bilayer(1)]
     data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in atoms], cutoffs)
-    model.fit_normalisation(data.normalisation_items())
+    fit_normalisation(model, data.normalisation_items())
     return model
 
 
@@ -254,7 +255,7 @@ def test_a_few_optimisation_steps_reduce_the_block_mse():
     cfg = dict(TINY, avg_num_neighbors=data.avg_num_neighbors())
     torch.manual_seed(0)
     model = HedgeNetElectron(HedgeNetElectronConfig(cutoffs=HETERO, **cfg))
-    model.fit_normalisation(data.normalisation_items())
+    fit_normalisation(model, data.normalisation_items())
     batch = collate_electron(list(data))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses, mse = [], []
@@ -385,7 +386,7 @@ def test_normalisation_statistics_match_a_direct_computation():
     structures = [small_bilayer(19), small_bilayer(20)]
     data = ElectronDataset.from_structures([(a, sk_blocks(a)) for a in structures], HETERO)
     model = tiny_model()
-    model.fit_normalisation(data.normalisation_items())
+    fit_normalisation(model, data.normalisation_items())
     bm, norm = model.block_map, model.normalisers["h"]
     batch = collate_electron(list(data))
     y = bm.inverse(batch.targets["h"][ONSITE])
@@ -414,7 +415,7 @@ def frame_model(seed=0, cutoffs=HETERO, fit_on=None):
     model = HedgeNetElectron(cfg)
     atoms = fit_on if fit_on is not None else [small_bilayer(1)]
     data = ElectronDataset.from_structures([(a, sk_pz_blocks(a)) for a in atoms], cutoffs)
-    model.fit_normalisation(data.normalisation_items())
+    fit_normalisation(model, data.normalisation_items())
     return model
 
 
@@ -464,7 +465,7 @@ def test_a_local_frame_network_learns_tilted_p_z_hoppings_faster():
         cfg = HedgeNetElectronConfig(cutoffs=HETERO, shells=(0,), orbital_frame=frame, targets=("h",),
                                      avg_num_neighbors=data.avg_num_neighbors(), **TINY)
         model = HedgeNetElectron(cfg)
-        model.fit_normalisation(data.normalisation_items())
+        fit_normalisation(model, data.normalisation_items())
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(60):
             opt.zero_grad()
@@ -598,7 +599,7 @@ def test_fitted_two_centre_tables_reproduce_the_slater_koster_reference():
     """The p_z reference is a two-centre model in the local frame: least-squares tables fitted
     on two displaced bilayers reproduce its hoppings on a third (the layers' heads start at
     zero), and only the tables are fitted: they stay out of gradient descent."""
-    from mlepi_core.models.electron import fit_two_centre
+    from mlepi_core.models.electron_fitting import fit_two_centre
 
     fit = [displaced(supercell(bilayer("AB"), 3), s, sigma=0.05) for s in (21, 22)]
     held = displaced(supercell(bilayer("AB"), 3), 23, sigma=0.04)
@@ -607,7 +608,7 @@ def test_fitted_two_centre_tables_reproduce_the_slater_koster_reference():
                                  two_centre=60, avg_num_neighbors=data.avg_num_neighbors(), **TINY)
     torch.manual_seed(0)
     model = HedgeNetElectron(cfg)
-    model.fit_normalisation(data.normalisation_items())
+    fit_normalisation(model, data.normalisation_items())
     left = fit_two_centre(model, (collate_electron([smp]) for smp in data))
     assert max(left["h"].values()) < 1e-4  # normalised residual RMS
     assert not any(p.requires_grad for p in model.two_centre.parameters())

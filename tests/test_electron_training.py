@@ -21,7 +21,8 @@ from mlepi_core.data.electron_dataset import ElectronDataset, collate_electron, 
 from mlepi_core.graph import build_graph
 from mlepi_core.models import (HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel,
                                ModelFormatError, count_parameters, load_model)
-from mlepi_core.models.electron import ONSITE, block_errors
+from mlepi_core.models.electron import ONSITE
+from mlepi_core.models.electron_losses import block_errors
 from mlepi_core.seams import HamiltonianModel
 from mlepi_core.structures import StructureError, bilayer, supercell, twisted_bilayer
 from mlepi_core.training import CHECKPOINT_FILE, ElectronTask, TrainConfig, Trainer, evaluate

@@ -98,7 +98,7 @@ def test_spectral_map_of_pristine_supercell_peaks_on_primitive_bands(pristine):
     """A(k, E) of the undisplaced 6x6 cell along Gamma-M-K-Gamma: total weight = the 16
     primitive orbitals at every k, and its peaks sit on the primitive-cell bands."""
     from mlepi_core.electrons import bloch_matrices, solve_bands
-    from mlepi_core.observables import SpectralMap
+    from mlepi_core.spectral import SpectralMap
 
     prim, sc, blocks = pristine
     unfolder = Unfolder(prim.cell, sc.positions, sc.cell, blocks.norb)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from mlepi_core.engine import MCSettings, MonteCarloEngine
-from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV, RunningStats
+from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV
+from mlepi_core.statistics import RunningStats
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
 from mlepi_core.reference.slater_koster import SlaterKosterPz
 from mlepi_core.structures import bilayer
@@ -127,7 +128,7 @@ def test_standard_error_falls_as_one_over_sqrt_m():
 
 
 def test_running_error_matches_the_direct_formula():
-    from mlepi_core.observables import running_error
+    from mlepi_core.statistics import running_error
 
     v = np.random.default_rng(1).normal(0.7, 0.01, 50)
     err = running_error(v)

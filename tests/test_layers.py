@@ -11,7 +11,8 @@ from mlepi_core.electrons import BlockTensors, Unfolder, bloch_sum, solve_genera
 from mlepi_core.engine import MCSettings, MonteCarloEngine
 from mlepi_core.layers import (layer_dos, mulliken_layer_weights, orbital_layers,
                                unfolded_layer_weights)
-from mlepi_core.observables import SpectralMap, valley_points
+from mlepi_core.observables import valley_points
+from mlepi_core.spectral import SpectralMap
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
 from mlepi_core.reference.slater_koster import SlaterKosterPz
 from mlepi_core.structures import bilayer, monolayer, supercell

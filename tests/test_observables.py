@@ -5,7 +5,8 @@ import copy
 import numpy as np
 import pytest
 
-from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV, BandProbe, RunningStats, valley_band_moments
+from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV, BandProbe, valley_band_moments
+from mlepi_core.statistics import RunningStats
 from mlepi_core.reference.tblite_electrons import GFN1Reference
 from mlepi_core.structures import bilayer, monolayer, supercell
 

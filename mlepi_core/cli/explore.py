@@ -133,7 +133,8 @@ def cmd_bands(args) -> int:
     import torch
 
     from ..electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
-    from ..observables import BandProbe, SpectralMap
+    from ..observables import BandProbe
+    from ..spectral import SpectralMap
     from ..structures import supercell
     from ..validation import cell_bands, cell_path, compare_bands, fermi_level, plot_band_comparison
 

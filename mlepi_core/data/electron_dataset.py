@@ -249,7 +249,7 @@ class ElectronDataset(torch.utils.data.Dataset):
 
     def normalisation_items(self) -> Iterator[tuple[torch.Tensor, dict, dict]]:
         """(atomic numbers, targets, {relation: edge lengths}) per structure, for
-        ``HedgeNetElectron.fit_normalisation``."""
+        ``electron_fitting.fit_normalisation``."""
         for smp in self.samples:
             g = smp.graph
             yield g.numbers, smp.targets, {rel: g.edge_vectors(rel).norm(dim=-1) for rel in g.edges}

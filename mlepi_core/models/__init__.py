@@ -4,7 +4,8 @@
 (``MLForceModel``), an electron model as a HamiltonianModel (``MLHamiltonianModel``).
 """
 
-from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel
+from .electron import HedgeNetElectron, HedgeNetElectronConfig
+from .electron_deployed import MLHamiltonianModel
 from .io import ModelFormatError, load_model, read_metadata, save_model
 from .deployed import count_parameters
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel

@@ -93,7 +93,7 @@ class TargetNormaliser(nn.Module):
     With ``radial_bins`` > 0 a hopping's scale is ``edge_scale`` times exp(``edge_log_ratio``)
     interpolated linearly in the edge length between bin centres (the ratio of the RMS at
     that length to the relation's RMS). Defaults (shift 0, scale 1, ratio 1) until
-    ``HedgeNetElectron.fit_normalisation``.
+    ``electron_fitting.fit_normalisation``.
     """
 
     def __init__(self, dim: int, n_elements: int, n_relations: int, radial_bins: int = 0,

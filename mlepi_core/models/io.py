@@ -34,7 +34,8 @@ import yaml
 
 from .. import __version__
 from ..files import file_sha256
-from .electron import HedgeNetElectron, HedgeNetElectronConfig, MLHamiltonianModel
+from .electron import HedgeNetElectron, HedgeNetElectronConfig
+from .electron_deployed import MLHamiltonianModel
 from .electron_layers import float64_default
 from .deployed import count_parameters
 from .phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel

@@ -37,7 +37,7 @@ class ElectronTask(Task):
     Data statistics fitted on the training split: the mean number of edges per atom of
     each relation (when ``model.avg_num_neighbors`` is left out) and the output
     normalisation of the network (per-element on-site means, per-irrep RMS;
-    ``HedgeNetElectron.fit_normalisation``), which the loss also uses to weigh each
+    ``electron_fitting.fit_normalisation``), which the loss also uses to weigh each
     component. Loss: ``h_weight * L_H + s_weight * L_S`` with L = ``normalised_block_mse``
     (stage two changes only the learning rate here). Metrics: MAE and RMSE over all
     matrix elements of H in meV (``h_mae_mev``; also per pair kind, ``h_mae_mev_onsite``,
@@ -159,14 +159,15 @@ class ElectronTask(Task):
     def build_model(self) -> torch.nn.Module:
         """A fresh network (Clebsch-Gordan tables in float64) normalised on the training split."""
         from ..models.electron import HedgeNetElectron
+        from ..models.electron_fitting import fit_normalisation
         from ..models.electron_layers import float64_default
 
         with float64_default():
             model = HedgeNetElectron(self.model_config)
-        model.fit_normalisation(self._train().normalisation_items())
+        fit_normalisation(model, self._train().normalisation_items())
         if model.two_centre is not None:
             from ..data.electron_dataset import collate_electron
-            from ..models.electron import fit_two_centre
+            from ..models.electron_fitting import fit_two_centre
 
             left = fit_two_centre(model, (collate_electron([smp]) for smp in self._train()))
             self.notes.append("two-centre tables fitted on the training split, normalised residual RMS "
@@ -181,7 +182,8 @@ class ElectronTask(Task):
 
     def loss(self, model, batch, weights: tuple[float, float], training: bool):
         """Weighted normalised block MSE and the error sums that ``summarize`` turns into metrics."""
-        from ..models.electron import ONSITE, normalised_block_mse
+        from ..models.electron import ONSITE
+        from ..models.electron_losses import normalised_block_mse
 
         with torch.set_grad_enabled(training and torch.is_grad_enabled()):
             out = model(batch.graph, batch.reverse)

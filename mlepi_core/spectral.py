@@ -1,0 +1,156 @@
+"""The unfolded spectral function A(k, E) along the primitive path, per sample and averaged."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+
+
+class SpectralMap:
+    """The unfolded spectral function A(k, E) of a supercell along the primitive path
+    Gamma-M-K-Gamma, for averaging over Monte Carlo samples (DESIGN.md section 10).
+
+        A(k, E) = sum_n W_n(k) g(E - E_n(k)),   g a normalised Gaussian of width ``broadening``
+
+    with W the unfolded weights (Unfolder). The path points are the primitive k on the
+    (n x grid)-fold grid that lie on the path: with the n x n supercell, each folds onto
+    one of grid^2 supercell k-points, so one eigen-solve serves up to n^2 / grid^2 path
+    points (6x6, grid 3: 19 points, 9 solves). Solved in complex64 with all states in
+    ``window`` (eV about E_F): a picture with 50 meV broadening, not a measurement (v_F
+    comes from BandProbe in float64).
+    """
+
+    def __init__(self, primitive: Atoms, ideal: Atoms, unfolder: Unfolder, e_fermi: float,
+                 grid: int = 3, window: tuple[float, float] = (-3.0, 3.0), n_energies: int = 241,
+                 broadening: float = 0.05, device: str | None = None):
+        from .phonons import hexagonal_path
+
+        self.unfolder, self.e_fermi, self.device = unfolder, float(e_fermi), device
+        self.window, self.broadening = window, float(broadening)
+        self.energies = np.linspace(window[0], window[1], n_energies)  # eV, relative to E_F
+        n = int(round(np.sqrt(unfolder.n_cells)))
+        size = n * grid
+        path = hexagonal_path(primitive.cell)
+        pts, labels, label_index = [], [], []
+        for (name_a, a), (_, b) in zip(path[:-1], path[1:]):
+            labels.append(name_a)
+            label_index.append(len(pts))
+            for t in np.linspace(0.0, 1.0, 2 * size + 1)[:-1]:
+                f = a + t * (b - a)
+                if np.abs(f[:2] * size - np.round(f[:2] * size)).max() < 1e-8:
+                    pts.append(f)
+        labels.append(path[-1][0])
+        label_index.append(len(pts))
+        pts.append(path[-1][1])
+        recip = 2 * np.pi * np.linalg.inv(np.asarray(primitive.cell)).T
+        self.k_cart = np.array(pts) @ recip  # (P, 3)
+        steps = np.linalg.norm(np.diff(self.k_cart, axis=0), axis=1)
+        self.distances = np.concatenate([[0.0], np.cumsum(steps)])
+        self.labels = labels
+        self.label_distances = self.distances[label_index]
+        # fold each path point onto the supercell zone: k = k_fold + g, g a supercell G vector
+        sc_cell = np.asarray(ideal.cell)
+        frac = self.k_cart @ sc_cell.T / (2 * np.pi)
+        folded = np.round(frac - np.round(frac), 8) % 1.0
+        keys, self.fold_index = np.unique(np.round(folded * size).astype(int) % size, axis=0,
+                                          return_inverse=True)
+        self.fold_index = self.fold_index.reshape(-1)
+        self.k_fold = (keys / size) @ (2 * np.pi * np.linalg.inv(sc_cell).T)  # (U, 3)
+        self.g = self.k_cart - self.k_fold[self.fold_index]  # (P, 3)
+
+    @property
+    def n_solves(self) -> int:
+        return len(self.k_fold)
+
+    def spectral_function(self, bt: BlockTensors) -> np.ndarray:
+        """A(k, E) (n_path, n_energies) in states/eV of one sample's blocks."""
+        e_path, w_path, _ = self._path_states(bt)
+        return np.einsum("pn,pne->pe", w_path, self._gaussians(e_path))
+
+    def _path_states(self, bt: BlockTensors):
+        """The complex64 solve of ``spectral_function``: energies (P, nb) eV about E_F and
+        clamped weights (P, nb) along the path, and (c, s, inside) at the folded k-points."""
+        k = torch.as_tensor(self.k_fold, device=bt.h.device)
+        h = bloch_sum(bt, k, "h").to(torch.complex64)
+        s = bloch_sum(bt, k, "s").to(torch.complex64)
+        lo, hi = self.e_fermi + self.window[0] - 4 * self.broadening, self.e_fermi + self.window[1] + 4 * self.broadening
+        e, c, inside = solve_generalized(h, s, window=(lo, hi))
+        w = self.unfolder.weights(c, s, self.g)  # (U, P, nb)
+        p = np.arange(len(self.g))
+        w_path = (w[self.fold_index, p] * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
+        e_path = (e[self.fold_index] - self.e_fermi).double().cpu().numpy()  # (P, nb)
+        return e_path, w_path, (c, s, inside)
+
+    def _gaussians(self, e_path: np.ndarray) -> np.ndarray:
+        """g(E - E_n(k)) (P, nb, n_energies) in 1/eV for energies ``e_path`` (P, nb) about E_F."""
+        x = (self.energies[None, None, :] - e_path[:, :, None]) / self.broadening
+        return np.exp(-0.5 * x ** 2) / (np.sqrt(2 * np.pi) * self.broadening)
+
+    def layer_spectral_function(self, bt: BlockTensors, orbital_layer: np.ndarray, n_layers: int,
+                                return_total: bool = False):
+        """Layer-projected A_L(k, E) (n_layers, n_path, n_energies) in states/eV, with
+        sum_L A_L = ``spectral_function(bt)`` to rounding (and, with ``return_total``, that
+        A itself from the same solve, bit for bit equal to ``spectral_function``'s).
+
+        The unfolding weight W_n(k) is a sum over orbitals m; its layer part W_nL keeps the
+        orbitals of layer L (``mlepi_core.layers.unfolded_layer_weights``). A shows the
+        clamped total max(W_n, 0), so each state's shown weight is shared in proportion to
+        its clamped layer parts: w_nL = max(W_n, 0) max(W_nL, 0) / sum_L' max(W_nL', 0)
+        (equally if no part is positive). With S = 1 the parts are >= 0 and w_nL = W_nL.
+        ``orbital_layer`` (M,): the layer of each orbital (``mlepi_core.layers.orbital_layers``).
+        """
+        from .layers import unfolded_layer_weights
+
+        e_path, w_path, (c, s, inside) = self._path_states(bt)
+        parts = unfolded_layer_weights(self.unfolder, c, s, self.g, orbital_layer, n_layers,
+                                       k_index=self.fold_index)  # (P, nb, L)
+        parts = (parts * inside[self.fold_index][..., None]).clamp(min=0.0).double().cpu().numpy()
+        norm = parts.sum(axis=-1, keepdims=True)
+        share = np.where(norm > 0, parts / np.where(norm > 0, norm, 1.0), 1.0 / n_layers)
+        gauss = self._gaussians(e_path)
+        layers = np.einsum("pnl,pne->lpe", w_path[..., None] * share, gauss)
+        if return_total:
+            return np.einsum("pn,pne->pe", w_path, gauss), layers
+        return layers
+
+    def unfolded_bands(self, bt: BlockTensors, e_fermi: float | None = None,
+                       window: tuple[float, float] | None = None) -> dict:
+        """Unfolded bands along the path in float64 (complex128 solve): for each path point
+        every state n whose band index lies in the contiguous range holding all states
+        within ``window`` (eV about ``e_fermi``; default the map's window widened by 4
+        broadenings) at some folded k.
+
+        Returns {"energies_ev": (P, nb) about ``e_fermi`` (default the map's E_F),
+        "weights": (P, nb) unfolded weights W_n(k) (not clamped), "band_index": (nb,) index
+        of each column among all states of the supercell, ascending energy}. For checks
+        of a sample against a reference (Fig. 4d of the MLEPI paper), not for averaging.
+        """
+        from .layers import unfolded_layer_weights
+
+        ef = self.e_fermi if e_fermi is None else float(e_fermi)
+        if window is None:
+            window = (self.window[0] - 4 * self.broadening, self.window[1] + 4 * self.broadening)
+        k = torch.as_tensor(self.k_fold, device=bt.h.device)
+        h = bloch_sum(bt, k, "h").to(torch.complex128)
+        s = bloch_sum(bt, k, "s").to(torch.complex128)
+        e, c, _ = solve_generalized(h, s)
+        inside = (e >= ef + window[0]) & (e <= ef + window[1])
+        lo = int(inside.float().argmax(dim=1).min())
+        hi = int((inside.shape[1] - inside.flip(1).float().argmax(dim=1)).max())
+        e, c = e[:, lo:hi], c[:, :, lo:hi]
+        zeros = np.zeros(bt.n_orbitals, dtype=int)
+        w = unfolded_layer_weights(self.unfolder, c, s, self.g, zeros, 1, k_index=self.fold_index)[..., 0]
+        return {"energies_ev": (e[self.fold_index] - ef).cpu().numpy(), "weights": w.cpu().numpy(),
+                "band_index": np.arange(lo, hi)}
+
+    def spectrum_from_bands(self, energies_ev: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """A(k, E) (n_path, n_energies) in states/eV from ``unfolded_bands``' energies (eV about
+        E_F) and weights: as ``spectral_function`` (weights clamped at 0, states within the
+        window widened by 4 broadenings), from the float64 solve."""
+        pad = 4 * self.broadening
+        keep = (energies_ev >= self.window[0] - pad) & (energies_ev <= self.window[1] + pad)
+        w = np.where(keep, np.clip(weights, 0.0, None), 0.0)
+        return np.einsum("pn,pne->pe", w, self._gaussians(energies_ev))
