@@ -4,8 +4,12 @@ process-wide cache of the loaded models and prepared lattices that every tab sha
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import OrderedDict
 from pathlib import Path
+
+import numpy as np
 
 from mlepi_core.shipped import shipped_models_dir
 from mlepi_core.structures import twist_angle
@@ -82,30 +86,119 @@ def label_of(choices: dict, code: str) -> str:
 
 
 
-class Cache:
-    """Process-wide, thread-safe memo of expensive read-only objects (models, lattices)."""
+def nbytes(value, depth: int = 4, _seen=None) -> int:
+    """Bytes held by the arrays inside ``value`` (tuples, lists, dicts, objects' attributes,
+    ``depth`` levels down): the size an entry of the cache is charged."""
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return value.nbytes if value.base is None else 0
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor
+        return value.element_size() * value.nelement()
+    if depth == 0 or isinstance(value, (str, bytes, int, float)):
+        return 0
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    elif hasattr(value, "__dict__"):
+        items = vars(value).values()
+    else:
+        return 0
+    return sum(nbytes(v, depth - 1, seen) for v in items)
 
-    def __init__(self):
+
+class Cache:
+    """Process-wide, thread-safe memo of expensive read-only objects. Entries made without
+    an owner (models, the gallery's lattices: a bounded set) stay; entries of an owner (a
+    tab's uploaded structure) are charged their ``nbytes``, shared by every tab that asks
+    for the same key, dropped least recently used first beyond ``budget_bytes``, and
+    dropped as soon as no tab uses them (``release``)."""
+
+    def __init__(self, budget_bytes: int = 512 * 2 ** 20):
+        self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
         self._items: dict = {}
         self._key_locks: dict = {}
+        self._owned: OrderedDict = OrderedDict()  # key -> bytes, least recently used first
+        self._users: dict = {}  # key -> owners using it
+        self._retired: set = set()  # owners released for good (their late results are not kept)
 
-    def get(self, key, make):
+    def get(self, key, make, owner=None):
         with self._lock:
             if key in self._items:
+                self._use(key, owner)
                 return self._items[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # one builder per key; other keys go on
             with self._lock:
                 if key in self._items:
+                    self._use(key, owner)
                     return self._items[key]
             value = make()
+            size = nbytes(value) if owner is not None else 0
             with self._lock:
-                self._items[key] = value
+                self._key_locks.pop(key, None)
+                if owner is None or owner not in self._retired:
+                    self._items[key] = value
+                    if owner is not None:
+                        self._owned[key] = size
+                        self._use(key, owner)
+                        self._evict()
             return value
+
+    def _use(self, key, owner):
+        if key in self._owned:
+            self._owned.move_to_end(key)
+            if owner is not None and owner not in self._retired:
+                self._users.setdefault(key, set()).add(owner)
+
+    def _evict(self):
+        while self._owned and sum(self._owned.values()) > self.budget_bytes:
+            self._drop(next(iter(self._owned)))
+
+    def _drop(self, key):
+        self._items.pop(key, None)
+        self._owned.pop(key, None)
+        self._users.pop(key, None)
+
+    def release(self, owner, retire: bool = False) -> None:
+        """``owner`` no longer uses its entries; those no other owner uses are dropped.
+        ``retire``: the owner is gone (a closed tab), later results of its jobs are not kept."""
+        with self._lock:
+            if retire:
+                self._retired.add(owner)
+            for key in list(self._users):
+                users = self._users[key]
+                users.discard(owner)
+                if not users:
+                    self._drop(key)
+            for key in [k for k in self._owned if k not in self._users]:
+                self._drop(key)
+
+    def owned_bytes(self) -> int:
+        """Bytes charged to the entries of uploaded structures now held."""
+        with self._lock:
+            return sum(self._owned.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 CACHE = Cache()
+
+
+def model_elements(name: str) -> frozenset[str]:
+    """The elements a force or Hamiltonian model knows, without loading a network (its
+    ``metadata.json``); a reference is cheap to build and says itself."""
+    if Path(name).is_absolute():
+        return CACHE.get(("elements", name), lambda: frozenset(
+            json.loads((Path(name) / "metadata.json").read_text())["elements"]))
+    if name in force_choices().values():
+        return frozenset(force_model(name).elements)
+    return frozenset(electron_model(name).elements)
 
 
 def force_model(name: str):

@@ -4,6 +4,9 @@ reproduces a view; bad parameters are reported, never fatal."""
 
 from __future__ import annotations
 
+import math
+from urllib.parse import parse_qsl
+
 from app.catalogue import GALLERY, UPLOADED, electron_choices, force_choices, label_of, model_code
 
 
@@ -24,19 +27,49 @@ def view_query(session) -> dict[str, str]:
     return q
 
 
+def _text(value) -> str:
+    """A query value as the text of the link: Tornado hands over bytes, and Panel's
+    ``location.query_params`` numbers (``0``, ``300``), floats, booleans and lists."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
 def flag(value: str) -> bool:
     if value not in ("0", "1"):
         raise ValueError("expected 0 or 1")
     return value == "1"
 
 
+def number(value: str) -> float:
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError("expected a finite number")
+    return x
+
+
+def mode(value: str) -> tuple[int, int]:
+    parts = value.strip("()[]").split(",")
+    if len(parts) != 2:
+        raise ValueError("expected q-point,band")
+    return int(parts[0]), int(parts[1])
+
 
 def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
-    """URL query parameters (values as ``view_query`` writes them, str or bytes; a parameter
-    given several times counts once) -> ({parameter: valid value}, [problems]); each value
-    is validated by its ``param`` parameter in ``parameters`` (a Session's ``.param``)."""
-    query = {k: (v[-1] if isinstance(v, (list, tuple)) else v) for k, v in query.items()}
-    query = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in query.items()}
+    """URL query parameters -> ({parameter: valid value}, [problems]). Values may be the
+    link's text, Tornado's lists of bytes (a parameter given several times counts once) or
+    Panel's parsed ``location.query_params`` (ints, floats, booleans); each is read back
+    as its text and validated by its ``param`` parameter in ``parameters`` (a Session's
+    ``.param``)."""
+    query = {k: (v[-1] if isinstance(v, list) and v and all(isinstance(x, (bytes, str)) for x in v) else v)
+             for k, v in query.items()}
+    query = {k: _text(v) for k, v in query.items()}
     problems, values = [], {}
     by_code = {v: k for k, v in GALLERY.items()}
     converters = {
@@ -44,7 +77,7 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
         "supercell": ("supercell", int),
         "forces": ("forces", lambda v: label_of(force_choices(), v)),
         "electrons": ("electrons", lambda v: label_of(electron_choices(), v)),
-        "T": ("temperature", float),
+        "T": ("temperature", number),
         "samples": ("samples", int),
         "seed": ("seed", int),
         "antithetic": ("antithetic", flag),
@@ -52,7 +85,7 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
         "reference": ("show_reference", flag),
         "presentation": ("presentation", flag),
         "layers": ("show_layers", flag),
-        "mode": ("mode", lambda v: tuple(int(x) for x in v.split(","))),
+        "mode": ("mode", mode),
     }
     for key, (name, convert) in converters.items():
         if key not in query:
@@ -64,6 +97,11 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
         except Exception as err:
             problems.append(f"{key}={query[key]!r}: {err}")
     return values, problems
+
+
+def query_of(search: str) -> dict[str, str]:
+    """The parameters of a URL's query string (``?a=1&b=x``) as the link spells them."""
+    return dict(parse_qsl(search.lstrip("?"), keep_blank_values=True))
 
 
 def apply_query(session, query: dict) -> list[str]:

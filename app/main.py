@@ -8,6 +8,7 @@ the Session's own thread) never blocks the page.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from urllib.parse import urlencode
@@ -18,9 +19,13 @@ from panel.theme.fast import Fast
 
 from app import plots
 from app.catalogue import electron_choices, force_choices
+from app.formulas import math_markdown
 from app.lesson import EXERCISES, LESSON
+from app.upload import StructureUpload
+from app.links import query_of
 from app.viewmodel import Session
 from mlepi_core.model_cards import model_card
+from mlepi_core.structures import StructureError
 
 PLOT_PERIOD_S = 1.0  # live Monte Carlo plots redraw at most this often during a run (the text every 0.5 s)
 
@@ -61,6 +66,10 @@ $v_F$ is $\hbar^{-1}$ times the mean slope $|dE/dq|$ of the four bands at $|k - 
 (both valleys, six directions); the dashed lines show the static lattice.
 """
 
+DISCONNECTED = ("Connection to the server lost. Every setting is in this page's link: reload it (or paste it) "
+                "and press Run; samples are keyed by (seed, j), so a rerun reproduces the same numbers.")
+
+
 class OfflineFast(Fast):
     """Panel's Fast design without its Google-fonts link: the page requests nothing
     outside this server (all JS/CSS is Panel's bundled copy). Panel resolves a design's
@@ -73,7 +82,8 @@ OfflineFast.__name__ = "Fast"
 
 
 hv.extension("bokeh", logo=False)
-pn.extension("katex", notifications=True, sizing_mode="stretch_width")
+pn.extension("mathjax", notifications=True, sizing_mode="stretch_width",
+             disconnect_notification=DISCONNECTED)
 
 
 def _status_kind(status: str) -> str:
@@ -85,11 +95,10 @@ def create_app(session: Session | None = None):
     vm = session or Session()
     w = pn.widgets
     structure = w.Select.from_param(vm.param.structure, name="Structure", css_classes=["mlepi-structure"])
-    upload = w.FileInput(accept=".xyz,.extxyz,.cif,.vasp,.poscar,POSCAR,CONTCAR,.json,.traj,.in,.pdb,.xsf",
-                         name="Upload a structure", multiple=False, css_classes=["mlepi-upload"])
+    upload = StructureUpload(css_classes=["mlepi-upload"])
     supercell = w.Select.from_param(vm.param.supercell, name="Supercell (n x n)", css_classes=["mlepi-supercell"])
-    forces = w.Select.from_param(vm.param.forces, name="Force model")
-    electrons = w.Select.from_param(vm.param.electrons, name="Hamiltonian model")
+    forces = w.Select.from_param(vm.param.forces, name="Force model", css_classes=["mlepi-forces"])
+    electrons = w.Select.from_param(vm.param.electrons, name="Hamiltonian model", css_classes=["mlepi-electrons"])
     card_style = {"font-size": "0.8em", "color": "#555"}
     force_card = pn.pane.Markdown(model_card(force_choices()[vm.forces]), styles=card_style,
                                   css_classes=["mlepi-force-card"])
@@ -101,12 +110,14 @@ def create_app(session: Session | None = None):
         """The chosen models' cards: what each is and how well it matches its reference."""
         force_card.object = model_card(force_choices()[vm.forces])
         electron_card.object = model_card(electron_choices()[vm.electrons])
+        vm.version += 1  # the status line says again what these models allow
     executor = w.RadioButtonGroup.from_param(vm.param.executor, name="Run on", button_type="light",
                                              css_classes=["mlepi-executor"])
     unit = w.RadioButtonGroup.from_param(vm.param.unit, name="Unit", button_type="light",
                                          options={"cm⁻¹": "cm1", "THz": "thz", "meV": "mev"},
                                          css_classes=["mlepi-unit"])
-    show_ref = w.Checkbox.from_param(vm.param.show_reference, name="overlay the reference dispersion")
+    show_ref = w.Checkbox.from_param(vm.param.show_reference, name="overlay the reference dispersion",
+                                  css_classes=["mlepi-reference-toggle"])
     t_slider = w.FloatSlider.from_param(vm.param.temperature, name="Temperature (K)", start=0, end=1000,
                                         step=10)
     t_input = w.FloatInput.from_param(vm.param.temperature, name="Temperature (K), typed", start=0, end=3000,
@@ -114,7 +125,8 @@ def create_app(session: Session | None = None):
     samples = w.IntInput.from_param(vm.param.samples, name="Samples", start=2, end=5000,
                                    css_classes=["mlepi-samples"])
     seed = w.IntInput.from_param(vm.param.seed, name="Seed", start=0, css_classes=["mlepi-seed"])
-    antithetic = w.Checkbox.from_param(vm.param.antithetic, name="antithetic pairs (+u, −u)")
+    antithetic = w.Checkbox.from_param(vm.param.antithetic, name="antithetic pairs (+u, −u)",
+                                    css_classes=["mlepi-antithetic"])
     run_btn = w.Button(name="Run", button_type="primary", css_classes=["mlepi-run"])
     pause_btn = w.Button(name="Pause", button_type="warning", disabled=True, css_classes=["mlepi-pause"])
     stop_btn = w.Button(name="Stop", button_type="danger", disabled=True, css_classes=["mlepi-stop"])
@@ -184,7 +196,9 @@ def create_app(session: Session | None = None):
     def dispersion_figure(curves):
         view = vm.mode_view() or {}
         selected = (view["distance"], view["frequency_thz"]) if view.get("kind") == "mode" else None
-        overlay = plots.phonon_dispersion(curves, vm.unit, vm.presentation, selected, vm.branch_layer_weight())
+        overlay = plots.phonon_dispersion(curves, vm.unit, vm.presentation, selected, vm.branch_layer_weight(),
+                                          empty="no phonons (see above)" if vm.phonon_failed else
+                                          "computing phonons ...")
         tap.source = overlay  # clicks on the new figure select modes
         return overlay
 
@@ -199,11 +213,29 @@ def create_app(session: Session | None = None):
     nk_pane = pn.Column(pn.pane.Bokeh(live["near_k"].figure), css_classes=["mlepi-near-k"])
     counters = pn.pane.Markdown("", css_classes=["mlepi-counters"], styles={"color": "#888", "font-size": "0.8em"})
 
-    def on_upload(event):
-        if upload.value is not None:
-            vm.load_upload(upload.filename, upload.value)
+    async def on_upload(event):
+        """Read the file off the event loop (a child process does the parsing), then show it."""
+        sent = upload.take()
+        if sent is None:
+            return
+        name, data = sent
+        vm.message = f"Reading {name} ({len(data) / 2**20:.1f} MiB) ..."
+        try:
+            atoms = await asyncio.get_running_loop().run_in_executor(None, vm.read_upload, name, data)
+        except StructureError as err:
+            vm.message = str(err)
+            return
+        finally:
+            del data
+        vm.use_upload(name, atoms)
 
-    upload.param.watch(on_upload, "value")
+    def on_refused(event):
+        if upload.refused:
+            vm.message = f"Not sent: {upload.refused}"
+            upload.refused = ""
+
+    upload.param.watch(on_upload, "encoded")
+    upload.param.watch(on_refused, "refused")
 
     def controls():
         """Buttons and the message follow the Session's status (at once after a click)."""
@@ -258,13 +290,13 @@ def create_app(session: Session | None = None):
     for number, exercise in enumerate(EXERCISES):
         button = w.Button(name="Compute", button_type="primary", css_classes=[f"mlepi-exercise-{number}"])
         button.on_click(lambda _, n=number: vm.solve_exercise(n))
-        answer = pn.pane.Markdown("", css_classes=[f"mlepi-answer-{number}"])
+        answer = math_markdown("", css_classes=[f"mlepi-answer-{number}"])
         lesson_rows.append((button, answer))
 
     def restore_from_url():
         """A pasted link: its query sets every control (before the first phonons are computed)."""
-        if pn.state.location is not None and pn.state.location.query_params:
-            vm.apply_query(pn.state.location.query_params)
+        if pn.state.location is not None and pn.state.location.search.strip("?"):
+            vm.apply_query(query_of(pn.state.location.search))  # the link's own text, not Panel's numbers
 
     def write_url(*_):
         if pn.state.location is not None:
@@ -285,7 +317,7 @@ def create_app(session: Session | None = None):
         """What the phonon figures show: redrawn (a new HoloViews plot, costly) only when it changes."""
         curves = vm.phonon_curves()
         return (tuple(curves), id(next(iter(curves.values()), None)), vm.unit, vm.presentation,
-                id(vm.mode_view()), vm.show_layers)
+                id(vm.mode_view()), vm.show_layers, vm.phonon_failed)
 
     # Each redraw of a HoloViews pane makes Bokeh re-index every model of the page (~1 s on
     # a busy CPU): the first refresh keeps the figures the page was built with.
@@ -299,13 +331,13 @@ def create_app(session: Session | None = None):
         if vm.version == seen["version"]:
             return
         seen["version"] = vm.version
+        if not vm.snapshot() and not vm.busy:
+            progress_text.object = idle_hint()  # the models may have changed what this structure allows
         if seen["structure"] is not vm.atoms:
             seen["structure"] = vm.atoms
             s = vm.summary()
             summary.object = (f"**{s['formula']}** · {s['atoms']} atoms · {s['layers']} layer(s) · "
                               f"stacking: {s['stacking']} · cell {s['cell']}")
-            if not vm.snapshot():
-                progress_text.object = idle_hint()
             if seen["plotted"] is not vm.atoms:  # (the page opens with the views of its first structure)
                 seen["plotted"] = vm.atoms
                 top_pane.object, side_pane.object = plots.structure_views(vm.atoms)
@@ -417,7 +449,7 @@ def create_app(session: Session | None = None):
         pn.Row(pin_btn, clear_btn),
         pn.pane.Markdown("#### Results"), html_dl, csv_dl, json_dl, png_dl,
     ]
-    equations = pn.Card(pn.pane.Markdown(EQUATIONS, css_classes=["mlepi-equations"]), title="How this is computed",
+    equations = pn.Card(math_markdown(EQUATIONS, css_classes=["mlepi-equations"]), title="How this is computed",
                         collapsed=True)
     advanced.append(equations)
     mode_card = pn.Card(mode_text, anim_pane, sample_btn, title="Mode", collapsible=True,
@@ -433,8 +465,8 @@ def create_app(session: Session | None = None):
         pn.Card(pn.GridBox(vf_pane, vft_pane, spec_pane, nk_pane, ncols=2), title="Monte Carlo, live",
                 css_classes=["mlepi-monte-carlo"], collapsible=True),
         layers_card, check_card, equations)
-    lesson = pn.Column(pn.pane.Markdown(LESSON, css_classes=["mlepi-lesson"]),
-                       *[pn.Column(pn.pane.Markdown(f"**{i + 1}. {ex.title}** {ex.question}"), button, answer)
+    lesson = pn.Column(math_markdown(LESSON, css_classes=["mlepi-lesson"]),
+                       *[pn.Column(math_markdown(f"**{i + 1}. {ex.title}** {ex.question}"), button, answer)
                          for i, (ex, (button, answer)) in enumerate(zip(EXERCISES, lesson_rows))],
                        css_classes=["mlepi-lesson-tab"])
     tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), dynamic=False, css_classes=["mlepi-tabs"])

@@ -20,6 +20,14 @@ def _empty(title: str, text: str) -> hv.Overlay:
             * hv.Curve([]).opts(xaxis=None, yaxis=None)).opts(title=title, height=HEIGHT, responsive=True)
 
 
+def marker_size(layer: int, n_layers: int, n_atoms: int, smallest: float = 2.0) -> float:
+    """Screen size of layer ``layer``'s atoms: each layer smaller than the one below (so a
+    lower layer shows around the upper), 2 px apart, closer with many layers, never below ``smallest``."""
+    largest = 9.0 if n_atoms < 400 else 4.0
+    step = min(2.0, (largest - smallest) / max(1, n_layers - 1))
+    return largest - step * layer
+
+
 def structure_views(atoms, min_extent: float = 10.0) -> list:
     """Top (x-y) and side (x-z) projections, atoms coloured by layer; small cells are
     repeated in-plane to at least ``min_extent`` Angstrom, the cell itself dashed."""
@@ -30,14 +38,15 @@ def structure_views(atoms, min_extent: float = 10.0) -> list:
     pos = atoms.positions
     a1, a2 = cell[0, :2], cell[1, :2]
     outline = np.array([[0, 0], a1, a1 + a2, a2, [0, 0]])
+    n_layers = int(layers.max()) + 1
     views = []
     for (i, j), name, height in (((0, 1), "top view (x-y)", HEIGHT), ((0, 2), "side view (x-z)", 200)):
         points = [hv.Points((pos[layers == k, i], pos[layers == k, j], np.flatnonzero(layers == k)),
                             kdims=["x (Å)", "y (Å)" if j == 1 else "z (Å)"], vdims=["atom"],
                             label=f"layer {k + 1}").opts(color=LAYER_COLORS[k % 4],
-                                                         size=(9 if len(pos) < 400 else 4) - 2 * k,
+                                                         size=marker_size(k, n_layers, len(pos)),
                                                          tools=["hover"], line_color="white")
-                  for k in range(int(layers.max()) + 1)]
+                  for k in range(n_layers)]
         overlay = hv.Overlay(points)
         if j == 1:
             overlay = hv.Path([outline], kdims=["x (Å)", "y (Å)"]).opts(color="#999999", line_dash="dashed") * overlay
@@ -50,12 +59,13 @@ def structure_views(atoms, min_extent: float = 10.0) -> list:
 
 
 def phonon_dispersion(curves: dict, unit: str, presentation: bool = False, selected=None,
-                      layer_weight: np.ndarray | None = None) -> hv.Overlay:
+                      layer_weight: np.ndarray | None = None, empty: str = "computing phonons ...") -> hv.Overlay:
     """Bands along Gamma-M-K-Gamma of each model (first solid, others dashed), hover readouts;
     ``selected`` (distance, THz) marks the chosen mode; ``layer_weight`` (n_q, n_bands), the
-    first model's weight on layer 1, colours its branches (blue: layer 1, red: layer 2)."""
+    first model's weight on layer 1, colours its branches (blue: layer 1, red: layer 2);
+    ``empty`` is shown while there are no curves."""
     if not curves:
-        return _empty("phonon dispersion", "computing phonons ...")
+        return _empty("phonon dispersion", empty)
     ylabel = f"frequency ({UNIT_TEXT[unit]})"
     elements, first = [], None
     for n, (label, (disp, _)) in enumerate(curves.items()):

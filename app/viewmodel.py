@@ -15,6 +15,7 @@ never waits on physics. Runs of different tabs share nothing but read-only cache
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
@@ -28,12 +29,23 @@ import numpy as np
 import param
 
 from app.catalogue import (CACHE, GALLERY, UPLOADED, default_electrons, electron_choices, electron_model,
-                           force_choices, force_model)
+                           force_choices, force_model, model_elements)
 from app.dask_executor import EXECUTORS, DaskExecutor
-from mlepi_core.structures import StructureError, build, load, stacking_name
+from mlepi_core.isolated_load import load_isolated
+from mlepi_core.structures import StructureError, build, stacking_name
 
 MC_MAX_ATOMS = 4  # Monte Carlo (v_F near K) runs on primitive graphene cells: 1x1 monolayer or bilayer
+STACKING_MAX_ATOMS = 2000  # stacking_name compares every atom pair of two layers
 BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise, so a closed
+    tab's arrays would still count in the server's RSS)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def structure_summary(atoms) -> dict:
@@ -41,8 +53,10 @@ def structure_summary(atoms) -> dict:
     layers = np.asarray(atoms.arrays["layer"])
     n_layers = int(layers.max()) + 1
     a, b = atoms.cell.lengths()[:2]
+    stacking = (stacking_name(atoms) if n_layers != 2 or len(atoms) <= STACKING_MAX_ATOMS
+                or "twist_deg" in atoms.info else f"not classified (over {STACKING_MAX_ATOMS:,} atoms)")
     return {"formula": atoms.get_chemical_formula(), "atoms": len(atoms), "layers": n_layers,
-            "stacking": stacking_name(atoms), "cell": f"{a:.3f} x {b:.3f} Å, {atoms.cell.angles()[2]:.0f}°"}
+            "stacking": stacking, "cell": f"{a:.3f} x {b:.3f} Å, {atoms.cell.angles()[2]:.0f}°"}
 
 
 class Session(param.Parameterized):
@@ -73,11 +87,13 @@ class Session(param.Parameterized):
                                      "done", "error"], default="idle", constant=True)
     message = param.String(default="")
     phonon_status = param.String(default="")
+    phonon_failed = param.Boolean(default=False, doc="the structure has no phonons under the chosen force model")
     version = param.Integer(default=0, doc="bumped whenever the shown results change")
 
     def __init__(self, **params):
         super().__init__(**params)
         self._lock = threading.RLock()
+        self._cache_owner = object()  # this tab's share of the uploaded structures' cache entries
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mlepi-session")
         self._uploaded = None
         self._atoms = build(GALLERY[self.structure])
@@ -119,25 +135,24 @@ class Session(param.Parameterized):
             self.electrons = default_electrons(GALLERY[self.structure], self.electrons)
         self._new_structure()
 
-    def load_upload(self, filename: str, data: bytes) -> bool:
-        """Load an uploaded file; on bad input set ``message`` and keep the current structure."""
+    @staticmethod
+    def read_upload(filename: str, data: bytes):
+        """An uploaded file's structure (with its layers), read and validated in a child
+        process with a time and a memory bound (``mlepi_core.isolated_load``), so that a
+        reader that crashes or hangs costs one message; StructureError with that message
+        otherwise. Safe to call off the server's event loop."""
         suffix = Path(filename or "upload").suffix or ".xyz"
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"upload{suffix}"
-                path.write_bytes(data or b"")
-                try:
-                    atoms = load(path)
-                except Exception as err:
-                    text = str(err).replace(str(path), str(filename))
-                    raise (StructureError(text) if isinstance(err, StructureError) else
-                           ValueError(f"{type(err).__name__}: {text}")) from None
-        except StructureError as err:
-            self.message = f"Could not use {filename!r}: {err}"
-            return False
-        except Exception as err:  # any reader error is the file's fault, not the app's
-            self.message = f"Could not read {filename!r} as a structure ({err})."
-            return False
+        with tempfile.TemporaryDirectory(prefix="mlepi-upload-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data or b"")
+            try:
+                return load_isolated(path)
+            except StructureError as err:
+                text = str(err).replace(str(path), str(filename)).replace(path.name, str(filename))
+                raise StructureError(f"Could not use {filename!r}: {text}") from None
+
+    def use_upload(self, filename: str, atoms) -> None:
+        """Show ``atoms`` (from ``read_upload``) as the uploaded structure."""
         self._uploaded = atoms
         self.message = f"Loaded {filename}: {atoms.get_chemical_formula()}, {len(atoms)} atoms."
         if self.structure == UPLOADED:
@@ -145,6 +160,15 @@ class Session(param.Parameterized):
             self._new_structure()
         else:
             self.structure = UPLOADED
+
+    def load_upload(self, filename: str, data: bytes) -> bool:
+        """Load an uploaded file; on bad input set ``message`` and keep the current structure."""
+        try:
+            atoms = self.read_upload(filename, data)
+        except StructureError as err:
+            self.message = str(err)
+            return False
+        self.use_upload(filename, atoms)
         return True
 
     def _new_structure(self):
@@ -153,12 +177,37 @@ class Session(param.Parameterized):
             self._engine, self._engine_key, self._snapshot = None, None, {}
             self._history.clear()
             self._phonons = {}
+            self._layer_dos = None
+        CACHE.release(self._cache_owner)  # the previous upload's lattices and phonons, unless another tab uses them
+        release_memory()
         self.mode = None
         self.version += 1
         self.compute_phonons()
 
+    def unknown_elements(self, label: str) -> list[str]:
+        """Elements of the current structure that the force or Hamiltonian model ``label`` does not know."""
+        name = {**force_choices(), **electron_choices()}[label]
+        return sorted(set(self._atoms.get_chemical_symbols()) - model_elements(name))
+
+    def _knows_not(self, label: str) -> str:
+        """"<model> knows C, not Mo, S" when model ``label`` lacks an element of this structure, else ""."""
+        missing = self.unknown_elements(label)
+        if not missing:
+            return ""
+        name = {**force_choices(), **electron_choices()}[label]
+        return f"{label} knows {', '.join(sorted(model_elements(name)))}, not {', '.join(missing)}"
+
+    def _no_forces(self) -> str:
+        """Why this structure has no phonons under the chosen force model ("" when it has)."""
+        why = self._knows_not(self.forces)
+        return why and (f"No phonons: {why}. The structure is drawn; `mlepi phonons FILE --forces "
+                        f"module:Class` computes them with any ASE calculator.")
+
     @property
     def mc_allowed(self) -> tuple[bool, str]:
+        why = self._knows_not(self.forces) or self._knows_not(self.electrons)
+        if why:
+            return False, f"No Monte Carlo for this structure: {why}."
         if len(self._atoms) > MC_MAX_ATOMS:
             return False, (f"Monte Carlo measures v_F near K of a primitive graphene cell (at most "
                            f"{MC_MAX_ATOMS} atoms); this cell has {len(self._atoms)}. Phonons are shown.")
@@ -176,7 +225,13 @@ class Session(param.Parameterized):
 
         atoms, name = self._atoms, force_choices()[force_label]
         key = ("lattice", self._structure_key(), size, name)
-        return CACHE.get(key, lambda: prepare_lattice(atoms, force_model(name), size))
+        return self._cached(key, lambda: prepare_lattice(atoms, force_model(name), size))
+
+    def _cached(self, key: tuple, make):
+        """``CACHE.get``: results for an uploaded structure are charged to this tab and
+        dropped when no tab uses them (``Cache.release``), the gallery's are kept."""
+        upload = any(isinstance(part, tuple) and part[:1] == ("upload",) for part in key)
+        return CACHE.get(key, make, owner=self._cache_owner if upload else None)
 
     def _structure_key(self):
         if self.structure == UPLOADED:
@@ -188,32 +243,44 @@ class Session(param.Parameterized):
     @param.depends("forces", "supercell", "show_reference", watch=True)
     def compute_phonons(self):
         """Dispersion and DOS of the current structure in the background."""
+        no_forces = self._no_forces()
+        if no_forces:
+            self.phonon_status, self.phonon_failed = no_forces, True
+            self.version += 1
+            return
         ask = [self.forces] + ([lab for lab in force_choices() if "reference" in lab and lab != self.forces]
                                if self.show_reference else [])
         todo = [lab for lab in ask if (lab, self.phonon_supercell()) not in self._phonons]
         if not todo:
             self.version += 1
             return
-        self.phonon_status = "computing phonons ..."
+        self.phonon_status, self.phonon_failed = "computing phonons ...", False
         self._phonon_future = self._pool.submit(self._phonon_job, todo, self.phonon_supercell(),
                                                 self._structure_key())
 
-    def _phonon_job(self, labels, size, key):
+    def _phonons_of(self, label: str, size: int, key) -> tuple:
+        """(Dispersion, (freq_thz, dos)) of the current structure under force model ``label``
+        on a ``size`` x ``size`` force-constant cell (shared by every tab through the cache)."""
         from mlepi_core.phonons import density_of_states, dispersion
 
+        def make():
+            _, phonon = self.lattice(label, size)
+            return dispersion(phonon), density_of_states(phonon)
+
+        return self._cached(("phonons", key, size, force_choices()[label]), make)
+
+    def _phonon_job(self, labels, size, key):
         try:
             t0 = time.perf_counter()
             for label in labels:
-                def make():
-                    _, phonon = self.lattice(label, size)
-                    return dispersion(phonon), density_of_states(phonon)
-                disp, dos = CACHE.get(("phonons", key, size, force_choices()[label]), make)
+                disp, dos = self._phonons_of(label, size, key)
                 if key != self._structure_key():
                     return  # the structure changed meanwhile
                 self._phonons[(label, size)] = (disp, dos)
             self.phonon_status = f"phonons: {size}x{size} force constants, {time.perf_counter() - t0:.1f} s"
         except Exception as err:
-            self.phonon_status = f"phonons failed: {type(err).__name__}: {err}"
+            if key == self._structure_key():
+                self.phonon_status, self.phonon_failed = f"phonons failed: {type(err).__name__}: {err}", True
         self.version += 1
 
     def phonon_curves(self) -> dict:
@@ -234,11 +301,11 @@ class Session(param.Parameterized):
         from mlepi_core.modes import mode_at, mode_frames
 
         try:
-            curves = self.phonon_curves()
-            disp = curves[self.forces][0] if self.forces in curves else None
-            if disp is None:  # wait for this view's phonons (a link may name a mode first)
-                self._phonon_future.result() if self._phonon_future is not None else None
-                disp = self.phonon_curves()[self.forces][0]
+            no_forces = self._no_forces()
+            if no_forces:
+                raise ValueError(no_forces)
+            # this view's phonons, computed here if no phonon job has (a link may name a mode first)
+            disp = self._phonons_of(self.forces, self.phonon_supercell(), key)[0]
             iq, band = mode
             if not (0 <= iq < len(disp.q_frac) and 0 <= band < disp.freq_thz.shape[1]):
                 raise ValueError(f"no mode {iq},{band}: the path has {len(disp.q_frac)} q-points and "
@@ -300,7 +367,7 @@ class Session(param.Parameterized):
         def make():
             relaxed, phonon = self.lattice(self.forces, self.phonon_supercell())
             return branch_layer_character(phonon, relaxed, disp.q_frac)[..., 0]
-        return CACHE.get(("branch layers", self._structure_key(), self.phonon_supercell(),
+        return self._cached(("branch layers", self._structure_key(), self.phonon_supercell(),
                           force_choices()[self.forces]), make)
 
     def layer_spectra(self) -> dict | None:
@@ -335,7 +402,7 @@ class Session(param.Parameterized):
         from mlepi_core.layers import layer_dos
 
         name = electron_choices()[self.electrons]
-        return CACHE.get(("layer dos", self._structure_key(), name),
+        return self._cached(("layer dos", self._structure_key(), name),
                          lambda: layer_dos(electron_model(name), self._atoms))
 
     # --- the paper's Fig. 4d, live: one sample against the reference solver ----------------
@@ -682,3 +749,8 @@ class Session(param.Parameterized):
         """End this tab's work (called when the browser session ends)."""
         self.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._engine, self._snapshot, self._phonons, self._mode_view = None, {}, {}, None
+            self._uploaded, self._pins, self._layer_dos, self._check = None, [], None, None
+        CACHE.release(self._cache_owner, retire=True)
+        release_memory()

@@ -33,6 +33,9 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-co
                 "--no-first-run", "--disable-sync"]
 
 
+SERVER_LOG: dict = {}  # "path": the session server's log (tests read what it printed)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,6 +48,7 @@ def server(tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
+    SERVER_LOG["path"] = log_path
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -1,0 +1,164 @@
+"""The dashboard's view-model against careless and hostile input (issue 32): links as
+Panel hands them over, a mode link before any phonons, any number of layers, elements no
+model knows, hBN's AA' stacking, and the bounded cache of uploaded structures."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlencode
+
+import ase.build
+import holoviews as hv
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.io import write
+from panel.util import parse_query as panel_parse_query
+
+from app import plots
+from app.catalogue import CACHE, Cache, force_choices
+from app.viewmodel import Session
+from mlepi_core.structures import assign_layers, bilayer
+
+hv.extension("bokeh")
+
+
+def extxyz(atoms) -> bytes:
+    buf = io.StringIO()
+    write(buf, atoms, format="extxyz")
+    return buf.getvalue().encode()
+
+
+def mos2_bilayer() -> Atoms:
+    """2H-MoS2, two layers 6.15 A apart with 24 A of vacuum."""
+    one = ase.build.mx2("MoS2", kind="2H", a=3.18, thickness=3.19, vacuum=0.0)
+    top = one.copy()
+    top.positions += [*((one.cell[0, :2] + one.cell[1, :2]) / 3), 6.15]
+    two = one + top
+    two.cell[2, 2], two.pbc = 30.0, True
+    two.center(axis=2)
+    return two
+
+
+def render(view) -> None:
+    """Build the Bokeh models of a HoloViews view, as the server does (validates every property)."""
+    hv.renderer("bokeh").get_plot(view)
+
+
+def test_a_link_parses_as_panel_hands_it_over():
+    a = Session(supercell=3, temperature=150, samples=6, seed=7, antithetic=True, unit="mev", show_reference=True,
+                presentation=True, show_layers=True, mode=(10, 2))
+    link = "?" + urlencode(a.to_query())
+    given = panel_parse_query(link)  # what pn.state.location.query_params holds in the page
+    assert isinstance(given["antithetic"], int) and isinstance(given["T"], int)
+    b = Session()
+    assert b.apply_query(given) == []
+    for name in ("supercell", "temperature", "samples", "seed", "antithetic", "unit", "show_reference",
+                 "presentation", "show_layers", "mode"):
+        assert getattr(b, name) == getattr(a, name), name
+    off = Session(antithetic=True, presentation=True)
+    assert off.apply_query(panel_parse_query("?antithetic=0&presentation=0&reference=0&layers=0")) == []
+    assert not (off.antithetic or off.presentation or off.show_reference or off.show_layers)
+    for bad in ("nan", "inf", "-inf"):
+        assert Session.parse_query(panel_parse_query(f"?T={bad}"))[0] == {}
+    assert Session.parse_query(panel_parse_query("?samples=4.5&antithetic=2"))[0] == {}
+    for s in (a, b, off):
+        s.close()
+
+
+def test_a_mode_link_works_before_any_phonon_job():
+    s = Session(supercell=3)
+    assert s.apply_query({"mode": "10,2"}) == []  # no phonons computed yet
+    s._mode_future.result(timeout=600)
+    view = s.mode_view()
+    assert view["kind"] == "mode", view["text"]
+    assert "cm^-1" in view["text"] and view["frames"].shape[0] == 24
+    s.close()
+
+
+@pytest.mark.parametrize("n_layers", [2, 5, 6, 9])
+def test_any_number_of_layers_is_drawn(n_layers):
+    layer = ase.build.graphene(a=2.46, vacuum=0.0)
+    stack = Atoms(cell=[*layer.cell[:2], [0, 0, 3.35 * n_layers + 20]], pbc=True)
+    for k in range(n_layers):
+        shifted = layer.copy()
+        shifted.positions += [1.23 * (k % 2), 0.71 * (k % 2), 10 + 3.35 * k]
+        stack += shifted
+    stack = assign_layers(stack)
+    sizes = [plots.marker_size(k, n_layers, len(stack)) for k in range(n_layers)]
+    assert min(sizes) > 0 and all(np.diff(sizes) < 0)
+    for view in plots.structure_views(stack):
+        render(view)
+
+
+def test_a_mos2_bilayer_upload_is_drawn_and_refused_by_the_carbon_models():
+    s = Session(supercell=3)
+    assert s.load_upload("mos2.extxyz", extxyz(mos2_bilayer())), s.message
+    summary = s.summary()
+    assert summary["formula"] == "Mo2S4" and summary["layers"] >= 2
+    for view in plots.structure_views(s.atoms):
+        render(view)
+    assert s.phonon_failed and "not Mo, S" in s.phonon_status and "mlepi phonons" in s.phonon_status
+    ok, why = s.mc_allowed
+    assert not ok and "not Mo, S" in why and "Run" not in why
+    s.mode = (1, 1)
+    s._mode_future.result(timeout=60)
+    assert s.mode_view()["kind"] == "error" and "not Mo, S" in s.mode_view()["text"]
+    render(plots.phonon_dispersion(s.phonon_curves(), s.unit, empty="no phonons"))
+    s.close()
+
+
+def test_hbn_is_refused_before_a_run_and_labelled_aa_prime():
+    hbn = bilayer("AA")
+    hbn.set_chemical_symbols(["B", "N", "N", "B"])  # each B over an N: AA'
+    s = Session(supercell=3)
+    assert s.load_upload("hbn.extxyz", extxyz(hbn)), s.message
+    assert s.summary()["stacking"] == "AA'"
+    ok, why = s.mc_allowed
+    assert not ok and "not B, N" in why
+    s.wait(timeout=60)
+    assert s.phonon_failed and "computing" not in s.phonon_status
+    same = bilayer("AA")
+    assert s.load_upload("aa.extxyz", extxyz(same)) and s.summary()["stacking"] == "AA"
+    s.close()
+
+
+def test_the_cache_is_bounded_shared_and_released():
+    cache = Cache(budget_bytes=3_000_000)
+    mb = lambda: np.zeros(1_000_000 // 8)  # noqa: E731
+    a, b = object(), object()
+    cache.get("x", mb, owner=a)
+    cache.get("x", lambda: pytest.fail("rebuilt"), owner=b)  # shared, not rebuilt
+    cache.get("y", mb, owner=a)
+    cache.get("z", mb, owner=a)
+    assert cache.owned_bytes() == 3_000_000
+    cache.get("x", mb, owner=a)  # x is now the most recently used
+    cache.get("w", mb, owner=a)  # over the budget: y (least recently used) goes
+    assert cache.owned_bytes() == 3_000_000 and len(cache) == 3
+    cache.get("y", lambda: "rebuilt")
+    cache.release(a)
+    assert cache.owned_bytes() == 1_000_000  # only x, which b still uses
+    cache.release(b, retire=True)
+    assert cache.owned_bytes() == 0
+    cache.get("v", mb, owner=b)  # a closed tab's late result is not kept
+    assert cache.owned_bytes() == 0
+    cache.get("g", mb)  # without an owner (models, the gallery): kept, not charged
+    assert cache.owned_bytes() == 0 and len(cache) == 2
+
+
+def test_an_upload_shared_by_two_tabs_is_released_when_both_close():
+    before = CACHE.owned_bytes()
+    mono = ase.build.graphene(a=2.46, vacuum=10.0)
+    mono.positions[:, 2] += 0.123  # a structure no other test uploads
+    tabs = [Session(supercell=3, forces=list(force_choices())[-1]) for _ in range(2)]
+    for s in tabs:
+        assert s.load_upload("mono.extxyz", extxyz(mono)), s.message
+        s.wait(timeout=300)
+        assert not s.phonon_failed, s.phonon_status
+    held = CACHE.owned_bytes()
+    assert held > before
+    tabs[0].close()  # the phonons both tabs show stay (the lattice only the first tab asked for goes)
+    assert before < CACHE.owned_bytes() <= held
+    tabs[1].structure = "AB bilayer"  # the second tab moves on: no tab uses the upload
+    assert CACHE.owned_bytes() == before
+    tabs[1].close()
