@@ -55,8 +55,10 @@ class MCSettings:
     spectral_every: int = 1  # A(k, E) along the path for samples j % spectral_every == 0; 0: off
 
     def __post_init__(self):
-        if any(t < 0 for t in self.temperatures):
-            raise ValueError(f"temperatures must be >= 0 K, got {self.temperatures}")
+        if not all(np.isfinite(t) and t >= 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be finite and >= 0 K, got {self.temperatures}")
+        if self.seed < 0:
+            raise ValueError(f"the seed must be >= 0 (numpy's SeedSequence), got {self.seed}")
         if self.n_samples < 1 or self.batch_size < 1:
             raise ValueError("n_samples and batch_size must be positive")
         if self.supercell < 1 or self.supercell % 3:

@@ -57,6 +57,7 @@ LIMITS = InputLimits()
 JOBS = {
     "load": ("max_atoms", "a loaded structure", "mlepi info FILE --max-atoms N"),
     "mc": ("mc_atoms", "a Monte Carlo sampling cell", "mlepi mc STRUCTURE --supercell n --max-atoms N"),
+    "bands": ("mc_atoms", "a dense band-structure cell", "mlepi bands STRUCTURE --supercell n --max-atoms N"),
     "phonons": ("phonon_atoms", "a phonon supercell", "mlepi phonons STRUCTURE --supercell n --max-atoms N"),
     "flat_bands": ("flat_band_atoms", "a flat-band cell", "mlepi tbg --mn m,n --max-atoms N"),
 }
@@ -87,8 +88,8 @@ def check_structure_file(path: str | Path, limits: InputLimits = LIMITS) -> Path
 
 
 def check_atoms(n_atoms: int, job: str = "load", limits: InputLimits = LIMITS, what: str | None = None) -> None:
-    """StructureError if ``n_atoms`` exceeds the limit of ``job`` ("load", "mc", "phonons",
-    "flat_bands"); ``what`` describes the cell in the message (e.g. "AB x 999")."""
+    """StructureError if ``n_atoms`` exceeds the limit of ``job`` (a key of ``JOBS``: "load",
+    "mc", "bands", "phonons", "flat_bands"); ``what`` names the cell in the message."""
     field, sized, route = JOBS[job]
     limit = getattr(limits, field)
     if n_atoms > limit:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.io import read
 
 from .neighbours import periodic_pairs
 from .units import BILAYER_D, GRAPHENE_A
@@ -279,7 +278,7 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
             or cell[2, 2] <= 0:
         raise StructureError("the in-plane lattice vectors must lie in the xy plane and the "
                              "third along +z (the stacking direction)")
-    if abs(np.cross(cell[0, :2], cell[1, :2])) < 1e-6:
+    if abs(cell[0, 0] * cell[1, 1] - cell[0, 1] * cell[1, 0]) < 1e-6:
         raise StructureError("the in-plane lattice vectors a1, a2 are parallel: the cell has no area")
     if elements is not None:
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
@@ -309,6 +308,8 @@ def load(path: str | Path, index: int | str = 0, elements: set[str] | None = Non
     same in a child process with a time and memory bound.
     """
     from .limits import LIMITS, check_atoms, check_structure_file
+
+    from ase.io import read  # ~1 s of imports: only loading needs it
 
     limits = limits or LIMITS
     path = check_structure_file(path, limits)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..files import write_atomic, write_text_atomic
+from ..limits import LIMITS, check_atoms, check_supercell
 from ..model_names import (force_model_from_name, hamiltonian_model_from_name, model_identity,
                            relaxation_force_model)
 from ..structures import StructureError
-from .common import structure_from_arg
+from .common import check_output_dir, check_output_file, structure_from_arg
 
 
 def cmd_demo(args) -> int:
@@ -68,8 +69,10 @@ def cmd_build(args) -> int:
 
     from ..structures import build
 
+    check_output_file(args.output)
+    check_supercell(len(build(args.name)), args.size, "load", LIMITS.raised(args.max_atoms), args.name)
     atoms = build(args.name, args.size)
-    write(args.output, atoms)
+    write_atomic(args.output, lambda tmp: write(tmp, atoms, format=_ase_format(args.output)))
     extra = f", twist {atoms.info['twist_deg']:.3f} deg" if "twist_deg" in atoms.info else ""
     print(f"{args.name} x{args.size}: {len(atoms)} atoms, "
           f"{len(set(atoms.arrays['layer']))} layers{extra} -> {args.output}")
@@ -77,11 +80,13 @@ def cmd_build(args) -> int:
 
 
 def cmd_info(args) -> int:
-    """Load a structure file, validate it and report layers and edges."""
+    """Load a structure file (in a child process: ``load_isolated``), validate it and report
+    layers and edges."""
     from ..graph import build_graph
-    from ..structures import load
+    from ..isolated_load import load_isolated
 
-    atoms = load(args.file, elements=set(args.elements.split(",")) if args.elements else None)
+    atoms = load_isolated(args.file, elements=set(args.elements.split(",")) if args.elements else None,
+                          limits=LIMITS.raised(args.max_atoms))
     layers = np.bincount(atoms.arrays["layer"])
     g = build_graph(atoms, {"intra": args.cutoff, "inter": args.cutoff})
     print(f"{args.file}: {len(atoms)} atoms ({atoms.get_chemical_formula()}), "
@@ -95,7 +100,10 @@ def cmd_phonons(args) -> int:
     from ..phonons import (density_of_states, dispersion, harmonic_phonons, relax_positions,
                           supercell_modes, write_dispersion)
 
-    atoms = structure_from_arg(args.structure)
+    limits = LIMITS.raised(args.max_atoms)
+    check_output_dir(args.out)
+    atoms = structure_from_arg(args.structure, limits=limits)
+    check_supercell(len(atoms), args.supercell, "phonons", limits, args.structure)
     curves, dos = {}, {}
     for name in [args.forces] + ([args.compare] if args.compare else []):
         model = force_model_from_name(name)
@@ -138,7 +146,10 @@ def cmd_bands(args) -> int:
     from ..structures import supercell
     from ..validation import cell_bands, cell_path, compare_bands, fermi_level, plot_band_comparison
 
-    primitive = structure_from_arg(args.structure)
+    limits = LIMITS.raised(args.max_atoms)
+    check_output_dir(args.out)
+    primitive = structure_from_arg(args.structure, limits=limits)
+    check_supercell(len(primitive), args.supercell, "bands", limits, args.structure)
     atoms = supercell(primitive, args.supercell) if args.supercell > 1 else primitive
     model = hamiltonian_model_from_name(args.electrons)
     out = Path(args.out)
@@ -210,7 +221,7 @@ def cmd_continuum(args) -> int:
     from ..continuum import ContinuumModel, dirac_hbar_v, first_magic_angle, interlayer_w
 
     hv, w = dirac_hbar_v(), interlayer_w(args.distance)
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"hbar_v_ev_a": hv, "w_ev": w, "d_a": args.distance, "units": {"energy": "eV", "velocity": "1e6 m/s"},
               "angles": []}
@@ -280,6 +291,12 @@ def cmd_tbg(args) -> int:
     else:
         m, n = moire.commensurate_cell_for_angle(args.angle)
     theta = twist_angle(m, n)
+    tag = f"{theta:.2f}"
+    out = check_output_file(Path(args.out or f"assets/results/tbg_{tag}.json"))
+    figure = check_output_file(Path(args.figure or f"assets/figures/tbg_{tag}.png"))
+    check_output_file(args.relaxed_cell)
+    check_atoms(moire_cell_atoms(m, n), "flat_bands", LIMITS.raised(args.max_atoms),
+                what=f"the twisted bilayer ({m}, {n})")
     seconds = {}
     t0 = time.perf_counter()
     atoms = twisted_bilayer(m, n, d=args.distance)
@@ -361,9 +378,6 @@ def cmd_tbg(args) -> int:
         f"along Gamma-M-K-Gamma")
     result["seconds"] = seconds
 
-    tag = f"{theta:.2f}"
-    out = Path(args.out or f"assets/results/tbg_{tag}.json")
-    figure = Path(args.figure or f"assets/figures/tbg_{tag}.png")
     panels = [("rigid", rigid)] + ([("relaxed", relaxed)] if relaxed else [])
     fig = plot_flat_bands(path, panels, models, (dist_c, e_c, ticks_c), f"({m},{n}) {theta:.3f}°, {len(atoms)} atoms")
     write_atomic(figure, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
@@ -373,6 +387,23 @@ def cmd_tbg(args) -> int:
     write_text_atomic(out, json.dumps(result, indent=1))
     say(f"wrote {out}, {figure}")
     return 0
+
+
+def moire_cell_atoms(m: int, n: int) -> int:
+    """Atoms of the commensurate twisted bilayer (m, n) (``structures.twisted_bilayer``),
+    counted before it is built: 4 (m^2 + mn + n^2), a third of that when 3 | m - n."""
+    atoms = 4 * (m * m + m * n + n * n)
+    return atoms // 3 if (m - n) % 3 == 0 else atoms
+
+
+def _ase_format(path) -> str | None:
+    """The ASE format of ``path`` from its name (None: ASE guesses), for a temporary file."""
+    from ase.io.formats import filetype
+
+    try:
+        return filetype(str(path), read=False)
+    except Exception:
+        return None
 
 
 def cmd_dashboard(args) -> int:

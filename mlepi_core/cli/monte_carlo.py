@@ -6,20 +6,29 @@ import json
 import sys
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..files import DISK_FULL, write_retrying_or_rescue, write_text_atomic
+from ..limits import LIMITS, check_supercell
 from ..model_names import force_model_from_name, hamiltonian_model_from_name, model_identity
-from .common import structure_from_arg
+from .common import OutputError, check_output_dir, check_output_file, structure_from_arg
 
 
 def cmd_mc(args) -> int:
-    """Monte Carlo EPI: v_F(T) with errors, convergence, for one or two Hamiltonian models."""
-    from tqdm import tqdm
+    """Monte Carlo EPI: v_F(T) with errors, convergence, for one or two Hamiltonian models.
+
+    Every argument, the structure and the output paths are checked before any model loads
+    or anything is written. A checkpoint that meets a full disk is retried, then the run
+    stops and its finished samples go to a rescue folder (``files.write_retrying_or_rescue``)."""
+    out = check_output_dir(args.out)
+    check_output_file(args.summary)
+    limits = LIMITS.raised(args.max_atoms)
+    atoms = structure_from_arg(args.structure, limits=limits)
+    check_supercell(len(atoms), args.supercell, "mc", limits, args.structure)
+    from tqdm import tqdm  # the heavy imports (torch) after the checks: a refusal comes at once
 
     from .. import __version__
     from ..engine import MCSettings, MonteCarloEngine
     from ..results import write_results
 
-    atoms = structure_from_arg(args.structure)
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
                           supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
@@ -27,7 +36,6 @@ def cmd_mc(args) -> int:
     forces = force_model_from_name(args.forces)
     hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
     runs = {}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     client = None
     if args.executor == "dask" or args.scheduler:
@@ -69,7 +77,7 @@ def cmd_mc(args) -> int:
             for batch in batches:
                 bar.update(len(batch.vf))
                 bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
-                engine.save_checkpoint(checkpoint, identity)
+                save_checkpoint(engine, checkpoint, identity, client)
     runs = {n: e for n, e in runs.items() if any(e.per_sample.values())}
     if stop.stopped and not runs:
         print("stopped before any sample finished", file=sys.stderr)
@@ -78,7 +86,14 @@ def cmd_mc(args) -> int:
     provenance = {"structure": args.structure, "forces": args.forces, "electrons": args.electrons,
                   "executor": "dask" if client is not None else "local",
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
-    result = write_results(args.out, runs, provenance)
+    try:
+        result = write_results(args.out, runs, provenance)
+    except OSError as err:
+        close_client(client)
+        n = sum(len(v) for e in runs.values() for v in e.per_sample.values())
+        raise OutputError(err.errno, f"the results could not be written to {args.out} ({err.strerror}); the "
+                          f"checkpoints there hold all {n} finished samples: the same command with --resume writes "
+                          f"the results when there is room", str(args.out)) from None
     if args.summary:
         summary = {"structure": args.structure, "supercell": args.supercell, "units": result["units"],
                    "static": result["static"], "settings": result["settings"], "provenance": provenance,
@@ -99,6 +114,33 @@ def cmd_mc(args) -> int:
               f"finished samples; the same command with --resume continues", file=sys.stderr)
         return 130
     return 0
+
+
+def save_checkpoint(engine, checkpoint: Path, identity: dict, client=None) -> None:
+    """The engine's finished samples to ``checkpoint`` (atomically: a failed write leaves
+    the previous checkpoint whole). On a full disk: retried; if it stays full, the run is
+    stopped and the samples go to a rescue folder, and OutputError says where."""
+    save = lambda path: engine.save_checkpoint(path, identity)  # noqa: E731
+    try:
+        save(checkpoint)
+        return
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        first = err
+    n = sum(len(v) for v in engine.per_sample.values())
+    written, in_place = write_retrying_or_rescue(checkpoint, save)
+    if in_place:
+        print(f"mlepi: the disk was full at {checkpoint}; a retry wrote it, the run goes on", file=sys.stderr)
+        return
+    engine.cancel()
+    close_client(client)
+    if written is None:
+        raise OutputError(first.errno, f"disk full: {checkpoint} and every rescue folder refused the checkpoint "
+                          f"of {n} finished samples; {checkpoint} still holds the previous one", str(checkpoint))
+    raise OutputError(first.errno, f"disk full at {checkpoint}: the run stopped after {n} finished samples, all "
+                      f"saved to {written} (move it to {checkpoint} and run the same command with --resume)",
+                      str(checkpoint))
 
 
 def close_client(client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..shipped import shipped_model
@@ -16,9 +17,56 @@ from .training import (cmd_data_electron, cmd_data_phonon, cmd_evaluate_electron
 SHIPPED_ELECTRON_MODEL = shipped_model("electron")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``mlepi mc: error: argument --seed: ...``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def integer(low: int = 0, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {'>= ' + str(low) if high is None else f'{low} to {high}'}, "
+                                             f"got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low: float = 0.0, strict: bool = False, unit: str = ""):
+    """An argparse type: a finite float >= low (> low when ``strict``); nan and inf refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number{unit}, got {text!r}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}{unit}, got {value:g}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+COUNT, SIZE, SEED = integer(1), integer(1), integer(0)
+
+
+def add_max_atoms(s) -> None:
+    s.add_argument("--max-atoms", type=integer(1), metavar="N",
+                   help="raise this command's atom limits to N (mlepi_core/limits.py sizes them for 24 GB; "
+                        "for a machine with more memory)")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlepi", description="Electron-phonon interactions in layered "
-                                "materials from ML force fields and Hamiltonians (MLEPI).")
+    p = Parser(prog="mlepi", description="Electron-phonon interactions in layered "
+               "materials from ML force fields and Hamiltonians (MLEPI).")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo", help="a one-minute tour on AB bilayer graphene with the references")
@@ -29,26 +77,29 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--electrons", default=str(SHIPPED_ELECTRON_MODEL),
                    help="Hamiltonian model: a trained model folder (default: the shipped one) or reference")
     s.add_argument("--compare", help="a second Hamiltonian model (e.g. reference) on the same path")
-    s.add_argument("--supercell", type=int, default=1, help="n x n x 1 supercell (bands unfolded when n > 1)")
-    s.add_argument("--points", type=int, default=30, help="k-points per path segment")
-    s.add_argument("--mesh", type=int, default=24, help="m x m k-mesh of the DOS")
-    s.add_argument("--window", type=float, default=3.0, help="energy window about E_F (eV)")
+    s.add_argument("--supercell", type=SIZE, default=1, help="n x n x 1 supercell (bands unfolded when n > 1)")
+    s.add_argument("--points", type=integer(2), default=30, help="k-points per path segment")
+    s.add_argument("--mesh", type=SIZE, default=24, help="m x m k-mesh of the DOS")
+    s.add_argument("--window", type=number(0.0, strict=True, unit=" eV"), default=3.0,
+                   help="energy window about E_F (eV)")
     s.add_argument("--out", default="results/bands")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_bands)
 
     s = sub.add_parser("continuum", help="Bistritzer-MacDonald bands of twisted bilayers (Slater-Koster parameters)")
-    s.add_argument("--angle", type=float, nargs="+", default=[1.08], help="twist angles in degrees")
-    s.add_argument("--distance", type=float, default=BILAYER_D,
+    s.add_argument("--angle", type=number(0.0, strict=True, unit=" deg"), nargs="+", default=[1.08],
+                   help="twist angles in degrees")
+    s.add_argument("--distance", type=number(0.0, strict=True, unit=" A"), default=BILAYER_D,
                    help="interlayer distance (A) for the tunnelling w (default: the force field's AB equilibrium)")
-    s.add_argument("--bands", type=int, default=8, help="bands nearest the Dirac point")
-    s.add_argument("--points", type=int, default=40, help="k-points per path segment")
+    s.add_argument("--bands", type=integer(2, 200), default=8, help="bands nearest the Dirac point")
+    s.add_argument("--points", type=integer(2, 10_000), default=40, help="k-points per path segment")
     s.add_argument("--magic", action="store_true", help="also find the first magic angle")
     s.add_argument("--out", default="results/continuum")
     s.set_defaults(func=cmd_continuum)
 
     s = sub.add_parser("tbg", help="flat bands of a commensurate twisted bilayer near the magic angle (Fig. 4c)")
     which = s.add_mutually_exclusive_group()
-    which.add_argument("--angle", type=float, default=1.08,
+    which.add_argument("--angle", type=number(0.0, strict=True, unit=" deg"), default=1.08,
                        help="twist angle (deg): the (m, m+1) cell nearest it (1.08: (30, 31), 11,164 atoms)")
     which.add_argument("--mn", help="the commensurate cell m,n instead (e.g. 2,3)")
     s.add_argument("--electrons", nargs="+", default=["slater-koster"],
@@ -56,40 +107,43 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--gfn1-model", help="also the central width from a GFN1-trained electron model folder")
     s.add_argument("--relaxed", action="store_true", help="also relax positions (L-BFGS) and solve again")
     s.add_argument("--forces", default="empirical", help="force model of the relaxation")
-    s.add_argument("--relax-fmax", type=float, default=0.005, help="relaxation stops at max |F| below this (eV/A)")
-    s.add_argument("--relax-steps", type=int, default=600, help="relaxation steps at most")
+    s.add_argument("--relax-fmax", type=number(0.0, strict=True, unit=" eV/A"), default=0.005, help="relaxation stops at max |F| below this (eV/A)")
+    s.add_argument("--relax-steps", type=integer(0), default=600, help="relaxation steps at most")
     s.add_argument("--relaxed-cell", help="extxyz of the relaxed cell: read if it exists, else written "
                    "after relaxing (reuse one relaxation across runs)")
-    s.add_argument("--distance", type=float, default=BILAYER_D,
+    s.add_argument("--distance", type=number(0.0, strict=True, unit=" A"), default=BILAYER_D,
                    help="interlayer distance (A) of the rigid cell (default: the force field's AB equilibrium, "
                         "the spacing of every bilayer mlepi builds; the Slater-Koster parametrisation's is 3.35)")
-    s.add_argument("--n-states", type=int, default=8, help="states nearest neutrality per k-point (even)")
-    s.add_argument("--path-points", type=int, default=0,
+    s.add_argument("--n-states", type=integer(2, 1000), default=8, help="states nearest neutrality per k-point (even)")
+    s.add_argument("--path-points", type=integer(0, 10_000), default=0,
                    help="k-points per segment of Gamma-M-K-Gamma (0: Gamma, M, K only)")
     s.add_argument("--out", help="JSON (default assets/results/tbg_<angle>.json)")
     s.add_argument("--figure", help="PNG (default assets/figures/tbg_<angle>.png)")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_tbg)
 
     s = sub.add_parser("dashboard", help="the browser dashboard (Panel) with the shipped models")
-    s.add_argument("--port", type=int, default=5006)
+    s.add_argument("--port", type=integer(0, 65535), default=5006)
     s.add_argument("--address", default="localhost", help="interface to listen on (0.0.0.0: all)")
     s.add_argument("--allow-origin", action="append", help="extra host:port allowed to connect")
     s.add_argument("--show", action="store_true", help="open a browser tab")
-    s.add_argument("--workers", type=int, default=2,
+    s.add_argument("--workers", type=COUNT, default=2,
                    help="worker processes of the LocalCluster that 'Run on: dask' starts on first use")
     s.add_argument("--scheduler", help="'Run on: dask' uses this existing Dask scheduler instead")
     s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
     s.add_argument("name")
-    s.add_argument("-n", "--size", type=int, default=1, help="n x n x 1 supercell")
+    s.add_argument("-n", "--size", type=SIZE, default=1, help="n x n x 1 supercell")
     s.add_argument("-o", "--output", required=True, help="output file (any format ASE writes)")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_build)
 
     s = sub.add_parser("info", help="load and validate a structure file; show layers and edges")
     s.add_argument("file")
-    s.add_argument("--cutoff", type=float, default=6.0, help="edge cutoff in Angstrom")
+    s.add_argument("--cutoff", type=number(0.0, strict=True, unit=" A"), default=6.0, help="edge cutoff in Angstrom")
     s.add_argument("--elements", help="comma-separated elements a model knows, e.g. C")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("models", help="what each shipped network and reference is, with the networks' held-out errors")
@@ -102,36 +156,38 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--forces", default="empirical",
                    help="force model: empirical (LCBOP+KC), gfn1, module:Class (ASE calculator)")
     s.add_argument("--compare", help="a second force model drawn on the same plot")
-    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 force-constant supercell")
+    s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 force-constant supercell")
     s.add_argument("--unit", default="cm1", choices=["cm1", "thz", "mev"])
     s.add_argument("--no-relax", action="store_true", help="skip relaxing positions first")
     s.add_argument("--out", default="results/phonons")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_phonons)
 
     s = sub.add_parser("mc", help="Monte Carlo EPI: v_F(T) with errors, ML and/or reference electrons")
     s.add_argument("structure", help="structure file or name (AB, monolayer, ...)")
-    s.add_argument("--temperature", type=float, nargs="+", default=[0.0, 300.0], help="K")
-    s.add_argument("--samples", type=int, default=200, help="samples per temperature")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--temperature", type=number(0.0, unit=" K"), nargs="+", default=[0.0, 300.0], help="K")
+    s.add_argument("--samples", type=integer(1, 10**7), default=200, help="samples per temperature")
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--batch-size", type=integer(1, 10**4), default=4)
     s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
-    s.add_argument("--supercell", type=int, default=6, help="n x n x 1 sampling supercell (3 | n)")
+    s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 sampling supercell (3 | n)")
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
     s.add_argument("--device", help="torch device of the Bloch sums and eigen-solves (cpu, cuda, ...; "
                    "default cpu); trained models pick CUDA by themselves when it is there")
-    s.add_argument("--spectral-every", type=int, default=4,
+    s.add_argument("--spectral-every", type=integer(0), default=4,
                    help="average A(k, E) over samples j with j %% N == 0 (0: off)")
     s.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local: in this process; dask: sample batches as tasks on a Dask cluster")
-    s.add_argument("--workers", type=int, default=2, help="with --executor dask: LocalCluster worker processes")
-    s.add_argument("--threads-per-worker", type=int, default=1)
+    s.add_argument("--workers", type=COUNT, default=2, help="with --executor dask: LocalCluster worker processes")
+    s.add_argument("--threads-per-worker", type=COUNT, default=1)
     s.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
     s.add_argument("--resume", action="store_true",
                    help="continue from the samples a stopped run saved in --out (checkpoint_*.pkl)")
     s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
     s.add_argument("--out", default="results/mc")
+    add_max_atoms(s)
     s.set_defaults(func=cmd_mc)
 
     data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
@@ -151,8 +207,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--cutoff", type=float, default=6.0, help="block cutoff r_c in Angstrom")
     s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
     s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells (21.8 to 5.1 degrees; with slater-koster also 3.15 and 1.08)")
-    s.add_argument("--electrons", default="gfn1", choices=["gfn1", "slater-koster"],
+    s.add_argument("--electrons", default="gfn1", choices=["gfn1", "slater-koster", "gpaw"],
                    help="the labelling reference: GFN1-xTB (s, p, with S) or the Slater-Koster p_z model")
+    s.add_argument("--workers", type=int, help="labelling processes, one per core (gpaw: default 1)")
     s.set_defaults(func=cmd_data_electron)
 
     train = sub.add_parser("train", help="train a network from a config file").add_subparsers(
