@@ -1,6 +1,7 @@
-"""The README's Tables I and II (and the 6x6 phonon RMS) show the numbers the evaluation command wrote into the
-shipped models' metrics.json, at the printed precision: no figure in the README is typed
-by hand, and a retrained model whose README was not updated fails here."""
+"""Tables I and II in docs/models.md (and the 6x6 phonon RMS), and the README's headline numbers, show
+the numbers the evaluation command wrote into the shipped models' metrics.json and the Monte Carlo
+run wrote into assets/results/mc_ab_6x6.json, at the printed precision: no figure is typed by hand,
+and a retrained model whose docs were not updated fails here."""
 
 import json
 import re
@@ -10,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+MODELS = (ROOT / "docs" / "models.md").read_text()  # Tables I and II
 
 
 def metrics(kind: str) -> dict:
@@ -20,9 +22,9 @@ def metrics(kind: str) -> dict:
 
 
 def table_row(header_start: str, row_start: str) -> list[str]:
-    """The cells (markup removed) of the README table row beginning ``row_start`` in the
-    first table below a header row beginning ``header_start``."""
-    lines = README.splitlines()
+    """The cells (markup removed) of the docs/models.md table row beginning ``row_start`` in
+    the first table below a header row beginning ``header_start``."""
+    lines = MODELS.splitlines()
     top = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     for line in lines[top:]:
         if not line.startswith("|"):
@@ -35,7 +37,7 @@ def table_row(header_start: str, row_start: str) -> list[str]:
 def test_table_one_is_the_phonon_metrics():
     m = metrics("phonon")
     header = "| | HedgeNet-Phonon | homogeneous, 2 layers | homogeneous, 4 layers |"
-    assert header in README
+    assert header in MODELS
     columns = [None, "homogeneous_2", "homogeneous_4"]
     rows = {"| energy MAE, all three stages": ("", "energy_mae_mev_per_atom", 3),
             "| force MAE, all three stages": ("", "force_mae_mev_per_a", 2),
@@ -49,7 +51,7 @@ def test_table_one_is_the_phonon_metrics():
             else:
                 result = m["ablation"][name + suffix]
             assert cell == f"{result['test'][key]:.{digits}f}", (row, name, cell)
-    assert f"RMS difference of {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹" in README  # the 6x6 dispersion
+    assert f"RMS difference of {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹" in MODELS  # the 6x6 dispersion
     params = table_row(header, "| parameters")
     assert params[0] == f"{m['n_parameters']:,}"
     assert params[1:] == [f"{m['ablation'][name]['n_parameters']:,}" for name in ("homogeneous_2", "homogeneous_4")]
@@ -67,10 +69,59 @@ def test_table_two_is_the_electron_metrics():
 
 
 def test_the_tables_would_catch_a_changed_figure(monkeypatch):
-    """The check bites: one digit changed in the README fails it."""
+    """The check bites: one digit changed in docs/models.md fails it."""
     m = metrics("phonon")
     shown = f"{m['test']['force_mae_mev_per_a']:.2f}"
     wrong = f"{m['test']['force_mae_mev_per_a'] + 0.01:.2f}"
-    monkeypatch.setitem(globals(), "README", README.replace(f"**{shown} meV/Å**", f"**{wrong} meV/Å**"))
+    monkeypatch.setitem(globals(), "MODELS", MODELS.replace(f"**{shown} meV/Å**", f"**{wrong} meV/Å**"))
     with pytest.raises(AssertionError):
         test_table_one_is_the_phonon_metrics()
+
+
+def headline() -> str:
+    """The README's "Measured numbers" section, markup removed."""
+    section = README.split("## Measured numbers", 1)[1].split("\n## ", 1)[0]
+    return re.sub(r"\*\*|\s+", lambda m: "" if m.group() == "**" else " ", section)
+
+
+def test_readme_headline_is_the_model_metrics():
+    text = headline()
+    p = metrics("phonon")
+    assert f"energy MAE {p['test']['energy_mae_mev_per_atom']:.3f} meV/atom" in text
+    assert f"force MAE {p['test']['force_mae_mev_per_a']:.2f} meV/Å" in text
+    homogeneous = [p["ablation"][n]["test"]["force_mae_mev_per_a"] for n in ("homogeneous_2", "homogeneous_4")]
+    assert "2 and 4 layers: {:.2f} and {:.2f} meV/Å".format(*homogeneous) in text
+    assert f"({p['n_parameters']:,} parameters)" in text
+    assert f"within {p['phonons_6x6']['rms_cm1']:.1f} cm⁻¹ RMS" in text
+    e = metrics("electron")
+    assert f"H MAE {e['test']['h_mae_mev']:.3f} meV on the bilayer test split" in text
+    assert f"{e['twisted']['h_mae_mev']:.3f} meV on held-out twisted cells" in text
+    h3, h6 = (e["ablation"][n] for n in ("homogeneous_3", "homogeneous_6"))
+    assert (f"(homogeneous baselines {h3['test']['h_mae_mev']:.3f} and {h6['test']['h_mae_mev']:.3f}; "
+            f"{h3['twisted']['h_mae_mev']:.3f} and {h6['twisted']['h_mae_mev']:.3f})") in text
+    sk = metrics("electron_sk")
+    assert f"{sk['test']['h_mae_mev']:.3f} meV and {sk['twisted']['h_mae_mev']:.3f} meV" in text
+
+
+def test_readme_headline_is_the_monte_carlo_run():
+    path = ROOT / "assets" / "results" / "mc_ab_6x6.json"
+    run = json.loads(path.read_text())
+    text = headline()
+    by_t = {t["T"]: t for t in run["temperatures"]}
+    ml, ref = by_t[300.0]["ml"], by_t[300.0]["reference"]
+    assert f"{by_t[300.0]['samples']} samples per temperature" in text
+    assert (f"{ml['vf']:.4f} ± {ml['vf_se']:.4f} ·10⁶ m/s ({100 * ml['vf_rel_change']:.1f} % "
+            f"from the static lattice)").replace("-", "−") in text
+    assert f"{ref['vf']:.4f} ± {ref['vf_se']:.4f} ({100 * ref['vf_rel_change']:.1f} %)".replace("-", "−") in text
+    ml0, ref0 = by_t[0.0]["ml"], by_t[0.0]["reference"]
+    assert f"{ml0['vf']:.4f} ± {ml0['vf_se']:.4f} against {ref0['vf']:.4f} ± {ref0['vf_se']:.4f}" in text
+
+
+def test_the_headline_would_catch_a_changed_figure(monkeypatch):
+    """The check bites: the README's 300 K v_F changed in its last digit fails it."""
+    run = json.loads((ROOT / "assets" / "results" / "mc_ab_6x6.json").read_text())
+    shown = f"{run['temperatures'][1]['ml']['vf']:.4f}"
+    wrong = f"{run['temperatures'][1]['ml']['vf'] + 0.0001:.4f}"
+    monkeypatch.setitem(globals(), "README", README.replace(shown, wrong))
+    with pytest.raises(AssertionError):
+        test_readme_headline_is_the_monte_carlo_run()
