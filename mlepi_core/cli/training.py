@@ -26,10 +26,12 @@ def cmd_data_phonon(args) -> int:
 
 
 def cmd_data_electron(args) -> int:
-    from ..data.generate import TWISTED_TO_MAGIC_ANGLE, ElectronSetConfig, generate_electron_set
+    from ..data.generate import TWISTED_GPAW, TWISTED_TO_MAGIC_ANGLE, ElectronSetConfig, generate_electron_set
     from ..reference.tblite_electrons import GFN1Reference
 
-    twisted = TWISTED_TO_MAGIC_ANGLE if args.electrons == "slater-koster" else ElectronSetConfig.twisted
+    twisted = {"slater-koster": TWISTED_TO_MAGIC_ANGLE, "gpaw": TWISTED_GPAW}.get(args.electrons,
+                                                                               ElectronSetConfig.twisted)
+    workers = getattr(args, "workers", None)
     cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
                             twisted=() if args.no_twisted else twisted)
     if args.electrons == "gfn1":
@@ -38,10 +40,17 @@ def cmd_data_electron(args) -> int:
         from ..reference.slater_koster import SlaterKosterPz
 
         reference = SlaterKosterPz()
+    elif args.electrons == "gpaw":
+        from ..reference.gpaw_electrons import DEFAULT_RC, GPAWReference
+
+        # --cutoff's default (6 A) is GFN1's; GPAW's dzp blocks need 7 A
+        reference = GPAWReference(r_c_a=DEFAULT_RC if args.cutoff == 6.0 else args.cutoff)
+        workers = 1 if workers is None else workers  # GPAW LCAO is single-threaded: one process per core
     else:
-        raise ValueError(f"unknown electron reference {args.electrons!r} (gfn1 or slater-koster)")
+        raise ValueError(f"unknown electron reference {args.electrons!r} (gfn1, slater-koster or gpaw)")
     t0 = time.time()
-    out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces), reference)
+    out = generate_electron_set(args.out, cfg, force_model_from_name(args.forces), reference,
+                                workers=workers or 0)
     size_mb = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 1e6
     print(f"electron set -> {out} ({size_mb:.0f} MB, {time.time() - t0:.0f} s)")
     return 0

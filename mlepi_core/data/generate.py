@@ -1,4 +1,4 @@
-"""Generation of the phonon and electron data sets (DESIGN.md section 5).
+"""Generation of the phonon and electron data sets (docs/physics.md#data-sets).
 
 Both generators are deterministic for a seed (configuration j draws from
 SeedSequence([seed, j, stream]) whatever else is generated), resumable (finished
@@ -173,6 +173,9 @@ class ElectronSetConfig:
 # reaches down to the first magic angle: (10, 11) is 3.15 degrees (1,324 atoms), (30, 31)
 # 1.08 degrees (11,164 atoms).
 TWISTED_TO_MAGIC_ANGLE = ElectronSetConfig.twisted + ((10, 11, 1), (30, 31, 1))
+# GPAW's blocks reach r_c = 7 A, which needs in-plane periods of at least 14 A: the 21.8-degree
+# cell (6.5 A) is repeated 3 times, the others are wide enough as the GFN1 set has them.
+TWISTED_GPAW = ((1, 2, 3),) + ElectronSetConfig.twisted[1:]
 
 
 def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[list, list]:
@@ -215,22 +218,64 @@ def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[l
     return bilayers, twisted
 
 
+def _label_one(hamiltonian_model: HamiltonianModel, folder: Path, atoms: Atoms) -> tuple[str, float]:
+    """Label one structure into its DeepH folder; returns (name, seconds)."""
+    t0 = time.perf_counter()
+    (blocks,) = hamiltonian_model.blocks([atoms])
+    write_deeph(folder, atoms, blocks)
+    return folder.name, time.perf_counter() - t0
+
+
 def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: ForceModel,
-                          hamiltonian_model: HamiltonianModel, progress: bool = True) -> Path:
-    """Label the electron set into ``out/<name>/`` (DeepH layout) plus ``out/split.json``."""
+                          hamiltonian_model: HamiltonianModel, progress: bool = True,
+                          workers: int = 0) -> Path:
+    """Label the electron set into ``out/<name>/`` (DeepH layout) plus ``out/split.json``.
+
+    ``workers`` = 0 labels in this process; N >= 1 in N single-threaded processes
+    (OMP_NUM_THREADS=1 there), each structure in its own, the structures drawn here.
+    Every finished structure prints one line (name, seconds, count).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_or_record_config(out, {"kind": "electron", **asdict(cfg),
                                   "force_model": describe(force_model),
                                   "hamiltonian_model": describe(hamiltonian_model)})
     bilayers, twisted = electron_configs(cfg, force_model)
+    everything = bilayers + twisted
+    pending = [(name, make) for name, make in everything if not (out / name).exists()]
+    done = len(everything) - len(pending)
     t0 = time.time()
-    for name, make in tqdm(bilayers + twisted, desc="electron set", unit="cfg", disable=not progress):
-        if (out / name).exists():
-            continue
-        atoms = make()
-        (blocks,) = hamiltonian_model.blocks([atoms])
-        write_deeph(out / name, atoms, blocks)
+    if progress:
+        print(f"electron set: {done} of {len(everything)} structures already in {out}", flush=True)
+
+    def report(name: str, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}: {seconds:.0f} s ({done}/{len(everything)})",
+                  flush=True)
+
+    if workers <= 0:
+        for name, make in pending:
+            report(*_label_one(hamiltonian_model, out / name, make()))
+    elif pending:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update({k: "1" for k in env})  # read by the spawned workers at start-up
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                jobs = [pool.submit(_label_one, hamiltonian_model, out / name, make()) for name, make in pending]
+                for job in as_completed(jobs):
+                    report(*job.result())
+        finally:
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     parts = split_indices(cfg.n_configs, cfg.fractions, cfg.seed)
     names = [n for n, _ in bilayers]
     split = {k: [names[j] for j in v] for k, v in parts.items()}
