@@ -57,8 +57,8 @@ def electron_choices() -> dict[str, str]:
 
 def default_electrons(structure_code: str | None, current: str) -> str:
     """The Hamiltonian model a gallery entry starts with: the Slater-Koster-trained network
-    for twisted bilayers (GFN1 couples the layers too weakly for moire physics, DESIGN.md
-    section 4); leaving a twisted entry returns from it to the first choice. Other changes
+    for twisted bilayers (GFN1 couples the layers too weakly for moire physics,
+    docs/physics.md#reference-solvers); leaving a twisted entry returns from it to the first choice. Other changes
     keep ``current``."""
     choices = electron_choices()
     twisted = (structure_code or "").startswith("tbg:")

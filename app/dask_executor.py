@@ -1,4 +1,4 @@
-"""The dashboard server's Dask cluster (DESIGN.md section 11)."""
+"""The dashboard server's Dask cluster (docs/physics.md#beyond-one-machine)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 
 class DaskExecutor:
-    """The dashboard server's Dask cluster, shared by every tab that picks it (DESIGN.md
-    section 11): a LocalCluster of ``workers`` one-thread processes started on first use,
+    """The dashboard server's Dask cluster, shared by every tab that picks it
+    (docs/physics.md#beyond-one-machine): a LocalCluster of ``workers`` one-thread processes started on first use,
     or the existing scheduler at ``scheduler``. Set by ``mlepi dashboard --workers N |
     --scheduler ADDRESS``; each tab's runs stay its own (its own engine and futures)."""
 

@@ -1,5 +1,5 @@
 """Per-sample spread of v_F with the default directions (0 and 90 degrees, with K') against
-DESIGN.md's twelve, in 3x3 and 6x6 AB cells at 300 K (HedgeNet-Phonon phonons and
+the twelve of docs/physics.md#the-fermi-velocity, in 3x3 and 6x6 AB cells at 300 K (HedgeNet-Phonon phonons and
 HedgeNet-Electron, as `mlepi mc` loads them). The same samples go through both probes.
 Writes benchmarks/results/direction_spread.json.
 

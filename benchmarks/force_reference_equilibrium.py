@@ -1,5 +1,5 @@
 """Equilibrium, stacking energies and Gamma phonons of AB bilayer graphene for the
-empirical force reference, REBO + KC and LCBOP + KC (DESIGN.md section 4, "Forces").
+empirical force reference, REBO + KC and LCBOP + KC (docs/physics.md#forces-empirical-potentials-through-lammps).
 
 For each intralayer potential:
 - a: lattice constant minimizing the energy per atom of the 4-atom AB cell with its
@@ -8,8 +8,8 @@ For each intralayer potential:
 - d: interlayer distance of that relaxed cell (mean z of layer 2 - layer 1), and
   d_flat, the one of rigid flat layers at the same a;
 - E(AA) - E(AB), E(SP) - E(AB) in meV/atom, rigid flat layers at (a, d_flat), and
-  again at d = 3.4 A to compare with DESIGN.md; plus E at the shift (1/6, 1/6)
-  (halfway between AA and AB), which is where DESIGN.md's "2.7 meV/atom" comes from;
+  again at d = 3.4 A to compare with the first measurement in docs/physics.md; plus E at the shift (1/6, 1/6)
+  (halfway between AA and AB), which is where that measurement's "2.7 meV/atom" comes from;
 - Gamma-point phonons with phonopy: 6x6x1 supercell of the relaxed AB cell,
   +-0.01 A displacements, symmetrized force constants; modes named by projecting
   their eigenvectors on the rigid-layer and intralayer-optical patterns.
@@ -40,7 +40,7 @@ from mlepi_core.structures import bilayer  # noqa: E402
 from mlepi_core.units import THZ_TO_CM1  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "force_reference.json"
-EXPERIMENT_CM1 = {"shear": 32.0, "breathing": 85.0, "ZO": 868.0, "G": 1582.0}  # DESIGN.md sec. 4
+EXPERIMENT_CM1 = {"shear": 32.0, "breathing": 85.0, "ZO": 868.0, "G": 1582.0}  # docs/physics.md#forces-empirical-potentials-through-lammps
 # (breathing: 80-90 cm^-1 in experiment, the middle is used)
 SUPERCELL = 6
 DISPLACEMENT_A = 0.01

@@ -37,7 +37,7 @@ def main():
         "graph_build_worst_s": round(t_graph_max, 4),
         "edges": {rel: len(e) for rel, e in graph.edges.items()},
         "cutoffs_a": graph.cutoffs,
-        # the same figure nested, for readers that split keys on "." (../shared/checks)
+        # the same figure nested, for readers that split keys on "."
         "tbg_1": {"08_atoms": len(atoms)},
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }

@@ -1,5 +1,5 @@
 """The Bistritzer-MacDonald continuum model of twisted bilayer graphene, from the
-Slater-Koster p_z parameters (DESIGN.md section 4; Bistritzer & MacDonald, PNAS 108,
+Slater-Koster p_z parameters (docs/physics.md#twisted-bilayers-the-slater-koster-p_z-model; Bistritzer & MacDonald, PNAS 108,
 12233 (2011), in the form of Tarnopolsky, Kruchkov & Vishwanath, PRL 122, 106405 (2019)).
 
 One valley, two layers twisted by +-theta/2, each a Dirac cone hbar v sigma.p about its

@@ -6,7 +6,7 @@
     client engine: as each future completes -> engine.absorb(result) -> BatchResult
                    (a window of batches in flight: Pause stops handing out more)
 
-Sample j's random numbers are keyed by (seed, j) (DESIGN.md section 9), so any number
+Sample j's random numbers are keyed by (seed, j) (docs/physics.md#monte-carlo-sampling), so any number
 of workers, batch size or completion order gives the same samples; the statistics are
 computed from the per-sample values (sorted by j), so v_F and its error equal the
 single-process run's. A dead worker's tasks are re-run by Dask; cancelling the engine

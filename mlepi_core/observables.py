@@ -1,6 +1,6 @@
 """Observables of a sample: band energies near K and the Fermi velocity.
 
-The Fermi velocity (DESIGN.md section 10) is one function used everywhere:
+The Fermi velocity (docs/physics.md#the-fermi-velocity) is one function used everywhere:
 band energies at primitive k = K + q e for q in ``q_values`` (1/A, 0.3-0.5 eV from
 E_F) and directions e around K, taken as first moments of the unfolded spectral
 weight in windows around the undisplaced lattice's bands; v_F is (1/hbar) x the mean
@@ -10,7 +10,7 @@ open at K itself. Time reversal (real H(R)) gives E(K + q e) = E(K' - q e), and 
 comes from the same supercell k when K' - K is a supercell reciprocal vector
 (n x n with 3 | n), so each direction solved at K also gives the opposite one.
 
-Directions: DESIGN.md averages 12 (every 30 degrees). We solve 0 and 90 degrees,
+Directions: the definition averages 12 (every 30 degrees). We solve 0 and 90 degrees,
 which with K' give 0, 90, 180 and 270: modulo the 120-degree rotation about K these
 are 0, 90, 60 and 30 degrees, one direction of each class of the twelve. A band
 energy at K + q e_theta, averaged over the thermal ensemble (which has the lattice's

@@ -1,4 +1,4 @@
-"""The two seams through which the engine sees its models (DESIGN.md section 1).
+"""The two seams through which the engine sees its models (docs/physics.md#the-two-seams).
 
 - A *force model* maps a batch of structures to energies (eV) and forces (eV/A):
   the ML force field, the REBO+KC reference, or any ASE calculator.

@@ -11,7 +11,7 @@ from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
 
 class SpectralMap:
     """The unfolded spectral function A(k, E) of a supercell along the primitive path
-    Gamma-M-K-Gamma, for averaging over Monte Carlo samples (DESIGN.md section 10).
+    Gamma-M-K-Gamma, for averaging over Monte Carlo samples (docs/physics.md#band-unfolding).
 
         A(k, E) = sum_n W_n(k) g(E - E_n(k)),   g a normalised Gaussian of width ``broadening``
 

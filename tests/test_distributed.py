@@ -1,4 +1,4 @@
-"""Monte Carlo on a Dask LocalCluster gives the single-process numbers (DESIGN.md section 11)."""
+"""Monte Carlo on a Dask LocalCluster gives the single-process numbers (docs/physics.md#beyond-one-machine)."""
 
 import json
 import pickle

@@ -90,7 +90,7 @@ def test_atom_count_and_cell_size(reference):
 
 
 def test_atoms_on_and_just_outside_box_faces(rebo):
-    # The trap of DESIGN.md: LAMMPS silently drops atoms outside its box. Atoms put
+    # The set-up trap of docs/physics.md#forces-empirical-potentials-through-lammps: LAMMPS silently drops atoms outside its box. Atoms put
     # exactly on the far face, a hair outside the near one, or a lattice vector away
     # must all be mapped back in, with the energy unchanged.
     atoms = supercell(bilayer("AB"), 2)
@@ -163,7 +163,7 @@ def test_stacking_energies(reference):
     # Rigid flat layers, a = 2.46 A, d = 3.4 A, meV per atom. AB must be the ground
     # state. Measured: AA - AB = 5.83 and SP - AB = 0.39-0.40 for either intralayer
     # potential (the interlayer term is KC in both; the intralayer energy is the same
-    # for every stacking). DESIGN.md's 5.8 is reproduced; its "SP 2.7" is the energy
+    # for every stacking). The first measurement's 5.8 (docs/physics.md) is reproduced; its "SP 2.7" is the energy
     # at the shift (1/6, 1/6), halfway from AA to AB, not at the saddle point (1/2, 1/2)
     # that the builders call SP. The bounds are wide enough for any KC variant
     # (5.8 with the taper, 6.1 without; DFT gives AA - AB of 5-10 and SP/AA ~ 0.1)

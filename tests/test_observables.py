@@ -25,7 +25,7 @@ def ab_probe():
 
 def test_static_fermi_velocity_of_gfn1_ab_bilayer(ab_probe):
     probe, pristine, _ = ab_probe
-    # GFN1-xTB's AB bilayer: v_F 0.70-0.76e6 m/s and gamma_1 ~0.13 eV (DESIGN.md section 4)
+    # GFN1-xTB's AB bilayer: v_F 0.70-0.76e6 m/s and gamma_1 ~0.13 eV (docs/physics.md#electrons-gfn1-xtb-through-tblite)
     assert 0.68 < probe.static < 0.78
     fit = probe.four_band_fit(probe.pristine_bands)
     assert 0.12 < fit["gamma1_ev"] < 0.15

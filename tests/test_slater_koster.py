@@ -1,4 +1,4 @@
-"""The Slater-Koster p_z reference (DESIGN.md section 4): gamma_1, the Dirac cone, symmetry."""
+"""The Slater-Koster p_z reference (docs/physics.md#twisted-bilayers-the-slater-koster-p_z-model): gamma_1, the Dirac cone, symmetry."""
 
 import numpy as np
 import pytest

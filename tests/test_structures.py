@@ -1,4 +1,4 @@
-"""Structures: builders, layer detection, loading and validation (DESIGN.md section 3).
+"""Structures: builders, layer detection, loading and validation (docs/physics.md#structures-and-layers).
 
 Every check is geometric and exact up to float64 round-off, so tolerances are tight
 (1e-6 A on positions the builders compute, 1e-4 A after text files that store a

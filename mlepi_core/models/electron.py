@@ -1,4 +1,4 @@
-"""HedgeNet-Electron: a heterogeneous E(3)-equivariant network for H_ij(R) and S_ij(R) (DESIGN.md section 7).
+"""HedgeNet-Electron: a heterogeneous E(3)-equivariant network for H_ij(R) and S_ij(R) (docs/physics.md#hedgenet-electron).
 
 DeepH-E3 (Gong et al., Nat. Commun. 14, 2848 (2023)) on the heterogeneous graph of
 ``mlepi_core.graph``. Atoms carry equivariant node features x_i (they give the
@@ -93,7 +93,7 @@ class HedgeNetElectronConfig(Settings):
 
     ``cutoffs`` maps each relation to its cutoff in Angstrom, which is also the range of
     the predicted pair blocks ({"intra": 6, "inter": 6} for HedgeNet, {"all": 6} for the
-    homogeneous baseline; labels exist within 6 A, DESIGN.md section 4). ``shells``
+    homogeneous baseline; labels exist within 6 A, docs/physics.md#electrons-gfn1-xtb-through-tblite). ``shells``
     lists the l of each orbital shell, the same for every element ((0, 1): s, p; l <= 1).
     ``hidden_irreps`` has one multiplicity (the channel count) and must hold every irrep
     of the output blocks (0e, 1o, 1e, 2e for s, p). ``targets`` picks the heads: ("h", "s")

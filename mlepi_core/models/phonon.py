@@ -1,4 +1,4 @@
-"""HedgeNet-Phonon: a heterogeneous E(3)-equivariant MACE-style force field (DESIGN.md section 6).
+"""HedgeNet-Phonon: a heterogeneous E(3)-equivariant MACE-style force field (docs/physics.md#hedgenet-phonon).
 
 Every message-passing layer t holds one ``InteractionBlock`` per relation (``intra``,
 ``inter``) in an ``nn.ModuleDict`` keyed by relation name; each sees only its own

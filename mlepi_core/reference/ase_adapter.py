@@ -2,7 +2,7 @@
 
 ``AseForceModel(Vasp(...))``, ``AseForceModel(GPAW(...))`` or a foundation model's
 calculator then labels phonons and data sets exactly where the empirical reference
-(``lammps_forces.EmpiricalForceReference``) would (DESIGN.md section 4, last point).
+(``lammps_forces.EmpiricalForceReference``) would (docs/physics.md#any-ase-calculator-any-deeph-data-set).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The force reference: REBO (or LCBOP) within layers plus Kolmogorov-Crespi between them.
 
-The standard empirical description of bilayer and twisted graphene (DESIGN.md
-section 4, "Forces"), evaluated by LAMMPS through its Python module:
+The standard empirical description of bilayer and twisted graphene
+(docs/physics.md#forces-empirical-potentials-through-lammps), evaluated by LAMMPS through its Python module:
 
     pair_style hybrid/overlay rebo rebo kolmogorov/crespi/full 16.0 1
     pair_coeff * * rebo 1 CH.rebo C NULL          # layer 1 only
@@ -22,7 +22,7 @@ moves E(AA) - E(AB) from 5.83 to 6.25 meV/atom).
 
 The taper flag (the ``1`` after the 16 A cutoff) multiplies the KC energy by the
 smooth ILP taper, so energy and forces go continuously to zero at the cutoff. It
-reproduces the numbers of DESIGN.md (E(AA) - E(AB) = 5.8 meV/atom at d = 3.4 A;
+reproduces the first measurement in docs/physics.md (E(AA) - E(AB) = 5.8 meV/atom at d = 3.4 A;
 6.1 without the taper).
 
 Conventions: Angstrom, eV, eV/A. The slab is isolated along the stacking

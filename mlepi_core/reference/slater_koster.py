@@ -1,7 +1,7 @@
 """The Slater-Koster p_z model: the field's standard electron reference for twisted graphene.
 
 One p_z orbital per carbon, orthogonal (S = 1), and the two-centre hopping between
-orbitals i and j at separation d = r_j - r_i, u = d / |d| (DESIGN.md section 4),
+orbitals i and j at separation d = r_j - r_i, u = d / |d| (docs/physics.md#twisted-bilayers-the-slater-koster-p_z-model),
 
     t_ij = V_pi(|d|) [n_i.n_j - (n_i.u)(n_j.u)] + V_sigma(|d|) (n_i.u)(n_j.u)  (eV),
     V_pi(r) = V_PI0 exp(-(r - A_CC) / DELTA),  V_sigma(r) = V_SIGMA0 exp(-(r - D0) / DELTA),

@@ -5,7 +5,7 @@ F = S C diag(eps) C^T S (C^T S C = 1) and overlap S of a supercell are split int
 atom-pair blocks H_ij(R), S_ij(R) by the minimal-image convention: the Gamma
 element between atoms i and j is assigned to the one lattice vector R that puts
 j closest to i, and kept if that distance is below r_c. This is exact for pairs
-within r_c when the cell is wide enough (DESIGN.md section 4: r_c = 6 A on a 6x6
+within r_c when the cell is wide enough (docs/physics.md#electrons-gfn1-xtb-through-tblite: r_c = 6 A on a 6x6
 AB bilayer reproduces tblite's eigenvalues to ~0.03 meV).
 
 Trap avoided here: ``res.get("hamiltonian-matrix")`` is the *core* Hamiltonian
@@ -33,7 +33,7 @@ from ..seams import Blocks
 from ..units import BOHR_A, HARTREE_EV, KB_EV_PER_K
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
-DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (DESIGN.md section 4)
+DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (docs/physics.md#electrons-gfn1-xtb-through-tblite)
 ELECTRONIC_T_K = 300.0  # Kelvin, Fermi smearing of the SCF
 P_TO_E3NN = [2, 0, 1]  # tblite (p_y, p_z, p_x)[P_TO_E3NN] = e3nn's (x, y, z)
 SHELLS = {1: (0,), 6: (0, 1), 5: (0, 1), 7: (0, 1), 8: (0, 1)}  # GFN1 valence shells (l) per Z

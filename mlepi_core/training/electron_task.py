@@ -1,6 +1,6 @@
 """The electron task: HedgeNet-Electron learns the H (eV) and S blocks of a DeepH data set.
 
-Loss (DESIGN.md section 7): L = w_H * L_H + w_S * L_S with L_t = ``normalised_block_mse``
+Loss (docs/physics.md#hedgenet-electron): L = w_H * L_H + w_S * L_S with L_t = ``normalised_block_mse``
 (the MSE of the irreps of all on-site and hopping blocks in units of their training RMS),
 reported as the MAE over all matrix elements of H in meV and of S (dimensionless), as in
 Table II of the MLEPI paper.
