@@ -294,7 +294,8 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
     i, j, _, d = periodic_pairs(atoms.positions, cell, (True, True, True), min_distance)
     if len(i):
         k = int(np.argmin(d))
-        raise StructureError(f"overlapping atoms: {int(i[k])} and {int(j[k])} are "
+        first, second = sorted((int(i[k]), int(j[k])))
+        raise StructureError(f"overlapping atoms: {first} and {second} are "
                              f"{d[k]:.3f} A apart (minimum {min_distance} A)")
     return atoms
 

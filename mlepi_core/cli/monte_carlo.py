@@ -138,7 +138,7 @@ def save_checkpoint(engine, checkpoint: Path, identity: dict, client=None) -> No
     if written is None:
         raise OutputError(first.errno, f"disk full: {checkpoint} and every rescue folder refused the checkpoint "
                           f"of {n} finished samples; {checkpoint} still holds the previous one", str(checkpoint))
-    raise OutputError(first.errno, f"disk full at {checkpoint}: the run stopped after {n} finished samples, all "
+    raise OutputError(first.errno, f"disk full at {checkpoint}: the run stopped after {n} finished sample(s), all "
                       f"saved to {written} (move it to {checkpoint} and run the same command with --resume)",
                       str(checkpoint))
 
