@@ -17,13 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def python_example() -> str:
-    """The first fenced ```python block under the README's "## Python" heading."""
+def python_example(heading: str = "Python") -> str:
+    """The first fenced ```python block under the README's "## <heading>" heading."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"^```python\n(.*?)^```", section, re.S | re.M)
-    assert match, "no ```python block under the README's Python heading"
+    assert match, f"no ```python block under the README's {heading} heading"
     return match.group(1)
+
+
+def run_example(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    script = cwd / "example.py"
+    script.write_text(code)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=1200)
 
 
 def test_the_python_example_is_short():
@@ -33,11 +41,7 @@ def test_the_python_example_is_short():
 @pytest.mark.integration
 def test_the_readme_python_example_runs_and_prints_vf(tmp_path):
     """The example as a user would run it, in a fresh process and an empty directory."""
-    script = tmp_path / "example.py"
-    script.write_text(python_example())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    done = run_example(python_example(), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     values = [float(v) for v in re.findall(r"v_F = (\d+\.\d+) ± \d+\.\d+", done.stdout)]
     assert values, done.stdout
@@ -46,6 +50,16 @@ def test_the_readme_python_example_runs_and_prints_vf(tmp_path):
     assert all(0.55 < v < 0.72 for v in values), values
     assert "8 samples" in done.stdout.splitlines()[-1]
     assert (tmp_path / "ab_300K" / "results.json").is_file()
+
+
+@pytest.mark.integration
+def test_the_readme_ase_example_runs(tmp_path):
+    """The README's MLEPICalculator example: an energy in eV, then an ASE relaxation."""
+    done = run_example(python_example("The ASE calculator"), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    energy = float(done.stdout.splitlines()[0])
+    assert -8.0 < energy / 64 < -7.0, energy  # eV per carbon atom of the 4x4 AB bilayer
+    assert "BFGS" in done.stdout
 
 
 # -- links and anchors ------------------------------------------------------------------
