@@ -43,7 +43,7 @@ ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk"}
 
 def electron_choices() -> dict[str, str]:
     """Label -> model name for ``mlepi_core.model_names.hamiltonian_model_from_name``; ML first: the
-    GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, README) and the
+    GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, docs/models.md#how-it-got-here) and the
     Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default)."""
     out = {}
     if (MODELS / "electron" / "metadata.json").is_file():

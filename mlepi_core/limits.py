@@ -1,7 +1,7 @@
 """Input limits, stated once: how large a file, a structure and each job's cell may be.
 
 The numbers are sized for this project's reference machine (2 cores, 23.5 GiB) from the
-measurements in the README ("Memory and the largest structures", ``benchmarks/memory.py``).
+measurements in docs/benchmarks.md#memory-and-the-largest-structures (``benchmarks/memory.py``).
 Every limit is checked before the work it protects: the file size before parsing, the atom
 count right after parsing (before any neighbour search), a job's cell before its models
 load. A refusal names the limit and the command-line route for a bigger job: the same

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrain the shipped networks from scratch and write their metrics: the numbers quoted in
-# the README come from this script's output (assets/models/*/metrics.json, assets/figures/).
+# README.md and docs/models.md come from this script's output (assets/models/*/metrics.json, assets/figures/).
 #
 #   bash scripts/retrain_models.sh            # everything, resumable: run it again after a stop
 #   STAGE=phonon bash scripts/retrain_models.sh   # or electron, or sk: one family only

@@ -19,7 +19,7 @@ import pytest
 from conftest import CHROMIUM  # the server and browser fixtures are conftest's, shared by the session
 
 ROOT = Path(__file__).resolve().parents[1]
-# The README's screenshots are refreshed only on request (MLEPI_SCREENSHOTS=1); otherwise a
+# The screenshots in README.md and docs/dashboard.md are refreshed only on request (MLEPI_SCREENSHOTS=1); otherwise a
 # test run leaves the tracked figures alone and writes to a scratch folder.
 FIGURES = (ROOT / "assets" / "figures" if os.environ.get("MLEPI_SCREENSHOTS") == "1"
            else Path(tempfile.mkdtemp(prefix="mlepi-screenshots-")))

@@ -113,7 +113,7 @@ def test_pinned_overlays_and_the_exported_page_opens_offline(server, browser, tm
 
 
 def test_a_sample_checked_against_the_reference_and_the_layer_views(server, browser):
-    # GFN1-xTB needs the 6x6 cell; two samples suffice to check one (the README's screenshot,
+    # GFN1-xTB needs the 6x6 cell; two samples suffice to check one (docs/dashboard.md's screenshot,
     # refreshed with MLEPI_SCREENSHOTS=1, shows the last of a 10-sample run)
     n = 10 if os.environ.get("MLEPI_SCREENSHOTS") == "1" else 2
     page = open_page(browser, server + f"?supercell=6&samples={n}&T=300")

@@ -165,7 +165,7 @@ class GFN1Reference:
         return [self.split_blocks(a, self.solve(a)) for a in structures]
 
     def energies_forces(self, structures: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Force-model seam (GFN1 energies and forces; not our force reference, see README)."""
+        """Force-model seam (GFN1 energies and forces; not our force reference, see docs/physics.md#electrons-gfn1-xtb-through-tblite)."""
         results = [self.solve(a) for a in structures]
         return np.array([r.energy for r in results]), [r.forces for r in results]
 
