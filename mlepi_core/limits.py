@@ -27,7 +27,8 @@ class InputLimits:
     # layers ~120); 256 bytes per atom of the atom limit leaves twice that (14 MB at 55,000).
     bytes_per_atom: int = 256
     # Monte Carlo sampling cell (primitive atoms x n^2): 576 atoms (12x12 AB) peaked at
-    # 4.67 GiB; the N^2 dense per-k matrices put the 23.5 GiB ceiling near 1,300 atoms (18x18).
+    # 4.67 GiB; the N^2 dense per-k matrices put the 23.5 GiB ceiling near 1,300 atoms (18x18)
+    # (a 24x24 AB run, 2,304 atoms, held 5.3 GB after 300 s without finishing a sample).
     mc_atoms: int = 1_296
     # Phonon force-constant supercell: phonopy's full force constants take 72 N^2 bytes
     # (1.8 GB at 5,000 atoms), the relaxation and displaced-cell forces grow as N.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlepi_core.cli import main, monte_carlo
+from mlepi_core.cli.common import error_line
 from mlepi_core.engine import MonteCarloEngine
 from mlepi_core.files import write_retrying_or_rescue
 
@@ -221,3 +222,43 @@ def test_real_full_disk_on_a_small_tmpfs(small_tmpfs, tmp_path, monkeypatch, cap
     assert sorted(checkpoint_samples(out / "checkpoint_ml.pkl")) == [0]
     assert sorted(checkpoint_samples(rescue / f"mlepi-rescue-{os.getpid()}" / "checkpoint_ml.pkl")) == [0, 1]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint_ml.pkl"]  # no half-written temporary left
+
+
+@pytest.mark.parametrize("err, expected", [
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/results.json"),
+     "cannot write or read (/mnt/ro/results.json): the file system is read-only [Read-only file system]"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/x.png"),
+     "cannot write or read (/data/x.png): the disk is full [No space left on device]"),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/a/file/out"),
+     "cannot write or read (/a/file/out): a file stands where a folder must be [Not a directory]"),
+])
+def test_write_errors_read_as_one_line(err, expected):
+    assert error_line(err) == expected
+
+
+def test_a_write_error_during_a_run_is_one_line(tmp_path, monkeypatch, capsys):
+    """An OSError raised anywhere in a command (here: the figure of `mlepi continuum` on a
+    file system gone read-only) ends as one line and exit 1."""
+    import matplotlib.figure
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "continuum_bands.png"))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", fail)
+    assert main(["continuum", "--angle", "5", "--bands", "2", "--points", "3", "--out", str(tmp_path)]) == 1
+    assert one_line(capsys.readouterr().err) == (f"mlepi: error: cannot write or read ({tmp_path}/continuum_bands.png): "
+                                                 "the file system is read-only [Read-only file system]")
+
+
+def test_an_internal_error_is_one_line_unless_asked(tmp_path, monkeypatch, capsys):
+    def broken(name, size=1):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr("mlepi_core.structures.build", broken)
+    monkeypatch.delenv("MLEPI_TRACEBACK", raising=False)
+    assert main(["build", "AB", "-o", str(tmp_path / "ab.extxyz")]) == 1
+    assert one_line(capsys.readouterr().err) == ("mlepi: internal error: TypeError: a bug (MLEPI_TRACEBACK=1 "
+                                                 "shows where)")
+    monkeypatch.setenv("MLEPI_TRACEBACK", "1")
+    with pytest.raises(TypeError, match="a bug"):
+        main(["build", "AB", "-o", str(tmp_path / "ab.extxyz")])
