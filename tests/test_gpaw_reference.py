@@ -128,3 +128,34 @@ def test_blocks_survive_the_deeph_round_trip(monolayer, tmp_path):
         q = key[(int(i), int(j), *map(int, r))]
         np.testing.assert_array_equal(back.h[q], blocks.h[p])
         np.testing.assert_array_equal(back.s[q], blocks.s[p])
+
+
+def test_labelling_in_worker_processes_equals_labelling_in_process(tmp_path):
+    """``--workers``: the structures labelled in spawned single-threaded processes are the
+    files the in-process run writes, bit for bit, and a second run skips them all (the
+    cheap p_z reference stands in for GPAW, which takes minutes per cell)."""
+    import filecmp
+
+    from mlepi_core.data.generate import ElectronSetConfig, generate_electron_set
+    from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+    from mlepi_core.reference.slater_koster import SlaterKosterPz
+
+    cfg = ElectronSetConfig(n_configs=2, size=3, seed=2, twisted=(), fractions=(0.5, 0.5, 0.0))
+    forces, sk = EmpiricalForceReference(), SlaterKosterPz()
+    here = generate_electron_set(tmp_path / "here", cfg, forces, sk, progress=False)
+    pool = generate_electron_set(tmp_path / "pool", cfg, forces, sk, progress=False, workers=2)
+    for name in ("ab3_00000", "ab3_00001"):
+        cmp = filecmp.dircmp(here / name, pool / name)
+        assert sorted(cmp.common) == sorted(p.name for p in (here / name).iterdir())
+        assert not cmp.left_only and not cmp.right_only
+        text = [f for f in cmp.common if not f.endswith(".h5")]  # HDF5 files carry their write times
+        _, mismatch, errors = filecmp.cmpfiles(here / name, pool / name, text, shallow=False)
+        assert not mismatch and not errors
+        a_here, b_here = read_deeph(here / name)
+        a_pool, b_pool = read_deeph(pool / name)
+        np.testing.assert_array_equal(a_here.positions, a_pool.positions)
+        np.testing.assert_array_equal(b_here.h, b_pool.h)
+        np.testing.assert_array_equal(b_here.s, b_pool.s)
+    stamp = (pool / "ab3_00000" / "info.json").stat().st_mtime_ns
+    generate_electron_set(tmp_path / "pool", cfg, forces, sk, progress=False, workers=2)
+    assert (pool / "ab3_00000" / "info.json").stat().st_mtime_ns == stamp

@@ -78,6 +78,7 @@ class GPAWResult:
     """One converged GPAW LCAO calculation, in eV."""
 
     energy: float  # eV
+    mesh: tuple[int, int]  # the Gamma-centred in-plane k-mesh
     k_frac: np.ndarray  # (K, 3) fractional k-points of the full mesh
     h_k: np.ndarray  # (K, M, M) eV
     s_k: np.ndarray  # (K, M, M)
@@ -146,7 +147,8 @@ class GPAWReference:
         """One self-consistent GPAW LCAO calculation of ``atoms`` on the in-plane k-mesh."""
         _, _, get_lcao_hamiltonian = _import_gpaw()
         work = self._prepared(atoms)
-        work.calc = calc = self._calculator(tuple(kpts or self.settings.kpts))
+        mesh = tuple(int(n) for n in (kpts or self.settings.kpts))
+        work.calc = calc = self._calculator(mesh)
         energy = work.get_potential_energy()
         h_skmm, s_kmm = get_lcao_hamiltonian(calc)
         k_frac = np.array(calc.wfs.kd.ibzk_kc)
@@ -158,7 +160,7 @@ class GPAWReference:
         h_k = h_skmm[0].real.copy() if real else h_skmm[0]
         s_k = s_kmm.real.copy() if real else s_kmm
         eig = np.array([calc.get_eigenvalues(kpt=k) for k in range(len(k_frac))])
-        return GPAWResult(energy=float(energy), k_frac=k_frac, h_k=0.5 * (h_k + np.conj(np.swapaxes(h_k, 1, 2))),
+        return GPAWResult(energy=float(energy), mesh=mesh, k_frac=k_frac, h_k=0.5 * (h_k + np.conj(np.swapaxes(h_k, 1, 2))),
                           s_k=0.5 * (s_k + np.conj(np.swapaxes(s_k, 1, 2))), eigenvalues=eig,
                           fermi_level=float(calc.get_fermi_level()), norb=norb, orbital_types=types,
                           iterations=int(calc.scf.niter), reach_a=float(reach), calc=calc)
@@ -178,10 +180,7 @@ class GPAWReference:
         i = np.concatenate([np.arange(n), i])
         j = np.concatenate([np.arange(n), j])
         shift = np.concatenate([np.zeros((n, 3), dtype=np.int64), shift])
-        mesh = np.rint(1.0 / np.maximum(np.min(np.where(np.abs(result.k_frac[:, :2]) > 1e-9,
-                                                        np.abs(result.k_frac[:, :2]), 1.0), axis=0),
-                                        1e-9)).astype(np.int64)
-        mesh = mesh if len(result.k_frac) > 1 else np.ones(2, dtype=np.int64)
+        mesh = np.asarray(result.mesh, dtype=np.int64)
         klass = np.mod(shift[:, :2], mesh)
         _, count = np.unique(np.column_stack([i, j, klass]), axis=0, return_counts=True)
         if count.max() > 1:
