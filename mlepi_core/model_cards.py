@@ -27,7 +27,9 @@ def model_card(name: str) -> str:
     from the folder's metadata.json and metrics.json; for a reference, what it is."""
     if name in REFERENCE_CARDS:
         return REFERENCE_CARDS[name]
-    folder = Path(name)
+    from .shipped import resolve_model_name
+
+    folder = Path(resolve_model_name(name))
     if not (folder / "metadata.json").is_file():
         raise UnknownModelError(f"no card for {name!r}: neither a reference ({', '.join(REFERENCE_CARDS)}) "
                                 "nor a saved model folder")

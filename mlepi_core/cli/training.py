@@ -8,10 +8,6 @@ from pathlib import Path
 
 from ..files import write_text_atomic
 from ..model_names import force_model_from_name
-from ..shipped import shipped_models_dir
-
-SHIPPED_MODELS = shipped_models_dir()
-
 
 def cmd_data_phonon(args) -> int:
     from ..data.generate import PhononSetConfig, generate_phonon_set
@@ -217,13 +213,12 @@ def cmd_evaluate_electron(args) -> int:
 
 def cmd_models(args) -> int:
     """The card of each model named, or of every shipped network and every reference."""
-    import os
     import textwrap
 
     from ..model_cards import REFERENCE_CARDS, model_card
+    from ..shipped import shipped_model_names
 
-    names = args.names or [*(os.path.relpath(p.parent) for p in sorted(SHIPPED_MODELS.glob("*/metadata.json"))),
-                           *REFERENCE_CARDS]
+    names = args.names or [*shipped_model_names(), *REFERENCE_CARDS]
     for name in names:
         card = textwrap.fill(model_card(name).replace("**", ""), 100, initial_indent="  ",
                              subsequent_indent="  ", break_on_hyphens=False)
