@@ -218,12 +218,12 @@ def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[l
     return bilayers, twisted
 
 
-def _label_one(hamiltonian_model: HamiltonianModel, folder: Path, atoms: Atoms) -> tuple[str, float]:
-    """Label one structure into its DeepH folder; returns (name, seconds)."""
-    t0 = time.perf_counter()
+def _label_one(hamiltonian_model: HamiltonianModel, folder: Path, atoms: Atoms) -> tuple[str, float, float]:
+    """Label one structure into its DeepH folder; returns (name, wall seconds, CPU seconds)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     (blocks,) = hamiltonian_model.blocks([atoms])
     write_deeph(folder, atoms, blocks)
-    return folder.name, time.perf_counter() - t0
+    return folder.name, time.perf_counter() - t0, time.process_time() - c0
 
 
 def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: ForceModel,
@@ -233,7 +233,7 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
 
     ``workers`` = 0 labels in this process; N >= 1 in N single-threaded processes
     (OMP_NUM_THREADS=1 there), each structure in its own, the structures drawn here.
-    Every finished structure prints one line (name, seconds, count).
+    Every finished structure prints one line (name, wall and CPU seconds, count).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,12 +248,12 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
     if progress:
         print(f"electron set: {done} of {len(everything)} structures already in {out}", flush=True)
 
-    def report(name: str, seconds: float) -> None:
+    def report(name: str, seconds: float, cpu_seconds: float) -> None:
         nonlocal done
         done += 1
         if progress:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}: {seconds:.0f} s ({done}/{len(everything)})",
-                  flush=True)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {name}: {seconds:.0f} s, CPU {cpu_seconds:.0f} s "
+                  f"({done}/{len(everything)})", flush=True)
 
     if workers <= 0:
         for name, make in pending:
