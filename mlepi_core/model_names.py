@@ -46,7 +46,8 @@ def force_model_from_name(name: str):
 
 
 def hamiltonian_model_from_name(name: str):
-    """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model) or the folder of a
+    """'reference' (GFN1-xTB, tblite), 'slater-koster' (the p_z model), 'gpaw' (GPAW LCAO,
+    PBE, dzp; minutes per 6x6 cell) or the folder of a
     trained electron model, which then runs in float32, the precision it was trained in
     (faster than float64 on a CPU; H blocks equal to ~1e-7 relative). ``load_model``'s
     float64 default is for the tests of equivariance and Hermiticity at machine precision.
@@ -60,14 +61,18 @@ def hamiltonian_model_from_name(name: str):
         from .reference.slater_koster import SlaterKosterPz
 
         return SlaterKosterPz()
+    if name == "gpaw":
+        from .reference.gpaw_electrons import GPAWReference
+
+        return GPAWReference()
     if Path(name).is_dir():
         import torch
 
         from .models import load_model
 
         return load_model(name, kind="electron", dtype=torch.float32)
-    raise UnknownModelError(f"unknown Hamiltonian model {name!r} (reference, slater-koster or a "
-                            f"model folder)")
+    raise UnknownModelError(f"unknown Hamiltonian model {name!r} (reference, slater-koster, gpaw "
+                            f"or a model folder)")
 
 
 def relaxation_force_model(name: str):

@@ -112,6 +112,13 @@ def test_wigner_d_is_a_representation_and_e3nn_change_of_basis_orthogonal():
     np.testing.assert_allclose(wigner_d(1, a), a[[1, 2, 0]][:, [1, 2, 0]], atol=1e-12)
 
 
+def test_gpaw_is_a_hamiltonian_model_name():
+    from mlepi_core.model_names import hamiltonian_model_from_name
+
+    model = hamiltonian_model_from_name("gpaw")
+    assert isinstance(model, GPAWReference) and model.settings.basis == "dzp" and "C" in model.elements
+
+
 def test_unknown_element_is_a_clear_error():
     ref = GPAWReference(**COARSE)
     atoms = Atoms("CX", positions=[[0, 0, 6], [1.3, 0, 6]], cell=[10, 10, 12], pbc=True)
