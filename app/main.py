@@ -215,10 +215,9 @@ def create_app(session: Session | None = None):
 
     async def on_upload(event):
         """Read the file off the event loop (a child process does the parsing), then show it."""
-        sent = upload.take()
-        if sent is None:
+        if not event.new:
             return
-        name, data = sent
+        name, data = upload.filename, upload.decode(event.new)
         vm.message = f"Reading {name} ({len(data) / 2**20:.1f} MiB) ..."
         try:
             atoms = await asyncio.get_running_loop().run_in_executor(None, vm.read_upload, name, data)
@@ -230,9 +229,8 @@ def create_app(session: Session | None = None):
         vm.use_upload(name, atoms)
 
     def on_refused(event):
-        if upload.refused:
-            vm.message = f"Not sent: {upload.refused}"
-            upload.refused = ""
+        if event.new:
+            vm.message = f"Not sent: {event.new}"
 
     upload.param.watch(on_upload, "encoded")
     upload.param.watch(on_refused, "refused")

@@ -21,8 +21,9 @@ def too_large_text(max_bytes: int) -> str:
 
 
 class StructureUpload(JSComponent):
-    """A file input for one structure file; ``filename`` and ``data`` (bytes, the last file
-    sent) follow an upload, ``refused`` names a file the browser kept back."""
+    """A file input for one structure file. The browser sets ``filename``, then ``encoded``
+    (the file, base64); a file over ``max_bytes`` is not sent, and ``refused`` says why
+    (the same text again is shown in the widget only)."""
 
     accept = param.String(default=ACCEPT)
     disabled = param.Boolean(default=False)
@@ -30,9 +31,8 @@ class StructureUpload(JSComponent):
     max_bytes = param.Integer(default=LIMITS.max_file_bytes, doc="largest file sent to the server (bytes)")
     advice = param.String(default="", doc="the refusal's second half: the limit and the CLI route")
     filename = param.String(default="")
-    encoded = param.String(default="", doc="the file, base64 (cleared once read on the server)")
-    refused = param.String(default="", doc="what the browser said about the last file it kept back")
-    uploads = param.Integer(default=0, doc="files received so far")
+    encoded = param.String(default="", doc="the last file sent, base64")
+    refused = param.String(default="", doc="why the browser kept the last file back")
 
     _esm = """
     export function render({ model, el }) {
@@ -74,11 +74,6 @@ class StructureUpload(JSComponent):
         params.setdefault("advice", too_large_text(params.get("max_bytes", LIMITS.max_file_bytes)))
         super().__init__(**params)
 
-    def take(self) -> tuple[str, bytes] | None:
-        """The file just sent, as (name, bytes), or None; clears it (the bytes are held once)."""
-        if not self.encoded:
-            return None
-        name, data = self.filename, b64decode(self.encoded)
-        self.encoded = ""
-        self.uploads += 1
-        return name, data
+    @staticmethod
+    def decode(encoded: str) -> bytes:
+        return b64decode(encoded)
