@@ -16,8 +16,34 @@ from .common import error_line
 from .parser import make_parser
 
 
+def parse_arguments(argv: list[str]):
+    """The parsed command line; ``mc --config FILE`` expands the file into flags that the
+    command line's own flags override."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) and args.func.__name__ == "cmd_mc":
+        from .config_files import config_tokens, read_mapping, without_option
+
+        settings = read_mapping(args.config)
+        if "structure" in settings and args.structure is not None:
+            raise ValueError(f"the structure is given twice: {args.structure!r} here and "
+                             f"{settings['structure']!r} in {args.config}")
+        sub = parser._subparsers._group_actions[0].choices["mc"]
+        user = without_option(argv[argv.index("mc") + 1:], "--config")
+        args = parser.parse_args(["mc", *config_tokens(sub, settings, args.config), *user])
+    if getattr(args, "func", None) is not None and args.func.__name__ == "cmd_mc" and args.structure is None:
+        parser.exit(2, "mlepi mc: error: no structure: give a file or name (AB, monolayer, ...) or "
+                       "'structure:' in --config\n")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_arguments(argv)
+    except ValueError as err:
+        print(f"mlepi: error: {error_line(err)}", file=sys.stderr)
+        return 2
     if args.func.__name__ != "cmd_dashboard":  # a long-lived server gives freed memory back
         from ..allocator import keep_freed_memory
 

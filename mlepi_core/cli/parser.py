@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from ..shipped import shipped_model
 from ..units import BILAYER_D
@@ -164,7 +163,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_phonons)
 
     s = sub.add_parser("mc", help="Monte Carlo EPI: v_F(T) with errors, ML and/or reference electrons")
-    s.add_argument("structure", help="structure file or name (AB, monolayer, ...)")
+    s.add_argument("structure", nargs="?", help="structure file or name (AB, monolayer, ...); or 'structure:' "
+                   "in --config")
+    s.add_argument("--config", help="YAML file of these settings (keys are the flags: temperature: [0, 300], "
+                   "samples: 500, ...); flags given here win")
     s.add_argument("--temperature", type=number(0.0, unit=" K"), nargs="+", default=[0.0, 300.0], help="K")
     s.add_argument("--samples", type=integer(1, 10**7), default=200, help="samples per temperature")
     s.add_argument("--seed", type=SEED, default=0)
@@ -227,6 +229,9 @@ def make_parser() -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, help="CPU threads for torch")
         if task == "electron":
             s.add_argument("--data-workers", type=int, help="processes reading DeepH folders into the cache")
+        s.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                       help="override one setting of the config (repeatable; dotted keys for nested ones, "
+                       "values as YAML: --set lr=3e-4 --set model.num_layers=3)")
         s.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         s.set_defaults(func=func)

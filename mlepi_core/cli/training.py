@@ -64,7 +64,9 @@ def _train(args, task: str, report) -> int:
     overrides = {k: v for k, v in flags.items() if v is not None}
     if args.no_progress:
         overrides["progress"] = False
-    cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides})
+    from .config_files import apply_overrides
+
+    cfg = TrainConfig.from_dict(apply_overrides({**cfg.to_dict(), **overrides}, args.overrides))
     if cfg.task != task:
         raise ValueError(f"{args.config} is a {cfg.task!r} config, not a {task} one")
     result = train(cfg, resume=not args.no_resume)
