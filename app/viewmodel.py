@@ -32,6 +32,7 @@ from app.catalogue import (CACHE, GALLERY, UPLOADED, default_electrons, electron
                            force_choices, force_model, model_elements)
 from app.dask_executor import EXECUTORS, DaskExecutor
 from mlepi_core.isolated_load import load_isolated
+from mlepi_core.limits import check_supercell
 from mlepi_core.structures import StructureError, build, stacking_name
 
 MC_MAX_ATOMS = 4  # Monte Carlo (v_F near K) runs on primitive graphene cells: 1x1 monolayer or bilayer
@@ -198,10 +199,17 @@ class Session(param.Parameterized):
         return f"{label} knows {', '.join(sorted(model_elements(name)))}, not {', '.join(missing)}"
 
     def _no_forces(self) -> str:
-        """Why this structure has no phonons under the chosen force model ("" when it has)."""
+        """Why this structure has no phonons here ("" when it has): an element the chosen force
+        model does not know, or a force-constant cell over the phonon limit (``mlepi_core.limits``)."""
         why = self._knows_not(self.forces)
-        return why and (f"No phonons: {why}. The structure is drawn; `mlepi phonons FILE --forces "
-                        f"module:Class` computes them with any ASE calculator.")
+        if why:
+            return (f"No phonons: {why}. The structure is drawn; `mlepi phonons FILE --forces "
+                    f"module:Class` computes them with any ASE calculator.")
+        try:
+            check_supercell(len(self._atoms), self.phonon_supercell(), "phonons")
+        except StructureError as err:
+            return f"No phonons here: {err}. The structure is drawn."
+        return ""
 
     @property
     def mc_allowed(self) -> tuple[bool, str]:

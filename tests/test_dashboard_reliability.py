@@ -162,3 +162,12 @@ def test_an_upload_shared_by_two_tabs_is_released_when_both_close():
     tabs[1].structure = "AB bilayer"  # the second tab moves on: no tab uses the upload
     assert CACHE.owned_bytes() == before
     tabs[1].close()
+
+
+def test_a_cell_over_the_phonon_limit_gets_a_message_not_a_job():
+    big = ase.build.graphene(a=2.46, size=(60, 60, 1), vacuum=10.0)  # 7,200 atoms, over 5,000
+    s = Session(supercell=3)
+    assert s.load_upload("big.extxyz", extxyz(big)), s.message
+    assert s.phonon_failed and "atom limit" in s.phonon_status and "mlepi phonons" in s.phonon_status
+    assert s._phonon_future is None or s._phonon_future.done()
+    s.close()
