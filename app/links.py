@@ -4,6 +4,7 @@ reproduces a view; bad parameters are reported, never fatal."""
 
 from __future__ import annotations
 
+import html
 import math
 from urllib.parse import parse_qsl
 
@@ -115,5 +116,6 @@ def apply_query(session, query: dict) -> list[str]:
         session.param.update(samples=values.pop("samples"), antithetic=values.pop("antithetic"))
     session.param.update(**values)
     if problems:
-        session.message = "Some link parameters were not used: " + "; ".join(problems)
+        # shown as Markdown: a link's text is escaped so that it reads as text, never as markup
+        session.message = "Some link parameters were not used: " + html.escape("; ".join(problems))
     return problems

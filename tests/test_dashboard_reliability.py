@@ -171,3 +171,10 @@ def test_a_cell_over_the_phonon_limit_gets_a_message_not_a_job():
     assert s.phonon_failed and "atom limit" in s.phonon_status and "mlepi phonons" in s.phonon_status
     assert s._phonon_future is None or s._phonon_future.done()
     s.close()
+
+
+def test_a_script_in_a_link_is_shown_as_text():
+    s = Session()
+    s.apply_query({"structure": "<script>alert(1)</script>", "electrons": "<img src=x onerror=alert(2)>"})
+    assert "<script" not in s.message and "<img" not in s.message and "&lt;script&gt;" in s.message
+    s.close()
