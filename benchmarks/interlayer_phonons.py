@@ -54,16 +54,30 @@ def layer_force_errors(model, reference_frames) -> dict:
     return out
 
 
+def checkpoint_model(path: str):
+    """The EMA weights of a training checkpoint (a run stopped mid-epoch) as a force model."""
+    from mlepi_core.models.phonon import HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    network = HedgeNetPhonon(HedgeNetPhononConfig.from_dict(ckpt["model_config"]))
+    network.load_state_dict(ckpt["model"], strict=False)
+    with torch.no_grad():
+        for name, p in network.named_parameters():
+            p.copy_(ckpt["ema"]["shadow"][name])
+    return MLForceModel(network.eval(), {"checkpoint": str(path), "step": ckpt["state"]["step"]})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="phonon", help="force model name or saved folder")
+    p.add_argument("--model", default="phonon", help="force model name, saved folder, or a run's checkpoint.pt")
     p.add_argument("--tag", default="", help="suffix of the output file")
     p.add_argument("--data", default="data/phonon/phonon_set.xyz")
     p.add_argument("--cells", default=",".join(validation_cells()))
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
-    models = {"ml": force_model(args.model), "reference": force_model("empirical")}
+    ml = checkpoint_model(args.model) if args.model.endswith(".pt") else force_model(args.model)
+    models = {"ml": ml, "reference": force_model("empirical")}
     out: dict = {"model": args.model, "reference": "empirical (LCBOP + KC)"}
 
     t = stacking_path(6)

@@ -49,7 +49,11 @@ def model_card(name: str) -> str:
                  f"energy MAE {t['energy_mae_mev_per_atom']:.3f} meV/atom, force MAE "
                  f"{t['force_mae_mev_per_a']:.2f} meV/Å."] if t else []
         if "phonons_6x6" in m:
-            lines.append(f"6 x 6 AB-bilayer phonons: RMS {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹ from the reference.")
+            low = m["phonons_6x6"].get("low_branch_rms_cm1")
+            lines.append(f"6 x 6 AB-bilayer phonons: RMS {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹ from the reference"
+                         + (f" over all branches, {low:.1f} cm⁻¹ on the acoustic and interlayer branches below "
+                            f"150 cm⁻¹." if low is not None else "."))
+        lines += _interlayer_lines(m)
     else:
         ref = "the Slater–Koster p_z model" if meta.get("shells") == [0] else "GFN1-xTB"
         lines = []
@@ -65,3 +69,26 @@ def model_card(name: str) -> str:
                          f"{m['mc_sample_300K']['band_max_err_mev']:.1f} meV; pristine v_F "
                          f"{100 * p['vf_rel_diff']:+.2f} %, γ₁ {100 * p['gamma1_rel_diff']:+.2f} %.")
     return " ".join([head, *lines])
+
+
+def _interlayer_lines(m: dict) -> list[str]:
+    """The Gamma modes below 150 cm⁻¹ (relative errors) and the stacking surface of a phonon
+    model's metrics.json (``interlayer.interlayer_metrics``), as card sentences."""
+    errors = m.get("gamma_mode_errors") or {}
+    lines = []
+    if "AB_bilayer" in errors:
+        modes = [x for x in errors["AB_bilayer"] if x["rel_error"] is not None]
+        lines.append("Γ modes below 150 cm⁻¹ of the AB bilayer, ML against the reference: " + ", ".join(
+            f"{x['character']} {x['ml_cm1']:.1f} vs {x['reference_cm1']:.1f} ({100 * x['rel_error']:+.0f} %)"
+            for x in modes) + ".")
+    others = {c: [x for x in v if x["rel_error"] is not None] for c, v in errors.items() if c != "AB_bilayer"}
+    worst = [(abs(x["rel_error"]), c, x) for c, v in others.items() for x in v]
+    if worst:
+        _, cell, x = max(worst, key=lambda w: w[0])
+        n_ok = sum(x["ok"] for v in others.values() for x in v)
+        lines.append(f"On {len(others)} cells outside the training set {n_ok} of {len(worst)} such modes are within "
+                     f"10 % (or 2 cm⁻¹); the worst, {x['character']} of {cell.replace('_', ' ')}: "
+                     f"{x['ml_cm1']:.1f} vs {x['reference_cm1']:.1f} cm⁻¹ ({100 * x['rel_error']:+.0f} %).")
+    if "stacking_energy_mae_mev_per_atom" in m:
+        lines.append(f"Rigid stacking-energy surface: MAE {m['stacking_energy_mae_mev_per_atom']:.3f} meV/atom.")
+    return lines

@@ -127,3 +127,33 @@ def test_compare_modes_and_low_branch_rms():
     ref = np.array([[10.0, 200.0], [140.0, 400.0]]) / THZ_TO_CM1
     ml = np.array([[13.0, 100.0], [136.0, 300.0]]) / THZ_TO_CM1
     assert low_branch_rms(ml, ref) == pytest.approx(np.sqrt((9 + 16) / 2))
+
+
+def test_rigid_layer_frames_keep_the_set_and_carry_the_sliding_force(tmp_path, reference):
+    """The rigid-layer frames (mlepi_core.data.generate) leave the ordinary frames and their
+    splits as they were, and their layer-summed force is a far larger share of the per-atom
+    force than in the ordinary frames (the interlayer signal the ordinary frames bury)."""
+    from mlepi_core.data.extxyz import read_extxyz
+    from mlepi_core.data.generate import PhononSetConfig, generate_phonon_set
+
+    base = PhononSetConfig(n_configs=12, size=2, seed=3, chunk=5)
+    with_rigid = PhononSetConfig(**{**base.__dict__, "rigid_configs": 12})
+    plain = read_extxyz(generate_phonon_set(tmp_path / "a", base, reference, progress=False))
+    frames = read_extxyz(generate_phonon_set(tmp_path / "b", with_rigid, reference, progress=False))
+    assert len(frames) == 24
+    for a, b in zip(plain, frames[:12]):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        assert a.info["split"] == b.info["split"] and a.info["energy"] == b.info["energy"]
+    assert {f.info["split"] for f in frames[12:]} <= {"train", "val_interlayer", "test_interlayer"}
+
+    def sliding_share(fs):
+        share = []
+        for f in fs:
+            labels = layers_of(f)
+            per_atom = layer_forces(f.arrays["forces"], labels)[:, :2] / np.bincount(labels)[:, None]
+            share.append(np.sqrt(np.mean(per_atom ** 2)) / np.sqrt(np.mean(f.arrays["forces"][:, :2] ** 2)))
+        return np.median(share)
+
+    assert sliding_share(frames[12:]) > 3 * sliding_share(frames[:12])
+    d = np.array([f.info["d_a"] for f in frames[12:]])
+    assert np.all(np.abs(d - BILAYER_D) < 0.35)  # breathing at thermal amplitude, not the wide d range

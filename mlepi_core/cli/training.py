@@ -10,13 +10,13 @@ from ..files import write_text_atomic
 from ..model_names import force_model_from_name
 
 def cmd_data_phonon(args) -> int:
-    from ..data.generate import PhononSetConfig, generate_phonon_set
+    from ..data.generate import DEFAULT_RIGID_CONFIGS, PhononSetConfig, generate_phonon_set
 
-    cfg = PhononSetConfig(n_configs=args.n, size=args.size, seed=args.seed)
+    cfg = PhononSetConfig(n_configs=args.n, size=args.size, seed=args.seed, rigid_configs=DEFAULT_RIGID_CONFIGS)
     t0 = time.time()
     path = generate_phonon_set(args.out, cfg, force_model_from_name(args.reference))
     size_mb = path.stat().st_size / 1e6
-    print(f"phonon set: {cfg.n_configs} configurations -> {path} ({size_mb:.1f} MB, "
+    print(f"phonon set: {cfg.n_configs} configurations + {cfg.rigid_configs} rigid-layer ones -> {path} ({size_mb:.1f} MB, "
           f"{time.time() - t0:.0f} s)")
     return 0
 
@@ -116,7 +116,8 @@ def parse_ablation(specs: list[str] | None) -> dict[str, str]:
 def cmd_evaluate_phonon(args) -> int:
     """Energy and force errors of a saved phonon model (and of ablation baselines) on the
     splits of an extxyz data set (the paper's Table I); with --phonons, its 6x6 AB-bilayer
-    dispersion against the empirical reference (the paper's Fig. 4b)."""
+    dispersion against the empirical reference (the paper's Fig. 4b), every Gamma mode below
+    150 cm^-1 of the validation cells and the stacking-energy surface (mlepi_core.interlayer)."""
     from ..training import evaluate_model
 
     model_dir = model_folder(args.model)
@@ -148,13 +149,27 @@ def cmd_evaluate_phonon(args) -> int:
         from ..reference.lammps_forces import EmpiricalForceReference
         from ..structures import bilayer
 
-        cmp = compare_dispersions(bilayer("AB"), load_model(model_dir, kind="phonon"), EmpiricalForceReference(),
-                                  size=args.phonon_supercell)
+        from ..interlayer import LOW_FREQUENCY_CM1, interlayer_metrics, low_branch_rms
+
+        model, reference = load_model(model_dir, kind="phonon"), EmpiricalForceReference()
+        cmp = compare_dispersions(bilayer("AB"), model, reference, size=args.phonon_supercell)
+        cmp["low_branch_rms_cm1"] = low_branch_rms(cmp["curves"]["ML"].freq_thz, cmp["curves"]["reference"].freq_thz)
         out[f"phonons_{args.phonon_supercell}x{args.phonon_supercell}"] = {
             k: v for k, v in cmp.items() if k != "curves"}
         print(f"{args.phonon_supercell}x{args.phonon_supercell} AB bilayer phonons: RMS ML - reference "
-              f"{cmp['rms_cm1']:.2f} cm^-1 over the path; largest imaginary frequency ML {cmp['max_imag_cm1']:.2f}, "
+              f"{cmp['rms_cm1']:.2f} cm^-1 over the path, {cmp['low_branch_rms_cm1']:.2f} cm^-1 on the branches "
+              f"below {LOW_FREQUENCY_CM1:.0f} cm^-1; largest imaginary frequency ML {cmp['max_imag_cm1']:.2f}, "
               f"reference {cmp['reference_max_imag_cm1']:.2f} cm^-1")
+        inter = interlayer_metrics(model, reference)
+        out.update(inter)
+        print(f"Gamma modes below {LOW_FREQUENCY_CM1:.0f} cm^-1 (cm^-1), ML against the reference:")
+        for cell, modes in inter["gamma_mode_errors"].items():
+            listed = ", ".join(f"{m['character']} {m['ml_cm1']:.1f}/{m['reference_cm1']:.1f}"
+                               + (f" ({100 * m['rel_error']:+.0f} %)" if m["rel_error"] is not None else "")
+                               for m in modes if m["character"] != "acoustic")
+            print(f"  {cell}: {listed}; RMS below {LOW_FREQUENCY_CM1:.0f} cm^-1 "
+                  f"{inter['low_branch_rms_cm1'][cell]:.2f}, all branches {inter['rms_cm1'][cell]:.2f}")
+        print(f"rigid stacking-energy surface: MAE {inter['stacking_energy_mae_mev_per_atom']:.3f} meV/atom")
         if args.figure:
             n = args.phonon_supercell
             plot_dispersion_comparison(args.figure, cmp, f"AB bilayer, {n}x{n} force constants")

@@ -23,7 +23,7 @@ from .. import __version__
 from ..files import write_text_atomic
 from ..seams import ForceModel, HamiltonianModel
 from ..structures import bilayer, supercell, twisted_bilayer
-from ..units import BILAYER_D
+from ..units import BILAYER_D, GRAPHENE_A
 from .deeph import write_deeph, write_split
 from .extxyz import read_extxyz, write_extxyz
 
@@ -79,6 +79,17 @@ class PhononSetConfig:
     Kolmogorov-Crespi normals break down as second neighbours come within 2 A), with probability
     ``shift_fraction`` a random relative in-plane translation of layer 2 (else AB),
     with probability ``d_fraction`` an interlayer distance uniform in ``d_range``.
+
+    Then ``rigid_configs`` rigid-layer frames (ids n_configs, ...), which sample the sliding
+    and breathing coordinates at thermal amplitudes with little intralayer motion (the
+    interlayer forces, ~1 meV/A per atom, are otherwise buried under intralayer ones of
+    ~1 eV/A): half with a uniform shift of layer 2 (all stackings), half with AB plus a
+    Gaussian in-plane offset of ``rigid_shift_sigma_a`` (the 300 K rms of the 4x4 cell's
+    relative shear coordinate, sqrt(k_B T / K_shear) with K_shear = 16 x 0.0157 eV/A^2 of
+    LCBOP + KC, is 0.32 A); d = d0 + N(0, ``rigid_d_sigma_a``) (the breathing one,
+    K = 16 x 0.304 eV/A^2: 0.073 A); atomic noise sigma uniform in [0, ``rigid_max_sigma_a``].
+    They are split by ``fractions`` into train / val_interlayer / test_interlayer, so the
+    first n_configs frames keep their splits.
     """
 
     n_configs: int = 2000
@@ -91,20 +102,48 @@ class PhononSetConfig:
     d0: float = BILAYER_D
     fractions: tuple[float, float, float] = (0.81, 0.09, 0.10)
     chunk: int = 50
+    rigid_configs: int = 0
+    rigid_shift_sigma_a: float = 0.3
+    rigid_d_sigma_a: float = 0.07
+    rigid_max_sigma_a: float = 0.01
+
+    @property
+    def n_total(self) -> int:
+        return self.n_configs + self.rigid_configs
+
+
+RIGID_SPLIT_NAMES = ("train", "val_interlayer", "test_interlayer")
+DEFAULT_RIGID_CONFIGS = 400  # what `mlepi data phonon` adds to the paper's 2,000 frames
 
 
 def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
-    """Configuration j of the phonon set (unlabelled)."""
+    """Configuration j of the phonon set (unlabelled); j >= n_configs are the rigid-layer frames."""
     rng = _rng(cfg.seed, j, CONFIG_STREAM)
-    shift = tuple(rng.uniform(0, 1, 2)) if rng.uniform() < cfg.shift_fraction else "AB"
-    d = rng.uniform(*cfg.d_range) if rng.uniform() < cfg.d_fraction else cfg.d0
-    sigma = rng.uniform(0, cfg.max_sigma_a)
+    if j >= cfg.n_configs:
+        shift, d, sigma = _rigid_draw(cfg, rng)
+    else:
+        shift = tuple(rng.uniform(0, 1, 2)) if rng.uniform() < cfg.shift_fraction else "AB"
+        d = rng.uniform(*cfg.d_range) if rng.uniform() < cfg.d_fraction else cfg.d0
+        sigma = rng.uniform(0, cfg.max_sigma_a)
     atoms = supercell(bilayer(shift, d=d), cfg.size)
     atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
     atoms.positions = np.round(atoms.positions, 8)  # label exactly what extxyz stores (%.8f)
     atoms.info.update(config_id=j, sigma_a=sigma, d_a=d,
                       stacking=shift if isinstance(shift, str) else f"{shift[0]:.6f},{shift[1]:.6f}")
     return atoms
+
+
+def _rigid_draw(cfg: PhononSetConfig, rng: np.random.Generator) -> tuple[tuple[float, float], float, float]:
+    """(fractional shift of layer 2, d in A, atomic sigma in A) of a rigid-layer frame."""
+    from ..structures import STACKING_SHIFTS, _primitive_vectors
+
+    if rng.uniform() < 0.5:
+        shift = rng.uniform(0, 1, 2)
+    else:
+        offset = rng.normal(0.0, cfg.rigid_shift_sigma_a, 2)  # Cartesian, A
+        shift = np.array(STACKING_SHIFTS["AB"]) + np.linalg.solve(_primitive_vectors(1.0).T, offset / GRAPHENE_A)
+    d = float(np.clip(cfg.d0 + rng.normal(0.0, cfg.rigid_d_sigma_a), *cfg.d_range))
+    return (float(shift[0] % 1.0), float(shift[1] % 1.0)), d, float(rng.uniform(0, cfg.rigid_max_sigma_a))
 
 
 def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel,
@@ -115,11 +154,11 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     parts.mkdir(parents=True, exist_ok=True)
     _check_or_record_config(out, {"kind": "phonon", **asdict(cfg), "reference": describe(model)})
     t0 = time.time()
-    starts = range(0, cfg.n_configs, cfg.chunk)
-    with tqdm(total=cfg.n_configs, desc="phonon set", unit="cfg", disable=not progress) as bar:
+    starts = range(0, cfg.n_total, cfg.chunk)
+    with tqdm(total=cfg.n_total, desc="phonon set", unit="cfg", disable=not progress) as bar:
         for c0 in starts:
             path = parts / f"configs_{c0:06d}.xyz"
-            ids = range(c0, min(c0 + cfg.chunk, cfg.n_configs))
+            ids = range(c0, min(c0 + cfg.chunk, cfg.n_total))
             if not path.exists():
                 frames = [phonon_config(cfg, j) for j in ids]
                 energies, forces = model.energies_forces(frames)
@@ -129,6 +168,9 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
                 write_extxyz(path, frames)
             bar.update(len(ids))
     split = split_indices(cfg.n_configs, cfg.fractions, cfg.seed)
+    rigid = split_indices(cfg.rigid_configs, cfg.fractions, cfg.seed + 1, RIGID_SPLIT_NAMES)
+    for name, ids in rigid.items():
+        split[name] = sorted(split.get(name, []) + [cfg.n_configs + j for j in ids])
     which = {j: name for name, ids in split.items() for j in ids}
     frames = [f for c0 in starts for f in read_extxyz(parts / f"configs_{c0:06d}.xyz")]
     for atoms in frames:

@@ -31,7 +31,8 @@ class TrainConfig:
     (and their stage-two values) weigh the phonon loss, ``h_weight``/``s_weight`` the
     electron loss; ``force_loss`` "huber" replaces the squared force error by Huber's loss
     (quadratic below ``huber_delta`` eV/A, linear above: closer to the MAE that is reported,
-    less pulled by the tail of large errors). ``init_from`` names a saved model folder whose
+    less pulled by the tail of large errors). ``layer_forces_weight`` adds the phonon loss term
+    on the force summed over each layer, the interlayer force. ``init_from`` names a saved model folder whose
     weights start the run (a continuation on the same data, e.g. with another loss); its
     network must have the same settings. ``data_workers`` processes read DeepH folders the
     first time a split is cached.
@@ -66,6 +67,7 @@ class TrainConfig:
     stage_two_lr: float | None = 1e-3
     force_loss: str = "mse"  # mse | huber
     huber_delta: float = 0.01  # eV/A, with force_loss "huber"
+    layer_forces_weight: float = 0.0  # phonon loss on the layer-summed forces (PhononTask.loss)
     h_weight: float = 1.0
     s_weight: float = 1.0
     init_from: str | None = None
