@@ -110,3 +110,15 @@ def check_resume():
     """``check_resume(make_config, tmp_path, **other_settings)``: the training loop's resume
     test, shared by the phonon and electron tasks."""
     return _check_resume_continues_identically
+
+
+# --- test tiers ----------------------------------------------------------------------------------
+# Whole files that run servers, browsers, clusters or installs belong to the integration tier
+# (scripts/test.sh runs it after the unit and physics tier); single tests carry the marker themselves.
+INTEGRATION_FILES = ("_browser.py", "test_distributed.py", "test_package.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name.endswith(INTEGRATION_FILES):
+            item.add_marker(pytest.mark.integration)
