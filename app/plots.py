@@ -111,34 +111,6 @@ def phonon_dos(curves: dict, unit: str, presentation: bool = False) -> hv.Overla
         title="DOS", height=HEIGHT, width=170, xticks=0, toolbar=None, fontscale=1.7 if presentation else 1.0)
 
 
-def spectral_peaks(spectral: np.ndarray, energies: np.ndarray, distances: np.ndarray,
-                   rel: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Quasiparticle peaks of A(k, E) (n_k, n_E): the local maxima in E of each column above
-    ``rel`` of the largest value, with their half widths at half maximum (eV, linear
-    interpolation; includes the 50 meV broadening). Returns flat (k, E, HWHM) arrays."""
-    a = np.asarray(spectral, dtype=float)
-    e = np.asarray(energies, dtype=float)
-    inner = (a[:, 1:-1] > a[:, :-2]) & (a[:, 1:-1] >= a[:, 2:]) & (a[:, 1:-1] > rel * a.max())
-    ik, ie = np.nonzero(inner)
-    ie = ie + 1
-    half = a[ik, ie] / 2
-    widths = []
-    for sign in (-1, 1):  # walk down each side to half maximum (vectorised over peaks)
-        j = ie.copy()
-        alive = np.ones(len(j), dtype=bool)
-        while alive.any():
-            nxt = j + sign
-            ok = alive & (nxt >= 0) & (nxt < len(e))
-            ok[ok] &= a[ik[ok], nxt[ok]] > half[ok]
-            j[ok] = nxt[ok]
-            alive = ok
-        nxt = np.clip(j + sign, 0, len(e) - 1)
-        y0, y1 = a[ik, j], a[ik, nxt]
-        t = np.where(y0 != y1, (y0 - half) / np.where(y0 != y1, y0 - y1, 1.0), 0.0)
-        widths.append(np.abs(e[j] + t * (e[nxt] - e[j]) - e[ie]))
-    return np.asarray(distances)[ik], e[ie], 0.5 * (widths[0] + widths[1])
-
-
 # --- the live Monte Carlo figures ---------------------------------------------------------
 # Bokeh figures whose data sources are replaced after every batch: the browser redraws
 # in place (auto-ranging axes), and the server sends only the new numbers.

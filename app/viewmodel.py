@@ -692,7 +692,7 @@ class Session(param.Parameterized):
     def pin(self, label: str | None = None) -> dict:
         """Keep the current run (running v_F with its error band, the spectral peaks, the
         v_F(T) points) to overlay on later runs. Returns the pinned record."""
-        from app.plots import spectral_peaks
+        from mlepi_core.spectral import spectral_peaks
 
         snap = self.snapshot()
         if not snap or not snap.get("n_done"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.catalogue import GALLERY, electron_choices, force_choices
-from app.plots import spectral_peaks
+from mlepi_core.spectral import spectral_peaks
 from app.viewmodel import Session
 
 FAST = dict(supercell=3, samples=4, temperature=300.0)
