@@ -25,7 +25,8 @@ from ase import Atoms
 from .engine import BatchResult, MCSettings, MonteCarloEngine
 
 # what a worker's engine depends on (not the temperatures or sample counts it is asked for)
-SAMPLING_KEYS = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every")
+SAMPLING_KEYS = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every",
+                 "sampling")
 
 
 @dataclass(frozen=True)

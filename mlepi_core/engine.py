@@ -42,7 +42,9 @@ if hasattr(threading, "_register_atexit"):
 class MCSettings:
     """What a Monte Carlo run samples: temperatures (K), samples per temperature, seed,
     batch size, antithetic pairs, the n x n supercell, and ``displacement_scale``
-    (1 = thermal; 0 reproduces the static lattice, a check)."""
+    (1 = thermal; 0 reproduces the static lattice, a check). ``sampling="zg"`` replaces
+    the Monte Carlo draws by ``n_samples`` special displacements (ZG pairs +u, -u,
+    ``special_displacements.py``)."""
 
     temperatures: tuple[float, ...] = (0.0, 300.0)
     n_samples: int = 200
@@ -53,6 +55,7 @@ class MCSettings:
     n_bands: int = 4
     displacement_scale: float = 1.0
     spectral_every: int = 1  # A(k, E) along the path for samples j % spectral_every == 0; 0: off
+    sampling: str = "mc"  # "mc": Monte Carlo; "zg": special displacements
 
     def __post_init__(self):
         if not all(np.isfinite(t) and t >= 0 for t in self.temperatures):
@@ -68,6 +71,12 @@ class MCSettings:
             raise ValueError("spectral_every must be >= 0")
         if self.antithetic and self.n_samples % 2:
             raise ValueError("antithetic sampling needs an even number of samples")
+        if self.sampling not in ("mc", "zg"):
+            raise ValueError(f"sampling must be 'mc' or 'zg', got {self.sampling!r}")
+        if self.sampling == "zg" and self.antithetic:
+            raise ValueError("ZG configurations come in +u, -u pairs already; drop antithetic")
+        if self.sampling == "zg" and self.n_samples > 1 and self.n_samples % 2:
+            raise ValueError("ZG sampling takes 1 configuration or an even number (pairs +u, -u)")
 
 
 @dataclass
@@ -153,8 +162,8 @@ class MonteCarloEngine:
     def load_state(self, state: dict) -> None:
         """Continue from ``state()`` of a run with the same seed, sampling and cell."""
         mine, saved = asdict(self.settings), state["settings"]
-        keys = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every")
-        changed = [k for k in keys if mine[k] != saved[k]]
+        keys = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every", "sampling")
+        changed = [k for k in keys if mine[k] != saved.get(k, MCSettings.__dataclass_fields__[k].default)]
         if changed:
             raise ValueError(f"the saved run used other settings ({', '.join(changed)}): its samples "
                              f"are not this run's")
@@ -279,7 +288,7 @@ class MonteCarloEngine:
     def _sample_batch(self, temperature: float, first: int, count: int) -> list:
         """The displaced supercells of samples first .. first+count-1, as ``compute_batch`` uses them."""
         s = self.settings
-        atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic)
+        atoms = self.sampler.samples(temperature, first, count, s.seed, s.antithetic, s.sampling)
         for a in atoms:  # the scale is 1 for thermal runs; 0 gives the static lattice
             a.positions = self.sampler.ideal.positions + s.displacement_scale * (
                 a.positions - self.sampler.ideal.positions)
@@ -374,13 +383,15 @@ class MonteCarloEngine:
         return idx, np.array([done[i][which] for i in idx])
 
     def estimator_units(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Independent units of the estimator: samples, or antithetic pair means."""
-        if not self.settings.antithetic:
+        """Independent units of the estimator: samples, or antithetic / ZG pair means (a lone
+        ZG configuration while no pair is complete)."""
+        if not (self.settings.antithetic or self.settings.sampling == "zg"):
             return values
         pairs = {}
         for i, v in zip(idx, values):
             pairs.setdefault(i // 2, []).append(v)
-        return np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
+        units = np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
+        return values if self.settings.sampling == "zg" and not len(units) else units
 
     def statistics(self, temperature: float) -> dict:
         """Running mean and standard error of v_F and gamma_1 at ``temperature``."""

@@ -48,6 +48,8 @@ class ThermalSampler:
                           f"(lowest {self.lowest_cm1:.1f} cm^-1) are excluded from the sampling: "
                           f"the structure is not a minimum of the force model")
             self._rd.frequencies = np.where(imaginary, 0.0, freqs)  # below cutoff: no amplitude
+        self._phonon = phonon
+        self._special = None
 
     def displacements(self, temperature: float, first: int, count: int, seed: int,
                       antithetic: bool = False) -> np.ndarray:
@@ -64,11 +66,52 @@ class ThermalSampler:
         self._rd.run(temperature, standard_normals=normals)
         return np.array(self._rd.u)
 
+    def gamma_normals(self, first: int, count: int, seed: int, antithetic: bool = False) -> np.ndarray:
+        """(count, 3 n_primitive) standard normals at q = Gamma of samples first .. first+count-1.
+
+        The first-order response of an observable that is invariant under the primitive
+        translations (v_F, gamma_1) is a linear function of these alone (crystal momentum),
+        and their mean is exactly zero: the control variates of ``statistics.control_variate_mean``.
+        """
+        index = np.arange(first, first + count)
+        key = index // 2 if antithetic else index
+        lo, hi = int(key.min()), int(key.max())
+        ii, _ = self._rd.draw_standard_normals(hi - lo + 1, random_seed=seed, first_snapshot=lo)
+        gamma = int(np.flatnonzero(np.all(np.abs(self._rd.qpoints[: ii.shape[0]]) < 1e-12, axis=1))[0])
+        sign = np.where(index % 2 == 1, -1.0, 1.0) if antithetic else np.ones(count)
+        return ii[gamma, key - lo] * sign[:, None]
+
+    @property
+    def special(self):
+        """The ZG configurations on these phonons (``special_displacements.SpecialDisplacements``)."""
+        if self._special is None:
+            from .special_displacements import SpecialDisplacements
+
+            p = self._phonon
+            rd = RandomDisplacements(p.supercell, p.primitive, p.force_constants, dist_func="quantum",
+                                     sampling_matrix="eigenvector")
+            self._special = SpecialDisplacements(rd, self._rd.frequencies, p.primitive.s2p_map)
+        return self._special
+
+    def special_displacements(self, temperature: float, first: int, count: int, seed: int) -> np.ndarray:
+        """Displacements (count, N, 3) in Angstrom of ZG configurations first .. first+count-1
+        (pairs +u, -u; ``special_displacements.py``), on the same phonons and amplitudes."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 K, got {temperature}")
+        return self.special.sample_displacements(temperature, first, count, seed)
+
     def samples(self, temperature: float, first: int, count: int, seed: int,
-                antithetic: bool = False) -> list[Atoms]:
-        """Displaced supercells (ASE atoms with layer labels) of samples first .. first+count-1."""
+                antithetic: bool = False, sampling: str = "mc") -> list[Atoms]:
+        """Displaced supercells (ASE atoms with layer labels) of samples first .. first+count-1:
+        Monte Carlo (``sampling="mc"``) or ZG configurations (``"zg"``)."""
+        if sampling == "zg":
+            displacements = self.special_displacements(temperature, first, count, seed)
+        elif sampling == "mc":
+            displacements = self.displacements(temperature, first, count, seed, antithetic)
+        else:
+            raise ValueError(f"sampling must be 'mc' or 'zg', got {sampling!r}")
         out = []
-        for u in self.displacements(temperature, first, count, seed, antithetic):
+        for u in displacements:
             atoms = self.ideal.copy()
             atoms.positions += u
             out.append(atoms)

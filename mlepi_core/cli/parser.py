@@ -172,6 +172,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--batch-size", type=integer(1, 10**4), default=4)
     s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
+    s.add_argument("--sampling", choices=["mc", "zg"], default="mc",
+                   help="mc: Monte Carlo; zg: special displacements, --samples ZG configurations (1 or pairs)")
     s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 sampling supercell (3 | n)")
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],
