@@ -40,3 +40,28 @@ def running_error(values: np.ndarray) -> np.ndarray:
     mean = np.cumsum(v) / m
     var = (np.cumsum(v ** 2) - m * mean ** 2) / np.maximum(m - 1, 1)
     return np.where(m > 1, np.sqrt(np.maximum(var, 0.0) / m), np.nan)
+
+
+def control_variate_mean(values: np.ndarray, controls: np.ndarray) -> tuple[float, float]:
+    """Regression-adjusted mean of ``values`` (n,) with control variates ``controls`` (n, p) whose
+    expectation is exactly zero, and its standard error (Glasserman, Monte Carlo Methods in
+    Financial Engineering, Sec. 4.1.2; Lavenberg and Welch, Manage. Sci. 27, 322 (1981)).
+
+    The estimate is the intercept of the least-squares fit y = a + X b evaluated at X = E[X] = 0,
+    a = mean(y) - mean(X) b; its standard error is s sqrt(1/n + xbar^T S_xx^-1 xbar) with
+    s^2 = RSS / (n - p - 1) and S_xx the centred cross-product matrix of X (exact under a
+    linear-Gaussian model, asymptotically correct otherwise)."""
+    y = np.asarray(values, dtype=float)
+    x = np.asarray(controls, dtype=float).reshape(len(y), -1)
+    n, p = x.shape
+    if n <= p + 1:
+        raise ValueError(f"{n} samples cannot fit {p} control variates and a mean")
+    xbar = x.mean(axis=0)
+    xc, yc = x - xbar, y - y.mean()
+    beta, *_ = np.linalg.lstsq(xc, yc, rcond=None)
+    a = float(y.mean() - xbar @ beta)
+    resid = yc - xc @ beta
+    s2 = float(resid @ resid) / (n - p - 1)
+    sxx = xc.T @ xc
+    h = float(xbar @ np.linalg.lstsq(sxx, xbar, rcond=None)[0])
+    return a, float(np.sqrt(s2 * (1.0 / n + h)))
