@@ -31,7 +31,7 @@ def cmd_data_electron(args) -> int:
     cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
                             twisted=() if args.no_twisted else twisted)
     if args.electrons == "gfn1":
-        reference = GFN1Reference(r_c=args.cutoff)
+        reference = GFN1Reference(r_c=6.0 if args.cutoff is None else args.cutoff)
     elif args.electrons == "slater-koster":
         from ..reference.slater_koster import SlaterKosterPz
 
@@ -39,8 +39,7 @@ def cmd_data_electron(args) -> int:
     elif args.electrons == "gpaw":
         from ..reference.gpaw_electrons import DEFAULT_RC, GPAWReference
 
-        # --cutoff's default (6 A) is GFN1's; GPAW's dzp blocks need 7 A
-        reference = GPAWReference(r_c_a=DEFAULT_RC if args.cutoff == 6.0 else args.cutoff)
+        reference = GPAWReference(r_c_a=DEFAULT_RC if args.cutoff is None else args.cutoff)
         workers = 1 if workers is None else workers  # GPAW LCAO is single-threaded: one process per core
     else:
         raise ValueError(f"unknown electron reference {args.electrons!r} (gfn1, slater-koster or gpaw)")
