@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from .seams import ForceModel
-from .structures import VACUUM_A, _layer_basis, _primitive_vectors, _stack, bilayer
+from .structures import VACUUM_A, StructureError, _layer_basis, _primitive_vectors, _stack, bilayer
 from .units import BILAYER_D, GRAPHENE_A, OMEGA2_SI_PER_EV_A2_AMU, THZ_TO_CM1
 
 SPEED_OF_LIGHT_CM_S = 2.99792458e10
@@ -305,10 +305,14 @@ def interlayer_metrics(model: ForceModel, reference: ForceModel, cells: Sequence
     stacking-energy surface along AA-AB-SP-BA-AA (``stacking_energy_mae_mev_per_atom``)."""
     all_cells = validation_cells()
     out: dict = {"gamma_modes_cm1": {}, "low_branch_rms_cm1": {}, "rms_cm1": {}, "gamma_mode_errors": {},
-                 "imaginary_modes": {}}
+                 "imaginary_modes": {}, "failed_cells": {}}
     for name in cells or all_cells:
         atoms, size = all_cells[name]
-        g = gamma_comparison(atoms, model, reference, size=size)
+        try:
+            g = gamma_comparison(atoms, model, reference, size=size)
+        except (StructureError, RuntimeError) as err:  # e.g. a poor model relaxes a cell into overlap
+            out["failed_cells"][name] = str(err).splitlines()[0]
+            continue
         out["gamma_modes_cm1"][name] = g["gamma_modes_cm1"]
         out["low_branch_rms_cm1"][name] = g.get("low_branch_rms_cm1")
         out["rms_cm1"][name] = g.get("rms_cm1")

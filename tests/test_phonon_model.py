@@ -491,7 +491,12 @@ def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
     fig = tmp_path / "fig4b.png"
     assert main(["evaluate", "phonon", str(tmp_path / "run"), "--splits", "test", "--phonons",
                  "--phonon-supercell", "3", "--figure", str(fig), "--out", str(out)]) == 0
-    ph = json.loads(out.read_text())["phonons_3x3"]
+    table = json.loads(out.read_text())
+    ph = table["phonons_3x3"]
     assert ph["rms_cm1"] > 0 and ph["max_imag_cm1"] >= 0 and ph["supercell"] == 3 and fig.is_file()
+    # every validation cell is compared or says why not (a two-step model may relax one into overlap)
+    from mlepi_core.interlayer import validation_cells
+
+    assert set(table["gamma_modes_cm1"]) | set(table["failed_cells"]) == set(validation_cells())
     assert main(["evaluate", "phonon", str(tmp_path / "nothing")]) == 2  # clear error, no traceback
     assert "no such model folder" in capsys.readouterr().err

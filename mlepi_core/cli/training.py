@@ -162,6 +162,8 @@ def cmd_evaluate_phonon(args) -> int:
         inter = interlayer_metrics(model, reference)
         out.update(inter)
         print(f"Gamma modes below {LOW_FREQUENCY_CM1:.0f} cm^-1 (cm^-1), ML against the reference:")
+        for cell, reason in inter["failed_cells"].items():
+            print(f"  {cell}: no comparison ({reason})")
         for cell, modes in inter["gamma_mode_errors"].items():
             listed = ", ".join(f"{m['character']} {m['ml_cm1']:.1f}/{m['reference_cm1']:.1f}"
                                + (f" ({100 * m['rel_error']:+.0f} %)" if m["rel_error"] is not None else "")
