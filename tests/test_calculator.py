@@ -64,12 +64,14 @@ def test_unlabelled_structures_get_layers_from_z(phonon_model):
 
 
 def test_relaxation_through_ase_and_phonons_through_the_calculator(phonon_model):
-    atoms = rattled_bilayer(2)
+    atoms = build("AB")
+    atoms.positions += np.random.default_rng(2).normal(scale=0.03, size=atoms.positions.shape)
     atoms.calc = MLEPICalculator(phonon_model)
-    BFGS(atoms, logfile=None).run(fmax=1e-3, steps=300)
-    assert np.abs(atoms.get_forces()).max() < 1e-3
+    assert np.abs(atoms.get_forces()).max() > 0.1  # rattled: eV/A
+    BFGS(atoms, logfile=None).run(fmax=5e-3, steps=200)
+    assert np.abs(atoms.get_forces()).max() < 5e-3
     # the calculator is a force model: phonopy's displaced cells go through it in batches
     phonon = harmonic_phonons(build("AB"), MLEPICalculator(phonon_model), size=3)
     phonon.run_qpoints([[0, 0, 0]])
-    freqs = phonon.get_qpoints_dict()["frequencies"][0]
+    freqs = phonon.qpoints.frequencies[0]
     assert np.sort(np.abs(freqs))[:3].max() < 0.05  # acoustic sum rule: three zero modes (THz)

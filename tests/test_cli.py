@@ -53,6 +53,7 @@ def test_models_prints_each_models_card(capsys):
     assert "no card for 'assets/models/none'" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # end to end through the engine (minutes on a 2-core CPU)
 def test_demo_tour_reports_sound_physics(capsys):
     """`mlepi demo`, the README's one-minute tour: three acoustic zeros at Gamma, GFN1-xTB's
     gamma_1 (0.128 eV) from the split-off levels, the block split reproducing tblite's
@@ -117,6 +118,7 @@ def test_unknown_model_names_are_refused_before_any_work(tmp_path, capsys):
     assert hamiltonian_model_from_name("slater-koster").__class__.__name__ == "SlaterKosterPz"
 
 
+@pytest.mark.integration  # end to end through the engine (minutes on a 2-core CPU)
 def test_mc_command_on_a_monolayer(tmp_path, capsys):
     import json
 
