@@ -218,7 +218,7 @@ def create_app(session: Session | None = None):
         if not event.new:
             return
         name, data = upload.filename, upload.decode(event.new)
-        vm.message = f"Reading {name} ({len(data) / 2**20:.1f} MiB) ..."
+        vm.message = f"Reading the file ({len(data) / 2**20:.1f} MiB) ..."  # the outcome names the file
         try:
             atoms = await asyncio.get_running_loop().run_in_executor(None, vm.read_upload, name, data)
         except StructureError as err:
