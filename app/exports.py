@@ -51,6 +51,7 @@ def export_html(session) -> str:
     """The current figures and numbers as one self-contained HTML page (BokehJS inlined:
     it opens offline, for a slide deck or an e-mail)."""
     import html
+    import re
 
     import holoviews as hv
     from bokeh.embed import file_html
@@ -92,8 +93,11 @@ def export_html(session) -> str:
                     f"?{html.escape('&'.join(f'{k}={v}' for k, v in session.to_query().items()))}</p>",
                width=1100)
     grid = [(figures[i:i + 2] + [None])[:2] for i in range(0, len(figures), 2)]
-    return file_html(column(head, gridplot(grid)),
-                     resources=INLINE, title=f"mlepi: {session.structure}")
+    page = file_html(column(head, gridplot(grid)), resources=INLINE, title=f"mlepi: {session.structure}")
+    # the page holds Bokeh models only: the module loader that importing Panel adds to Bokeh's
+    # resources is a server-relative URL that a file opened on its own cannot load
+    return re.sub(r'<script[^>]*src="static/extensions/panel/[^"]*"[^>]*>\s*</script>\s*', "", page)
+
 
 def figure_png(session) -> bytes:
     """The current results as one PNG (running v_F, v_F(T), averaged spectral function)."""
