@@ -29,8 +29,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ..graph import neighbour_pairs
 from ..orbitals import shell_names
+from .block_split import OrbitalTable, pair_list
 from ..seams import Blocks
 from ..units import BOHR_A, KB_EV_PER_K
 
@@ -175,26 +175,17 @@ class GPAWReference:
     def split_blocks(self, atoms: Atoms, result: GPAWResult, r_c: float | None = None) -> Blocks:
         """Blocks H_ij(R) (eV), S_ij(R) of all pairs within ``r_c`` (A) by minimal image in the mesh supercell."""
         r_c = self.settings.r_c_a if r_c is None else r_c
-        n = len(atoms)
-        i, j, shift, _ = neighbour_pairs(atoms, r_c)
-        i = np.concatenate([np.arange(n), i])
-        j = np.concatenate([np.arange(n), j])
-        shift = np.concatenate([np.zeros((n, 3), dtype=np.int64), shift])
+        i, j, shift = pair_list(atoms, r_c)
         mesh = np.asarray(result.mesh, dtype=np.int64)
         klass = np.mod(shift[:, :2], mesh)
         _, count = np.unique(np.column_stack([i, j, klass]), axis=0, return_counts=True)
         if count.max() > 1:
             raise ValueError(f"GPAW reference: two images of an atom pair lie within r_c = {r_c} A in "
                              f"this cell with a {mesh[0]}x{mesh[1]} k-mesh; use a larger cell or k-mesh")
-        order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
-        i, j, shift = i[order], j[order], shift[order]
         norb = result.norb
-        nmax = int(norb.max())
-        start = np.concatenate([[0], np.cumsum(norb)[:-1]])
-        idx = start[:, None] + np.minimum(np.arange(nmax)[None, :], norb[:, None] - 1)
-        valid = np.arange(nmax)[None, :] < norb[:, None]
-        h = np.zeros((len(i), nmax, nmax))
-        s = np.zeros((len(i), nmax, nmax))
+        table = OrbitalTable(norb)
+        h = np.zeros((len(i), table.nmax, table.nmax))
+        s = np.zeros((len(i), table.nmax, table.nmax))
         uniq, inverse = np.unique(shift, axis=0, return_inverse=True)
         inverse = inverse.ravel()
         for u, R in enumerate(uniq):
@@ -206,10 +197,7 @@ class GPAWReference:
                     raise RuntimeError("GPAW reference: H(R) is not real; is the k-mesh complete?")
                 h_r, s_r = h_r.real, s_r.real
             p = np.flatnonzero(inverse == u)
-            rows, cols = idx[i[p]][:, :, None], idx[j[p]][:, None, :]
-            mask = valid[i[p]][:, :, None] & valid[j[p]][:, None, :]
-            h[p] = np.where(mask, h_r[rows, cols], 0.0)
-            s[p] = np.where(mask, s_r[rows, cols], 0.0)
+            h[p], s[p] = table.gather(h_r, i[p], j[p]), table.gather(s_r, i[p], j[p])
         types = result.orbital_types
         order_name = shell_names(types[0]) if all(t == types[0] for t in types) else "wiki"
         st = self.settings

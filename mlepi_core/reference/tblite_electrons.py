@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ..graph import neighbour_pairs
+from .block_split import OrbitalTable, pair_list
 from ..seams import Blocks
 from ..units import BOHR_A, HARTREE_EV, KB_EV_PER_K
 
@@ -139,23 +139,10 @@ class GFN1Reference:
         """Minimal-image split of Gamma-point F and S into pair blocks within ``r_c``."""
         r_c = self.r_c if r_c is None else r_c
         check_cell_for_cutoff(atoms.cell, r_c)
-        i, j, shift, _ = neighbour_pairs(atoms, r_c)
-        n = len(atoms)
-        i = np.concatenate([np.arange(n), i])
-        j = np.concatenate([np.arange(n), j])
-        shift = np.concatenate([np.zeros((n, 3), dtype=np.int64), shift])
-        order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], j, i))
-        i, j, shift = i[order], j[order], shift[order]
+        i, j, shift = pair_list(atoms, r_c)
         norb = result.norb
-        nmax = int(norb.max())
-        start = np.concatenate([[0], np.cumsum(norb)[:-1]])
-        # orbital index table padded with the last valid index; padded entries are zeroed
-        idx = start[:, None] + np.minimum(np.arange(nmax)[None, :], norb[:, None] - 1)
-        valid = np.arange(nmax)[None, :] < norb[:, None]
-        mask = valid[i][:, :, None] & valid[j][:, None, :]
-        rows, cols = idx[i][:, :, None], idx[j][:, None, :]
-        h = np.where(mask, result.fock[rows, cols], 0.0)
-        s = np.where(mask, result.overlap[rows, cols], 0.0)
+        table = OrbitalTable(norb)
+        h, s = table.gather(result.fock, i, j), table.gather(result.overlap, i, j)
         return Blocks(i=i, j=j, R=shift, h=h, s=s, norb=norb.copy(),
                       meta={"source": "GFN1-xTB (tblite)", "r_c_A": r_c, "units": "H: eV",
                             "electronic_temperature_K": self.electronic_temperature})
