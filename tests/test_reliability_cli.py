@@ -103,16 +103,21 @@ def test_structure_errors_are_one_line(tmp_path):
     assert "no atom positions" in line and "StopIteration" not in line
 
 
-@pytest.fixture
-def readonly_dir(tmp_path):
-    """A read-only tmpfs (needs root and mount); skipped where mounting is not permitted."""
-    where = tmp_path / "ro"
+def mounted_tmpfs(where, options: str):
+    """A tmpfs mounted at ``where`` for the test (needs root and mount); skipped where mounting
+    is not permitted."""
     where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(where)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                       capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (not root or no mount permission)")
     yield where
     subprocess.run(["umount", str(where)], check=True)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A read-only filesystem."""
+    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=64k")
 
 
 def test_read_only_output_is_one_line(readonly_dir, capsys):
@@ -183,13 +188,8 @@ def test_a_passing_full_disk_is_retried_and_the_run_goes_on(tmp_path, monkeypatc
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    where = tmp_path / "disk"
-    where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(where)],
-                      capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root or no mount permission)")
-    yield where
-    subprocess.run(["umount", str(where)], check=True)
+    """A 200 KB disk that fills up."""
+    yield from mounted_tmpfs(tmp_path / "disk", "size=200k")
 
 
 def test_real_full_disk_on_a_small_tmpfs(small_tmpfs, tmp_path, monkeypatch, capsys):
