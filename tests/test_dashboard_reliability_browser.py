@@ -85,7 +85,10 @@ def test_the_pages_own_link_restores_every_control_and_v_f(server, browser, tmp_
     page.locator(".mlepi-reference-toggle input").check()
     page.locator(".mlepi-layers-toggle input").check()
     page.locator(".mlepi-presentation button").click()
-    time.sleep(1.5)  # the URL follows the controls
+    deadline = time.time() + 30  # the URL follows the controls, a round trip through the server later
+    while not all(p in page.url for p in ("presentation=1", "layers=1", "reference=1", "mode=")) \
+            and time.time() < deadline:
+        time.sleep(0.25)
     before = controls(page)
     assert before["antithetic"] and before["reference"] and before["layers"] and before["presentation"]
     assert before["unit"] == "THz" and before["supercell"] == "3" and before["T"] == "150"
