@@ -64,7 +64,7 @@ def _rms_displacement(engine, temperature: float, count: int = 8) -> float:
 
 def zero_point(session, cancelled=lambda: False) -> str:
     """v_F at 0 K against the static lattice: the zero-point motion."""
-    engine = session.quick_engine((0.0, 300.0), n_samples=8)
+    engine = session.monte_carlo.quick_engine((0.0, 300.0), n_samples=8)
     for _ in engine.run_all():
         if cancelled():
             engine.cancel()
@@ -75,17 +75,17 @@ def zero_point(session, cancelled=lambda: False) -> str:
             f"(at 300 K {rms300:.4f} Å), because each mode keeps $\\hbar/2\\omega_\\nu$ of mean-square "
             f"amplitude (coth → 1). So v_F(0 K) = {zero['vf']:.4f} ± {zero['vf_se']:.4f} × 10⁶ m/s differs "
             f"from the static lattice's {static:.4f} by **{100 * zero['vf_rel_change']:+.2f} %** "
-            f"({zero['samples']} samples, {session.summary()['stacking']}, 3x3 supercell); at 300 K the "
+            f"({zero['samples']} samples, {session.system.summary()['stacking']}, 3x3 supercell); at 300 K the "
             f"change is {100 * warm['vf_rel_change']:+.2f} %.")
 
 
 def samples_needed(session, cancelled=lambda: False, target: float = 1e-3) -> str:
     """How many samples a 0.1 % error bar on v_F needs (Eq. 2), from a run's own spread."""
-    engine = session.quick_engine((float(session.temperature),), n_samples=12)
+    engine = session.monte_carlo.quick_engine((float(session.monte_carlo.temperature),), n_samples=12)
     for _ in engine.run_all():
         if cancelled():
             engine.cancel()
-    t = float(session.temperature)
+    t = float(session.monte_carlo.temperature)
     stats = engine.statistics(t)
     spread = stats["vf_se"] * np.sqrt(stats["samples"])  # s_O of Eq. 2
     need = int(np.ceil((spread / (target * stats["vf"])) ** 2))
@@ -98,9 +98,9 @@ def interlayer_modes(session, cancelled=lambda: False) -> str:
     """The interlayer shear and breathing modes at Gamma of the current structure."""
     from mlepi_core.modes import mode_at
 
-    if len(set(np.asarray(session.atoms.arrays["layer"]))) < 2:
+    if len(set(np.asarray(session.system.atoms.arrays["layer"]))) < 2:
         return "This structure has one layer: there is no interlayer shear or breathing mode. Load a bilayer."
-    atoms, phonon = session.lattice(session.forces, 3)  # the relaxed cell and its phonons
+    atoms, phonon = session.system.lattice(session.system.forces, 3)  # the relaxed cell and its phonons
     modes = [mode_at(phonon, atoms, np.zeros(3), band) for band in range(3 * len(atoms))]
     named = {}
     for m in modes:
@@ -110,7 +110,7 @@ def interlayer_modes(session, cancelled=lambda: False) -> str:
         return "No shear or breathing mode was identified at Γ for this structure."
     text = " and ".join(f"the **{name}** mode at **{m.frequency_cm1:.1f} cm⁻¹**"
                         for name, m in sorted(named.items()))
-    return (f"At Γ of this {session.summary()['stacking']} bilayer ({session.forces}): {text}. The layers "
+    return (f"At Γ of this {session.system.summary()['stacking']} bilayer ({session.system.forces}): {text}. The layers "
             f"move rigidly against each other (layer-antisymmetric), held only by the weak van der Waals "
             f"(Kolmogorov-Crespi) coupling, so these frequencies are tens of cm⁻¹, against ~1,580 cm⁻¹ for "
             f"the in-plane G mode held by covalent bonds; being so soft, they are the most thermally "

@@ -6,25 +6,32 @@ from __future__ import annotations
 
 import html
 import math
-from urllib.parse import parse_qsl
+from urllib.parse import urlencode
 
 from app.catalogue import GALLERY, UPLOADED, electron_choices, force_choices, label_of, model_code
+
+
+# each linked parameter and the panel of a Session that owns it
+OWNERS = {"structure": "system", "supercell": "system", "forces": "system", "electrons": "system",
+          "temperature": "monte_carlo", "samples": "monte_carlo", "seed": "monte_carlo",
+          "antithetic": "monte_carlo", "unit": "phonons", "show_reference": "phonons", "mode": "phonons",
+          "presentation": "ctx", "show_layers": "ctx"}
 
 
 def view_query(session) -> dict[str, str]:
     """The whole view state of ``session`` as URL query parameters; an uploaded structure
     cannot travel in a link and is left out."""
-    s = session
-    q = {"supercell": str(s.supercell), "forces": model_code(force_choices()[s.forces]),
-         "electrons": model_code(electron_choices()[s.electrons]),
-         "T": f"{float(s.temperature):g}", "samples": str(s.samples), "seed": str(s.seed),
-         "antithetic": str(int(s.antithetic)), "unit": s.unit,
-         "reference": str(int(s.show_reference)), "presentation": str(int(s.presentation)),
-         "layers": str(int(s.show_layers))}
-    if s.structure != UPLOADED:
-        q = {"structure": GALLERY[s.structure], **q}
-    if s.mode is not None:
-        q["mode"] = f"{s.mode[0]},{s.mode[1]}"
+    system, mc, ph, ctx = session.system, session.monte_carlo, session.phonons, session.ctx
+    q = {"supercell": str(system.supercell), "forces": model_code(force_choices()[system.forces]),
+         "electrons": model_code(electron_choices()[system.electrons]),
+         "T": f"{float(mc.temperature):g}", "samples": str(mc.samples), "seed": str(mc.seed),
+         "antithetic": str(int(mc.antithetic)), "unit": ph.unit,
+         "reference": str(int(ph.show_reference)), "presentation": str(int(ctx.presentation)),
+         "layers": str(int(ctx.show_layers))}
+    if system.structure != UPLOADED:
+        q = {"structure": GALLERY[system.structure], **q}
+    if ph.mode is not None:
+        q["mode"] = f"{ph.mode[0]},{ph.mode[1]}"
     return q
 
 
@@ -66,8 +73,7 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
     """URL query parameters -> ({parameter: valid value}, [problems]). Values may be the
     link's text, Tornado's lists of bytes (a parameter given several times counts once) or
     Panel's parsed ``location.query_params`` (ints, floats, booleans); each is read back
-    as its text and validated by its ``param`` parameter in ``parameters`` (a Session's
-    ``.param``)."""
+    as its text and validated by its ``param`` parameter in ``parameters`` ({name: Parameter})."""
     query = {k: (v[-1] if isinstance(v, list) and v and all(isinstance(x, (bytes, str)) for x in v) else v)
              for k, v in query.items()}
     query = {k: _text(v) for k, v in query.items()}
@@ -100,22 +106,41 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
     return values, problems
 
 
-def query_of(search: str) -> dict[str, str]:
-    """The parameters of a URL's query string (``?a=1&b=x``) as the link spells them."""
-    return dict(parse_qsl(search.lstrip("?"), keep_blank_values=True))
-
-
 def apply_query(session, query: dict) -> list[str]:
     """Set ``session``'s view from URL query parameters; valid ones are applied, invalid ones
-    left as they are and returned (also shown as the session's ``message``)."""
-    values, problems = parse_query(query, session.param)
-    if "structure" in values and values["structure"] != session.structure:
-        session.structure = values.pop("structure")  # first: a new structure resets the view
+    left as they are and returned (also shown as the session's message)."""
+    values, problems = parse_query(query, session.parameters())
+    system = session.system
+    if "structure" in values and values["structure"] != system.structure:
+        system.structure = values.pop("structure")  # first: a new structure resets the view
     values.pop("structure", None)
     if values.get("antithetic") and "samples" in values:  # set together: even counts are checked
-        session.param.update(samples=values.pop("samples"), antithetic=values.pop("antithetic"))
-    session.param.update(**values)
+        session.monte_carlo.param.update(samples=values.pop("samples"), antithetic=values.pop("antithetic"))
+    for owner in dict.fromkeys(OWNERS.values()):
+        getattr(session, owner).param.update(**{k: v for k, v in values.items() if OWNERS[k] == owner})
     if problems:
         # shown as Markdown: a link's text is escaped so that it reads as text, never as markup
-        session.message = "Some link parameters were not used: " + html.escape("; ".join(problems))
+        session.ctx.message = "Some link parameters were not used: " + html.escape("; ".join(problems))
     return problems
+
+
+class URLState:
+    """The page's link follows the view: a pasted link sets every control once, then each
+    change of a linked parameter rewrites the link's query."""
+
+    def __init__(self, session, location):
+        self.session, self.location = session, location
+        for owner in dict.fromkeys(OWNERS.values()):
+            names = [k for k, v in OWNERS.items() if v == owner]
+            getattr(session, owner).param.watch(self.write, names)
+
+    @staticmethod
+    def restore(session, arguments: dict) -> None:
+        """A pasted link: its query (the request's arguments, the link's own text) sets every
+        control before the page is built, so that the page is drawn restored."""
+        if arguments:
+            apply_query(session, arguments)
+
+    def write(self, *_) -> None:
+        if self.location is not None:
+            self.location.search = "?" + urlencode(view_query(self.session))

@@ -55,10 +55,10 @@ def test_a_link_parses_as_panel_hands_it_over():
     assert b.apply_query(given) == []
     for name in ("supercell", "temperature", "samples", "seed", "antithetic", "unit", "show_reference",
                  "presentation", "show_layers", "mode"):
-        assert getattr(b, name) == getattr(a, name), name
+        assert b.setting(name) == a.setting(name), name
     off = Session(antithetic=True, presentation=True)
     assert off.apply_query(panel_parse_query("?antithetic=0&presentation=0&reference=0&layers=0")) == []
-    assert not (off.antithetic or off.presentation or off.show_reference or off.show_layers)
+    assert not (off.monte_carlo.antithetic or off.ctx.presentation or off.phonons.show_reference or off.ctx.show_layers)
     for bad in ("nan", "inf", "-inf"):
         assert Session.parse_query(panel_parse_query(f"?T={bad}"))[0] == {}
     assert Session.parse_query(panel_parse_query("?samples=4.5&antithetic=2"))[0] == {}
@@ -69,8 +69,8 @@ def test_a_link_parses_as_panel_hands_it_over():
 def test_a_mode_link_works_before_any_phonon_job():
     s = Session(supercell=3)
     assert s.apply_query({"mode": "10,2"}) == []  # no phonons computed yet
-    s._mode_future.result(timeout=600)
-    view = s.mode_view()
+    s.phonons.mode_future.result(timeout=600)
+    view = s.phonons.mode_view
     assert view["kind"] == "mode", view["text"]
     assert "cm^-1" in view["text"] and view["frames"].shape[0] == 24
     s.close()
@@ -93,18 +93,18 @@ def test_any_number_of_layers_is_drawn(n_layers):
 
 def test_a_mos2_bilayer_upload_is_drawn_and_refused_by_the_carbon_models():
     s = Session(supercell=3)
-    assert s.load_upload("mos2.extxyz", extxyz(mos2_bilayer())), s.message
-    summary = s.summary()
+    assert s.system.load_upload("mos2.extxyz", extxyz(mos2_bilayer())), s.ctx.message
+    summary = s.system.summary()
     assert summary["formula"] == "Mo2S4" and summary["layers"] >= 2
-    for view in plots.structure_views(s.atoms):
+    for view in plots.structure_views(s.system.atoms):
         render(view)
-    assert s.phonon_failed and "not Mo, S" in s.phonon_status and "mlepi phonons" in s.phonon_status
-    ok, why = s.mc_allowed
+    assert s.phonons.failed and "not Mo, S" in s.phonons.status and "mlepi phonons" in s.phonons.status
+    ok, why = s.system.mc_allowed
     assert not ok and "not Mo, S" in why and "Run" not in why
-    s.mode = (1, 1)
-    s._mode_future.result(timeout=60)
-    assert s.mode_view()["kind"] == "error" and "not Mo, S" in s.mode_view()["text"]
-    render(plots.phonon_dispersion(s.phonon_curves(), s.unit, empty="no phonons"))
+    s.phonons.mode = (1, 1)
+    s.phonons.mode_future.result(timeout=60)
+    assert s.phonons.mode_view["kind"] == "error" and "not Mo, S" in s.phonons.mode_view["text"]
+    render(plots.phonon_dispersion(s.phonons.curves, s.phonons.unit, empty="no phonons"))
     s.close()
 
 
@@ -112,14 +112,14 @@ def test_hbn_is_refused_before_a_run_and_labelled_aa_prime():
     hbn = bilayer("AA")
     hbn.set_chemical_symbols(["B", "N", "N", "B"])  # each B over an N: AA'
     s = Session(supercell=3)
-    assert s.load_upload("hbn.extxyz", extxyz(hbn)), s.message
-    assert s.summary()["stacking"] == "AA'"
-    ok, why = s.mc_allowed
+    assert s.system.load_upload("hbn.extxyz", extxyz(hbn)), s.ctx.message
+    assert s.system.summary()["stacking"] == "AA'"
+    ok, why = s.system.mc_allowed
     assert not ok and "not B, N" in why
     s.wait(timeout=60)
-    assert s.phonon_failed and "computing" not in s.phonon_status
+    assert s.phonons.failed and "computing" not in s.phonons.status
     same = bilayer("AA")
-    assert s.load_upload("aa.extxyz", extxyz(same)) and s.summary()["stacking"] == "AA"
+    assert s.system.load_upload("aa.extxyz", extxyz(same)) and s.system.summary()["stacking"] == "AA"
     s.close()
 
 
@@ -152,14 +152,14 @@ def test_an_upload_shared_by_two_tabs_is_released_when_both_close():
     mono.positions[:, 2] += 0.123  # a structure no other test uploads
     tabs = [Session(supercell=3, forces=list(force_choices())[-1]) for _ in range(2)]
     for s in tabs:
-        assert s.load_upload("mono.extxyz", extxyz(mono)), s.message
+        assert s.system.load_upload("mono.extxyz", extxyz(mono)), s.ctx.message
         s.wait(timeout=300)
-        assert not s.phonon_failed, s.phonon_status
+        assert not s.phonons.failed, s.phonons.status
     held = CACHE.owned_bytes()
     assert held > before
     tabs[0].close()  # the phonons both tabs show stay (the lattice only the first tab asked for goes)
     assert before < CACHE.owned_bytes() <= held
-    tabs[1].structure = "AB bilayer"  # the second tab moves on: no tab uses the upload
+    tabs[1].system.structure = "AB bilayer"  # the second tab moves on: no tab uses the upload
     assert CACHE.owned_bytes() == before
     tabs[1].close()
 
@@ -167,14 +167,14 @@ def test_an_upload_shared_by_two_tabs_is_released_when_both_close():
 def test_a_cell_over_the_phonon_limit_gets_a_message_not_a_job():
     big = ase.build.graphene(a=2.46, size=(60, 60, 1), vacuum=10.0)  # 7,200 atoms, over 5,000
     s = Session(supercell=3)
-    assert s.load_upload("big.extxyz", extxyz(big)), s.message
-    assert s.phonon_failed and "atom limit" in s.phonon_status and "mlepi phonons" in s.phonon_status
-    assert s._phonon_future is None or s._phonon_future.done()
+    assert s.system.load_upload("big.extxyz", extxyz(big)), s.ctx.message
+    assert s.phonons.failed and "atom limit" in s.phonons.status and "mlepi phonons" in s.phonons.status
+    assert s.phonons.future is None or s.phonons.future.done()
     s.close()
 
 
 def test_a_script_in_a_link_is_shown_as_text():
     s = Session()
     s.apply_query({"structure": "<script>alert(1)</script>", "electrons": "<img src=x onerror=alert(2)>"})
-    assert "<script" not in s.message and "<img" not in s.message and "&lt;script&gt;" in s.message
+    assert "<script" not in s.ctx.message and "<img" not in s.ctx.message and "&lt;script&gt;" in s.ctx.message
     s.close()

@@ -27,7 +27,7 @@ def test_url_round_trip_of_every_parameter():
     assert b.apply_query({k: [v.encode()] for k, v in query.items()}) == []  # as Tornado hands them over
     for name in ("structure", "supercell", "forces", "electrons", "temperature", "samples", "seed",
                  "antithetic", "unit", "show_reference", "presentation", "mode", "show_layers"):
-        assert getattr(b, name) == getattr(a, name), name
+        assert b.setting(name) == a.setting(name), name
     assert b.to_query() == query
     a.close()
     b.close()
@@ -39,27 +39,27 @@ def test_bad_link_parameters_are_reported_and_skipped():
     s = Session()
     problems = s.apply_query({"T": "-5", "samples": "abc", "structure": "nonsense", "seed": "9",
                               "electrons": "dft"})
-    assert len(problems) == 4 and s.seed == 9 and s.temperature == 300.0
-    assert "link parameters" in s.message and "dft" in s.message
+    assert len(problems) == 4 and s.monte_carlo.seed == 9 and s.monte_carlo.temperature == 300.0
+    assert "link parameters" in s.ctx.message and "dft" in s.ctx.message
 
 
 def test_pinned_runs_keep_their_curves_and_peaks():
     s = Session(**FAST)
     with pytest.raises(ValueError, match="nothing to pin"):
-        s.pin()
-    s.run()
+        s.monte_carlo.pin()
+    s.monte_carlo.run()
     s.wait()
-    first = s.pin()
+    first = s.monte_carlo.pin()
     assert first["n"] == 4 and len(first["running_mean"]) == 4 and "300 K" in first["label"]
     assert len(first["peaks"]["e"]) > 0 and np.all(first["peaks"]["hwhm"] >= 0.05 * np.sqrt(2 * np.log(2)) * 0.9)
-    s.temperature = 0.0
-    s.run()
+    s.monte_carlo.temperature = 0.0
+    s.monte_carlo.run()
     s.wait()
-    s.pin()
-    assert [p["T"] for p in s.pins()] == [300.0, 0.0]
-    assert [p["label"] for p in s.results_dict()["pinned"]] == [p["label"] for p in s.pins()]
-    s.clear_pins()
-    assert s.pins() == []
+    s.monte_carlo.pin()
+    assert [p["T"] for p in s.monte_carlo.pins] == [300.0, 0.0]
+    assert [p["label"] for p in s.exports.results_dict()["pinned"]] == [p["label"] for p in s.monte_carlo.pins]
+    s.monte_carlo.clear_pins()
+    assert s.monte_carlo.pins == []
 
 
 def test_spectral_peaks_find_gaussian_centres_and_widths():
@@ -73,25 +73,25 @@ def test_spectral_peaks_find_gaussian_centres_and_widths():
 
 def test_export_is_one_self_contained_html_file():
     s = Session(**FAST)
-    s.run()
+    s.monte_carlo.run()
     s.wait()
-    s.pin()
-    page = s.export_html()
+    s.monte_carlo.pin()
+    page = s.exports.export_html()
     assert "<script" in page and not re.search(r"<script[^>]+src=", page)  # BokehJS inlined
     assert not re.search(r"<link[^>]+href=[\"']https?:", page)
-    snap = s.snapshot()
-    assert f"{snap['vf']:.4f}" in page and f"{snap['vf_se']:.4f}" in page  # (JSON-escaped text)
+    snap = s.monte_carlo.snapshot
+    assert f"{snap.vf:.4f}" in page and f"{snap.vf_se:.4f}" in page  # (JSON-escaped text)
 
 
 def test_the_lesson_exercises_compute_their_answers():
     from app.lesson import EXERCISES
 
     s = Session(**FAST)
-    s.solve_exercise(0)
-    s.solve_exercise(1)
-    for f in s._exercise_futures.values():
+    s.lesson.solve(0)
+    s.lesson.solve(1)
+    for f in s.lesson.futures.values():
         f.result(timeout=600)
-    zero, need = s.exercise_answers()[0], s.exercise_answers()[1]
+    zero, need = s.lesson.answers[0], s.lesson.answers[1]
     assert "zero-point RMS displacement" in zero and "%" in zero, zero
     rms = float(re.search(r"\*\*([0-9.]+) Å\*\*", zero).group(1))
     assert 0.03 < rms < 0.2  # graphene: ~0.06 A per Cartesian component at 0 K, ~0.1 A in all
@@ -101,53 +101,53 @@ def test_the_lesson_exercises_compute_their_answers():
 
 def test_the_phonon_exercise_names_the_interlayer_modes():
     s = Session(**FAST)
-    s.solve_exercise(2)
-    s._exercise_futures[2].result(timeout=600)
-    answer = s.exercise_answers()[2]
+    s.lesson.solve(2)
+    s.lesson.futures[2].result(timeout=600)
+    answer = s.lesson.answers[2]
     shear = float(re.search(r"\*\*shear\*\* mode at \*\*([0-9.]+) cm", answer).group(1))
     breathing = float(re.search(r"\*\*breathing\*\* mode at \*\*([0-9.]+) cm", answer).group(1))
     assert 5 < shear < breathing < 150, answer  # both soft; breathing above shear (c33 > c44)
     mono = Session(**FAST, structure="Monolayer")
-    mono.solve_exercise(2)
-    mono._exercise_futures[2].result(timeout=600)
-    assert "one layer" in mono.exercise_answers()[2]
+    mono.lesson.solve(2)
+    mono.lesson.futures[2].result(timeout=600)
+    assert "one layer" in mono.lesson.answers[2]
 
 
 def test_a_click_on_the_dispersion_selects_and_animates_that_mode():
     from mlepi_core.phonons import convert_frequencies
 
     s = Session(**FAST)
-    s.compute_phonons()
+    s.phonons.compute()
     s.wait()
-    disp = s.phonon_curves()[s.forces][0]
+    disp = s.phonons.curves[s.system.forces][0]
     top = convert_frequencies(disp.freq_thz[0], "cm1").max()  # the G mode at Gamma
-    iq, band = s.select_mode_at(0.0, top - 0.2)
+    iq, band = s.phonons.select_mode_at(0.0, top - 0.2)
     assert iq == 0 and abs(convert_frequencies(disp.freq_thz[0, band], "cm1") - top) < 1.0  # a G mode
-    s._mode_future.result(timeout=120)
-    view = s.mode_view()
+    s.phonons.mode_future.result(timeout=120)
+    view = s.phonons.mode_view
     assert view["kind"] == "mode" and view["text"].startswith("G mode"), view
     assert view["character"].in_plane > 0.99
-    s.mode_amplitude = 0.5
-    f0, f6 = s.animation_frame(0), s.animation_frame(6)
+    s.phonons.mode_amplitude = 0.5
+    f0, f6 = s.phonons.animation_frame(0), s.phonons.animation_frame(6)
     assert not np.allclose(f0, f6)
-    assert np.isclose(max(np.linalg.norm(s.animation_frame(k) - view["atoms"].positions, axis=1).max()
+    assert np.isclose(max(np.linalg.norm(s.phonons.animation_frame(k) - view["atoms"].positions, axis=1).max()
                           for k in range(24)), 0.5, rtol=1e-6)
-    s.mode = (10_000, 0)  # e.g. from a stale link
-    s._mode_future.result(timeout=120)
-    assert s.mode_view()["kind"] == "error" and "no mode" in s.mode_view()["text"]
+    s.phonons.mode = (10_000, 0)  # e.g. from a stale link
+    s.phonons.mode_future.result(timeout=120)
+    assert s.phonons.mode_view["kind"] == "error" and "no mode" in s.phonons.mode_view["text"]
 
 
 def test_the_newest_sample_is_shown_exaggerated():
     s = Session(**FAST)
     with pytest.raises(ValueError, match="Run first"):
         s.show_sample()
-    s.run()
+    s.monte_carlo.run()
     s.wait()
     s.show_sample(exaggeration=10.0)
-    view = s.mode_view()
+    view = s.phonons.mode_view
     assert view["kind"] == "sample" and "× 10" in view["text"]
-    swing = s.animation_frame(6) - view["atoms"].positions  # sin(2 pi 6/24) = 1: the full sample
-    engine = s._engine
+    swing = s.phonons.animation_frame(6) - view["atoms"].positions  # sin(2 pi 6/24) = 1: the full sample
+    engine = s.monte_carlo.engine
     u = engine.sample_atoms(300.0, 3).positions - engine.sampler.ideal.positions
     assert np.allclose(swing, 10.0 * u, atol=1e-9)
 
@@ -157,47 +157,47 @@ def test_the_reference_check_runs_in_the_background_and_can_be_cancelled():
 
     small = Session(**FAST)
     with pytest.raises(ValueError, match="Run first"):
-        small.check_reference()
-    small.run()
+        small.check.check()
+    small.monte_carlo.run()
     small.wait()
-    small.check_reference()
-    small._check_future.result(timeout=600)
-    assert "6 x 6 or larger" in small.reference_result()["text"]  # GFN1-xTB's 13 A cutoff
+    small.check.check()
+    small.check.future.result(timeout=600)
+    assert "6 x 6 or larger" in small.check.result["text"]  # GFN1-xTB's 13 A cutoff
     s = Session(supercell=6, samples=2, temperature=300.0)
-    s.run()
+    s.monte_carlo.run()
     s.wait()
     t0 = time.perf_counter()
-    s.check_reference()
-    assert time.perf_counter() - t0 < 0.5 and s.reference_result()["status"] == "running"  # off the UI thread
-    s._check_future.result(timeout=600)
-    done = s.reference_result()
+    s.check.check()
+    assert time.perf_counter() - t0 < 0.5 and s.check.result["status"] == "running"  # off the UI thread
+    s.check.future.result(timeout=600)
+    done = s.check.result
     assert done["status"] == "done", done
     diff = done["result"]["max_abs_diff_mev"]
     assert 0 < diff < 1000 and f"{diff:.1f} meV" in done["text"]  # HedgeNet-Electron vs GFN1-xTB on a sample
-    assert s.results_dict()["reference_check"]["max_abs_diff_mev"] == diff
-    s.check_reference(sample=0)
-    s.cancel_reference_check()
-    s._check_future.result(timeout=600)
-    assert s.reference_result()["status"] == "cancelled"
+    assert s.exports.results_dict()["reference_check"]["max_abs_diff_mev"] == diff
+    s.check.check(sample=0)
+    s.check.cancel()
+    s.check.future.result(timeout=600)
+    assert s.check.result["status"] == "cancelled"
 
 
 def test_layer_projections_sum_to_the_spectral_function():
     s = Session(**FAST, show_layers=True)
-    s.run()
+    s.monte_carlo.run()
     s.wait()
-    view = s.layer_spectra()
-    total, count = s._engine.spectral_mean(300.0)
+    view = s.layers.spectra()
+    total, count = s.monte_carlo.engine.spectral_mean(300.0)
     assert view["layers"].shape[0] == 2 and view["count"] == count == 4
     assert np.abs(view["layers"].sum(axis=0) - total).max() < 1e-10
-    assert np.abs(view["static"].sum(axis=0) - s._engine.static_spectrum).max() < 1e-10
-    s.compute_phonons()
+    assert np.abs(view["static"].sum(axis=0) - s.monte_carlo.engine.static_spectrum).max() < 1e-10
+    s.phonons.compute()
     s.wait()
-    w = s.branch_layer_weight()
-    assert w.shape[0] == len(s.phonon_curves()[s.forces][0].distances)
+    w = s.phonons.branch_layer_weight()
+    assert w.shape[0] == len(s.phonons.curves[s.system.forces][0].distances)
     assert np.allclose(w, 0.5, atol=1e-6)  # AB: inversion x time reversal puts every branch half on each layer
-    dos = s.layer_dos()
+    dos = s.layers.static_dos()
     assert dos["dos"].shape[0] == 2 and np.allclose(dos["dos"].sum(axis=0), dos["total"], atol=1e-10)
-    assert Session(**FAST, structure="Monolayer").layer_spectra() is None
+    assert Session(**FAST, structure="Monolayer").layers.spectra() is None
 
 
 def test_model_cards_quote_the_shipped_metrics():

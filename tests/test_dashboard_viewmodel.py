@@ -13,6 +13,7 @@ import pytest
 
 from app.catalogue import UPLOADED
 from app.dask_executor import DaskExecutor
+from app.components.structure import System
 from app.viewmodel import BATCH, Session
 from mlepi_core.structures import build
 
@@ -32,145 +33,145 @@ def wait_until(predicate, timeout=300.0):
 def test_parameters_reject_bad_input():
     s = Session()
     with pytest.raises(ValueError, match="at least 0.0"):
-        s.temperature = -1.0
+        s.monte_carlo.temperature = -1.0
     for bad in (1, 0, 100_000):
         with pytest.raises(ValueError):
-            s.samples = bad
+            s.monte_carlo.samples = bad
     with pytest.raises(ValueError):
-        s.supercell = 4  # K and K' must fold together: multiples of 3 only
-    s.antithetic, s.samples = True, 5
+        s.system.supercell = 4  # K and K' must fold together: multiples of 3 only
+    s.monte_carlo.antithetic, s.monte_carlo.samples = True, 5
     with pytest.raises(ValueError, match="even"):
-        s.run()
-    assert s.status == "idle" and not s.busy
+        s.monte_carlo.run()
+    assert s.monte_carlo.status == "idle" and not s.monte_carlo.busy
 
 
 def test_run_pause_stop_and_continue_state_machine():
     s = Session(**{**FAST, "samples": 40})
-    assert s.status == "idle"
-    s.run()
-    assert s.status in ("preparing", "running")
+    assert s.monte_carlo.status == "idle"
+    s.monte_carlo.run()
+    assert s.monte_carlo.status in ("preparing", "running")
     with pytest.raises(RuntimeError, match="already"):
-        s.run()
-    wait_until(lambda: s.snapshot().get("n_done", 0) >= 2)
-    s.pause()
-    assert s.status == "paused"
-    wait_until(lambda: s.held)  # the batch in flight finishes and is shown; then nothing more
-    held = s.snapshot()["n_done"]
+        s.monte_carlo.run()
+    wait_until(lambda: s.monte_carlo.snapshot is not None and s.monte_carlo.snapshot.n_done >= 2)
+    s.monte_carlo.pause()
+    assert s.monte_carlo.status == "paused"
+    wait_until(lambda: s.monte_carlo.held)  # the batch in flight finishes and is shown; then nothing more
+    held = s.monte_carlo.snapshot.n_done
     time.sleep(1.5)
-    assert s.snapshot()["n_done"] == held and s.held
-    s.resume()
-    assert s.status == "running"
-    s.stop()
+    assert s.monte_carlo.snapshot.n_done == held and s.monte_carlo.held
+    s.monte_carlo.resume()
+    assert s.monte_carlo.status == "running"
+    s.monte_carlo.stop()
     s.wait(timeout=120)
-    assert s.status == "stopped" and "Run continues" in s.message
-    stopped_at = s.snapshot()["n_done"]
+    assert s.monte_carlo.status == "stopped" and "Run continues" in s.ctx.message
+    stopped_at = s.monte_carlo.snapshot.n_done
     assert 2 <= stopped_at < 40
     # Run again continues from the finished samples (keyed: nothing is recomputed)
-    s.samples = stopped_at + 2
-    s.run()
+    s.monte_carlo.samples = stopped_at + 2
+    s.monte_carlo.run()
     s.wait(timeout=300)
-    assert s.status == "done" and s.snapshot()["n_done"] == stopped_at + 2
-    rows = s.results_csv().strip().splitlines()
+    assert s.monte_carlo.status == "done" and s.monte_carlo.snapshot.n_done == stopped_at + 2
+    rows = s.exports.results_csv().strip().splitlines()
     assert rows[0] == "T_K,sample,vf_1e6_m_per_s,gamma1_ev" and len(rows) == stopped_at + 3
     # a second temperature adds a point to the session's v_F(T)
-    s.temperature = 0.0
-    s.run()
+    s.monte_carlo.temperature = 0.0
+    s.monte_carlo.run()
     s.wait(timeout=300)
-    assert [h["T"] for h in s.history()] == [0.0, 300.0]
-    assert s.history()[0]["vf"] > s.history()[1]["vf"]  # hotter lattice, slower carriers
-    assert json.loads(s.results_json())["vf_vs_T"][1]["samples"] == stopped_at + 2
-    assert s.figure_png()[:4] == b"\x89PNG"
+    assert [h["T"] for h in s.monte_carlo.history] == [0.0, 300.0]
+    assert s.monte_carlo.history[0]["vf"] > s.monte_carlo.history[1]["vf"]  # hotter lattice, slower carriers
+    assert json.loads(s.exports.results_json())["vf_vs_T"][1]["samples"] == stopped_at + 2
+    assert s.exports.figure_png()[:4] == b"\x89PNG"
 
 
 def test_results_equal_the_cli_for_the_same_seed(tmp_path):
     s = Session(**FAST, seed=7)
-    s.run()
+    s.monte_carlo.run()
     s.wait(timeout=300)
-    assert s.status == "done"
-    snap = s.snapshot()
+    assert s.monte_carlo.status == "done"
+    snap = s.monte_carlo.snapshot
     out = tmp_path / "mc"
     cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "4",
            "--temperature", "300", "--seed", "7", "--forces", "empirical", "--electrons",
            str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--out", str(out)]
-    if "HedgeNet-Phonon" in s.forces:
+    if "HedgeNet-Phonon" in s.system.forces:
         cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
     cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
-    assert cli["samples"] == snap["n_done"] == 4
+    assert cli["samples"] == snap.n_done == 4
     # the same samples (in the same batches, though the batch size no longer matters), to the
     # rounding floor between processes (test_distributed: VF_REL, SE_ABS)
-    assert cli["vf"] == pytest.approx(snap["vf"], rel=1e-11, abs=0)
-    assert cli["vf_se"] == pytest.approx(snap["vf_se"], rel=0, abs=1e-11)
+    assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
+    assert cli["vf_se"] == pytest.approx(snap.vf_se, rel=0, abs=1e-11)
 
 
 def test_a_run_on_the_dask_executor_equals_the_local_run():
     pytest.importorskip("distributed")
     local = Session(**FAST, seed=3)
-    local.run()
+    local.monte_carlo.run()
     local.wait(timeout=300)
     DaskExecutor.configure(workers=2)
     try:
         remote = Session(**FAST, seed=3, executor="dask")
-        remote.run()
-        wait_until(lambda: "Dask, 2 local workers" in remote.message or remote.status == "done")
+        remote.monte_carlo.run()
+        wait_until(lambda: "Dask, 2 local workers" in remote.ctx.message or remote.monte_carlo.status == "done")
         remote.wait(timeout=300)
     finally:
         DaskExecutor.shutdown()
-    assert local.status == remote.status == "done", remote.message
-    a, b = local.snapshot(), remote.snapshot()
-    assert a["n_done"] == b["n_done"] == 4
-    assert b["vf"] == pytest.approx(a["vf"], rel=1e-11, abs=0)  # rounding floor between processes
-    assert b["vf_se"] == pytest.approx(a["vf_se"], rel=0, abs=1e-11)
-    for t, samples in local.engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
+    assert local.monte_carlo.status == remote.monte_carlo.status == "done", remote.ctx.message
+    a, b = local.monte_carlo.snapshot, remote.monte_carlo.snapshot
+    assert a.n_done == b.n_done == 4
+    assert b.vf == pytest.approx(a.vf, rel=1e-11, abs=0)  # rounding floor between processes
+    assert b.vf_se == pytest.approx(a.vf_se, rel=0, abs=1e-11)
+    for t, samples in local.monte_carlo.engine.per_sample.items():  # every sample, v_F and the four-band gamma_1
         for j, (vf, gamma1) in samples.items():
-            assert remote.engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-11, abs=0)
+            assert remote.monte_carlo.engine.per_sample[t][j][0] == pytest.approx(vf, rel=1e-11, abs=0)
             # a least-squares fit parameter (SciPy's default tolerances): to its own precision
-            assert remote.engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
+            assert remote.monte_carlo.engine.per_sample[t][j][1] == pytest.approx(gamma1, rel=1e-7, abs=0)
 
 
 def test_upload_good_and_bad_files(tmp_path):
     s = Session()
-    assert not s.load_upload("broken.cif", b"data_x\n_cell_length_a oops\n")
-    assert "broken.cif" in s.message and str(tmp_path) not in s.message
-    assert s.structure == "AB bilayer" and len(s.atoms) == 4
-    assert not s.load_upload("boron.xyz", b"1\n\nB 0 0 0\n")  # no cell, wrong element
+    assert not s.system.load_upload("broken.cif", b"data_x\n_cell_length_a oops\n")
+    assert "broken.cif" in s.ctx.message and str(tmp_path) not in s.ctx.message
+    assert s.system.structure == "AB bilayer" and len(s.system.atoms) == 4
+    assert not s.system.load_upload("boron.xyz", b"1\n\nB 0 0 0\n")  # no cell, wrong element
     good = tmp_path / "mono.extxyz"
     build("monolayer").write(good)
-    assert s.load_upload("mono.extxyz", good.read_bytes())
-    assert s.structure == UPLOADED and s.summary()["atoms"] == 2 and s.summary()["stacking"] == "single layer"
+    assert s.system.load_upload("mono.extxyz", good.read_bytes())
+    assert s.system.structure == UPLOADED and s.system.summary()["atoms"] == 2 and s.system.summary()["stacking"] == "single layer"
 
 
 def test_monte_carlo_refuses_a_moire_cell_with_a_message():
     s = Session(structure="Twisted bilayer 21.8°")
-    assert s.summary()["atoms"] == 28 and s.summary()["stacking"].startswith("twisted 1,2")
-    s.run()
-    assert s.status == "error" and "primitive graphene cell" in s.message
+    assert s.system.summary()["atoms"] == 28 and s.system.summary()["stacking"].startswith("twisted 1,2")
+    s.monte_carlo.run()
+    assert s.monte_carlo.status == "error" and "primitive graphene cell" in s.ctx.message
 
 
 def test_two_sessions_share_no_run():
     a, b = Session(**FAST, seed=1), Session(**FAST, seed=2)
-    a.run()
-    b.run()
+    a.monte_carlo.run()
+    b.monte_carlo.run()
     a.wait(timeout=300)
     b.wait(timeout=300)
-    assert a.status == b.status == "done"
-    assert a.results_csv() != b.results_csv()
+    assert a.monte_carlo.status == b.monte_carlo.status == "done"
+    assert a.exports.results_csv() != b.exports.results_csv()
     again = Session(**FAST, seed=1)
-    again.run()
+    again.monte_carlo.run()
     again.wait(timeout=300)
-    assert again.results_csv() == a.results_csv()
+    assert again.exports.results_csv() == a.exports.results_csv()
 
 
 def test_the_slater_koster_reference_is_an_electron_choice():
     """The p_z model (one orbital per carbon, S = 1, realistic gamma_1) runs the same pipeline."""
-    label = next(k for k in Session.param.electrons.objects if k.startswith("Slater-Koster"))
+    label = next(k for k in System.param.electrons.objects if k.startswith("Slater-Koster"))
     s = Session(**FAST, electrons=label)
-    s.run()
+    s.monte_carlo.run()
     s.wait(timeout=300)
-    assert s.status == "done", s.message
-    snap = s.snapshot()
-    assert snap["n_done"] == 4 and 0.4 < snap["vf"] < 0.9
-    assert snap["static"]["gamma1"] == pytest.approx(0.31, abs=0.03)  # vs 0.13 eV from GFN1-xTB
+    assert s.monte_carlo.status == "done", s.ctx.message
+    snap = s.monte_carlo.snapshot
+    assert snap.n_done == 4 and 0.4 < snap.vf < 0.9
+    assert snap.static["gamma1"] == pytest.approx(0.31, abs=0.03)  # vs 0.13 eV from GFN1-xTB
 
 
 def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
@@ -179,17 +180,17 @@ def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
     returns to the GFN1-trained one, and a link's explicit choice still wins."""
     from app.catalogue import GFN1_ML, SK_ML
 
-    assert {GFN1_ML, SK_ML} <= set(Session.param.electrons.objects)
+    assert {GFN1_ML, SK_ML} <= set(System.param.electrons.objects)
     s = Session()
-    assert s.electrons == GFN1_ML
+    assert s.system.electrons == GFN1_ML
     assert s.to_query()["electrons"] == "ml"
-    s.structure = "Twisted bilayer 21.8°"
-    assert s.electrons == SK_ML and s.to_query()["electrons"] == "ml-sk"
-    s.structure = "AB bilayer"
-    assert s.electrons == GFN1_ML
-    s.electrons = "GFN1-xTB (reference, slow)"
-    s.structure = "Twisted bilayer 13.2°"
-    assert s.electrons == SK_ML
+    s.system.structure = "Twisted bilayer 21.8°"
+    assert s.system.electrons == SK_ML and s.to_query()["electrons"] == "ml-sk"
+    s.system.structure = "AB bilayer"
+    assert s.system.electrons == GFN1_ML
+    s.system.electrons = "GFN1-xTB (reference, slow)"
+    s.system.structure = "Twisted bilayer 13.2°"
+    assert s.system.electrons == SK_ML
     linked = Session()
     assert linked.apply_query({"structure": "tbg:1,2", "electrons": "ml"}) == []
-    assert linked.structure == "Twisted bilayer 21.8°" and linked.electrons == GFN1_ML
+    assert linked.system.structure == "Twisted bilayer 21.8°" and linked.system.electrons == GFN1_ML
