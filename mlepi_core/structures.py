@@ -17,7 +17,7 @@ from .neighbours import periodic_pairs
 from .units import BILAYER_D, GRAPHENE_A
 
 VACUUM_A = 20.0  # Angstrom of vacuum the builders put along z (>= 15 by design)
-LAYER_GAP_A = 1.5  # Angstrom: a z-gap wider than this starts a new layer
+BOND_SCALE = 1.2  # two atoms are bonded when closer than this times the sum of their covalent radii
 MIN_VACUUM_A = 8.0  # Angstrom: a loaded cell needs at least this much empty z
 MIN_DISTANCE_A = 0.5  # Angstrom: closer atoms count as overlapping
 
@@ -214,25 +214,50 @@ def _unwrapped_z(atoms: Atoms) -> np.ndarray:
     return np.mod(z - middle, height)
 
 
-def detect_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> np.ndarray:
-    """Layer index of every atom from its z coordinate (0 = lowest layer).
+def detect_layers(atoms: Atoms, bond_scale: float = BOND_SCALE) -> np.ndarray:
+    """Layer index of every atom (0 = lowest layer): the covalently bonded sheets.
 
-    Atoms are sorted by z (periodic along z); a gap wider than ``gap`` Angstrom
-    starts a new layer, and the widest gap is the vacuum that separates the top
-    layer from the bottom one's periodic image.
+    Two atoms are bonded when closer than ``bond_scale`` times the sum of their covalent
+    radii (``ase.data.covalent_radii``; periodic images included), so a graphene sheet, an
+    S-Mo-S sheet or an hBN sheet is one connected piece of the bond graph while the van
+    der Waals gap between sheets (3-3.5 A) bonds nothing. Pieces whose height ranges
+    overlap (a sheet cut into ribbons by the cell, a pore) count as one layer; layers are
+    numbered by height above the vacuum.
     """
     if len(atoms) == 0:
         return np.zeros(0, dtype=int)
+    from ase.data import covalent_radii
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    radii = covalent_radii[atoms.numbers] * bond_scale
+    i, j, _, d = periodic_pairs(atoms.positions, np.asarray(atoms.cell), atoms.pbc, 2.0 * radii.max())
+    bonded = d < radii[i] + radii[j]
+    n = len(atoms)
+    graph = coo_matrix((np.ones(int(bonded.sum())), (i[bonded], j[bonded])), shape=(n, n))
+    _, piece = connected_components(graph, directed=False)
     z = _unwrapped_z(atoms)
-    order = np.argsort(z, kind="stable")
-    layer_sorted = np.concatenate([[0], np.cumsum(np.diff(z[order]) > gap)])
-    layers = np.empty(len(z), dtype=int)
-    layers[order] = layer_sorted
-    return layers
+    low = np.full(piece.max() + 1, np.inf)
+    high = np.full(piece.max() + 1, -np.inf)
+    np.minimum.at(low, piece, z)
+    np.maximum.at(high, piece, z)
+    order = np.argsort(low, kind="stable")
+    # sweep the pieces upwards: one that starts below the running top of a layer joins it
+    layer_of_piece = np.empty(len(low), dtype=int)
+    layer, top = -1, -np.inf
+    for k in order:
+        if low[k] > top:
+            layer += 1
+            top = high[k]
+        else:
+            top = max(top, high[k])
+        layer_of_piece[k] = layer
+    return layer_of_piece[piece]
 
 
-def assign_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> Atoms:
-    """Give ``atoms`` a "layer" array: explicit tags if present, else detected from z.
+def assign_layers(atoms: Atoms) -> Atoms:
+    """Give ``atoms`` a "layer" array: explicit tags if present, else the bonded sheets
+    (``detect_layers``).
 
     Explicit tags are an existing "layer" array or, in files that carry them,
     non-trivial ASE tags; they are renumbered 0, 1, ... in order of height.
@@ -242,7 +267,7 @@ def assign_layers(atoms: Atoms, gap: float = LAYER_GAP_A) -> Atoms:
     elif len(np.unique(atoms.get_tags())) > 1:
         raw = atoms.get_tags().astype(int)
     else:
-        atoms.arrays["layer"] = detect_layers(atoms, gap)
+        atoms.arrays["layer"] = detect_layers(atoms)
         return atoms
     labels, which = np.unique(raw, return_inverse=True)
     z = _unwrapped_z(atoms)  # so that a layer across the z boundary ranks by its true height
@@ -301,7 +326,7 @@ def validate(atoms: Atoms, elements: set[str] | None = None,
 
 
 def load(path: str | Path, index: int | str = 0, elements: set[str] | None = None,
-         gap: float = LAYER_GAP_A, limits=None) -> Atoms:
+         limits=None) -> Atoms:
     """Read a structure from any file ASE reads, validate it and assign layers.
 
     The file size is checked before parsing and the atom count right after it, against
@@ -326,7 +351,7 @@ def load(path: str | Path, index: int | str = 0, elements: set[str] | None = Non
         raise StructureError(f"{path} holds several structures; pick one with an index")
     check_atoms(len(atoms), "load", limits, what=str(path))
     validate(atoms, elements=elements)
-    return assign_layers(atoms, gap)
+    return assign_layers(atoms)
 
 
 def _cif_reason(path: Path) -> str | None:

@@ -159,7 +159,7 @@ def test_a_mos2_bilayer_upload_is_drawn_without_a_server_error(server, browser, 
     write(path, mos2_bilayer(), format="extxyz")
     page.locator(".mlepi-upload input[type=file]").set_input_files(str(path))
     summary = wait_for_text(page, ".mlepi-summary", lambda t: "Mo2S4" in t, timeout=120)
-    assert "6 atoms" in summary
+    assert "6 atoms" in summary and "2 layer(s)" in summary  # two S-Mo-S sheets, not six atomic planes
     status = wait_for_text(page, ".mlepi-phonon-status", lambda t: "No phonons" in t, timeout=60)
     assert "not Mo, S" in status
     hint = text_of(page, ".mlepi-progress")

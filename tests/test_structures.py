@@ -300,10 +300,74 @@ def test_detect_layers_trilayer_by_height():
     assert "layer" not in shuffled.arrays
     assign_layers(shuffled)
     np.testing.assert_array_equal(shuffled.arrays["layer"], np.array([0, 0, 1, 1, 2, 2])[perm])
-    # the gap threshold: layers 1.2 A apart merge at the default 1.5 A, split at 1.0 A
-    close = _abc_stack("ABA", d=1.2)
-    np.testing.assert_array_equal(detect_layers(close), 0)
-    np.testing.assert_array_equal(detect_layers(close, gap=1.0), [0, 0, 1, 1, 2, 2])
+    # layers are bonded sheets: planes 1.2 A apart are bonded (C-C bonds are 1.42 A), 2.5 A apart not
+    np.testing.assert_array_equal(detect_layers(_abc_stack("ABA", d=1.2)), 0)
+    np.testing.assert_array_equal(detect_layers(_abc_stack("ABA", d=2.5)), [0, 0, 1, 1, 2, 2])
+
+
+def _stacked(sheets: list[Atoms], d: float, vacuum: float = 20.0) -> Atoms:
+    """Sheets (each centred at z = 0, sharing the first one's in-plane cell) stacked d apart
+    between their outermost atomic planes."""
+    stack, z = Atoms(cell=sheets[0].cell, pbc=True), vacuum / 2
+    for sheet in sheets:
+        s = sheet.copy()
+        s.positions[:, 2] += z - s.positions[:, 2].min()
+        z = s.positions[:, 2].max() + d
+        stack += s
+    stack.cell[2] = [0, 0, z - d + vacuum / 2]
+    return stack
+
+
+def _tmd(formula: str, a: float, thickness: float) -> Atoms:
+    from ase.build import mx2
+
+    sheet = mx2(formula, kind="2H", a=a, thickness=thickness, vacuum=5.0)
+    sheet.positions[:, 2] -= sheet.positions[:, 2].mean()
+    return sheet
+
+
+def _hbn(a: float = 2.504) -> Atoms:
+    a1, a2 = np.array([a, 0, 0]), np.array([a / 2, a * np.sqrt(3) / 2, 0])
+    return Atoms("BN", positions=[[0, 0, 0], (a1 + a2) / 3], cell=[a1, a2, [0, 0, 10]], pbc=True)
+
+
+@pytest.mark.parametrize("name", ["mos2", "wse2", "hbn", "graphene_hbn", "mos2_on_graphene", "twisted", "pore"])
+def test_layers_are_the_bonded_sheets(name):
+    """Each covalently bonded sheet is one layer, whatever its thickness (an S-Mo-S sheet
+    spans 3.1 A, more than the van der Waals gap), numbered upwards; shuffling the atoms
+    permutes the labels with them."""
+    if name in ("mos2", "wse2"):
+        sheet = _tmd("MoS2", 3.16, 3.17) if name == "mos2" else _tmd("WSe2", 3.28, 3.34)
+        atoms, per_layer = _stacked([sheet, sheet], d=3.0), [3, 3]
+    elif name == "hbn":
+        atoms, per_layer = _stacked([_hbn()] * 3, d=3.33), [2, 2, 2]
+    elif name == "graphene_hbn":  # 2 % mismatch squeezed into a common cell: layers, not energies
+        atoms, per_layer = _stacked([_abc_stack("A")[:2], _hbn(GRAPHENE_A)], d=3.4), [2, 2]
+        atoms.set_cell(atoms.cell, scale_atoms=False)
+    elif name == "mos2_on_graphene":  # a 5:4 cell ratio keeps both sheets bonded across the cell
+        g = _abc_stack("A").repeat((5, 5, 1))
+        m = _tmd("MoS2", 5 * GRAPHENE_A / 4, 3.17).repeat((4, 4, 1))
+        m.set_cell(g.cell, scale_atoms=False)
+        atoms, per_layer = _stacked([g, m], d=3.3), [50, 48]
+    elif name == "twisted":
+        atoms = twisted_bilayer(1, 2)
+        del atoms.arrays["layer"]
+        per_layer = [len(atoms) // 2] * 2
+    else:  # a pore cut through the middle sheet of a trilayer leaves it one layer
+        atoms = _abc_stack("ABA").repeat((3, 3, 1))
+        middle = np.flatnonzero(np.isclose(atoms.positions[:, 2], atoms.positions[:, 2].mean()))
+        del atoms[middle[:4]]
+        per_layer = [18, 14, 18]
+    layers = detect_layers(atoms)
+    np.testing.assert_array_equal(np.bincount(layers), per_layer)
+    heights = [atoms.positions[layers == k, 2].mean() for k in range(len(per_layer))]
+    assert np.all(np.diff(heights) > 0)
+    for k in range(len(per_layer)):  # one sheet: no atom of another layer inside its height range
+        z = atoms.positions[:, 2]
+        inside = (z >= z[layers == k].min()) & (z <= z[layers == k].max())
+        assert np.all(layers[inside] == k)
+    perm = np.random.default_rng(3).permutation(len(atoms))
+    np.testing.assert_array_equal(detect_layers(atoms[perm]), layers[perm])
 
 
 def test_detect_layers_in_plane_rotation():
