@@ -27,7 +27,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # structures
     "build": "structures", "load": "structures", "bilayer": "structures", "monolayer": "structures",
-    "twisted_bilayer": "structures", "supercell": "structures", "assign_layers": "structures",
+    "twisted_bilayer": "structures", "hbn_bilayer": "structures", "tmd_bilayer": "structures",
+    "supercell": "structures", "assign_layers": "structures",
     "StructureError": "structures",
     # models
     "force_model": "model_names", "hamiltonian_model": "model_names", "load_model": "models",

@@ -14,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from .neighbours import periodic_pairs
-from .units import BILAYER_D, GRAPHENE_A
+from .units import BILAYER_D, GRAPHENE_A, HBN_A, HBN_D, MOS2_A, MOS2_D, MOS2_THICKNESS
 
 VACUUM_A = 20.0  # Angstrom of vacuum the builders put along z (>= 15 by design)
 BOND_SCALE = 1.2  # two atoms are bonded when closer than this times the sum of their covalent radii
@@ -94,6 +94,56 @@ def bilayer(stacking: str | tuple[float, float] = "AB", d: float = BILAYER_D,
     basis = _layer_basis(a)
     top = basis + shift[0] * a12[0] + shift[1] * a12[1]
     return _stack([basis, top], a12, d, vacuum)
+
+
+def hbn_bilayer(d: float = HBN_D, a: float = HBN_A, vacuum: float = VACUUM_A) -> Atoms:
+    """Primitive cell of the AA' hBN bilayer (4 atoms; bulk h-BN's stacking): each B above an
+    N and each N above a B, ``d`` Angstrom apart."""
+    if d <= 0:
+        raise StructureError(f"interlayer distance must be positive, got {d} A")
+    a12 = _primitive_vectors(a)
+    basis = _layer_basis(a)
+    atoms = _stack([basis, basis], a12, d, vacuum)
+    atoms.set_chemical_symbols(["B", "N", "N", "B"])
+    return atoms
+
+
+def tmd_bilayer(formula: str = "MoS2", a: float = MOS2_A, thickness: float = MOS2_THICKNESS,
+                d: float = MOS2_D, vacuum: float = VACUUM_A) -> Atoms:
+    """Primitive cell of a 2H transition-metal-dichalcogenide bilayer (6 atoms).
+
+    Each sheet is metal between two chalcogen planes ``thickness`` Angstrom apart; the top
+    sheet is the bottom one turned by 180 degrees (2H: metal above chalcogen), its metal
+    plane ``d`` Angstrom above the bottom one's (half of bulk c).
+    """
+    metal, chalcogen = _tmd_elements(formula)
+    if d <= thickness:
+        raise StructureError(f"the metal planes ({d} A apart) must be further apart than a sheet is "
+                             f"thick ({thickness} A)")
+    a12 = _primitive_vectors(a)
+    m_site, x_site = (a12[0] + a12[1]) / 3, 2 * (a12[0] + a12[1]) / 3
+    z0 = vacuum / 2 + thickness / 2
+    pos, tags = [], []
+    for layer, (m, x) in enumerate(((m_site, x_site), (x_site, m_site))):
+        z = z0 + layer * d
+        pos += [[*m, z], [*x, z - thickness / 2], [*x, z + thickness / 2]]
+        tags += [layer] * 3
+    cell = np.array([[*a12[0], 0.0], [*a12[1], 0.0], [0.0, 0.0, d + thickness + vacuum]])
+    atoms = Atoms([metal, chalcogen, chalcogen] * 2, positions=pos, cell=cell, pbc=True)
+    atoms.arrays["layer"] = np.array(tags)
+    atoms.wrap()
+    return atoms
+
+
+def _tmd_elements(formula: str) -> tuple[str, str]:
+    from ase.formula import Formula
+
+    counts = Formula(formula).count()
+    metals = [e for e in counts if e in ("Mo", "W")]
+    if len(counts) != 2 or len(metals) != 1 or counts[metals[0]] != 1 or \
+            [n for e, n in counts.items() if e != metals[0]] != [2]:
+        raise StructureError(f"{formula!r} is not a dichalcogenide MX2 with M = Mo or W")
+    return metals[0], next(e for e in counts if e != metals[0])
 
 
 def twist_angle(m: int, n: int) -> float:
@@ -178,13 +228,18 @@ def supercell(atoms: Atoms, n1: int, n2: int | None = None) -> Atoms:
 
 
 def build(name: str, size: int = 1, **kwargs) -> Atoms:
-    """Build a named structure: 'monolayer', 'AA', 'AB', 'BA', 'SP' or 'tbg:m,n'.
+    """Build a named structure: graphene's 'monolayer', 'AA', 'AB', 'BA', 'SP' or 'tbg:m,n',
+    the AA' hBN bilayer 'hBN', or a 2H TMD bilayer 'MoS2' (also 'WSe2', ...).
 
     ``size`` gives an n x n x 1 supercell.
     """
     key = name.strip()
     if key.lower() == "monolayer":
         atoms = monolayer(**kwargs)
+    elif key.lower() == "hbn":
+        atoms = hbn_bilayer(**kwargs)
+    elif key[:2] == "Mo" or key[:1] == "W":
+        atoms = tmd_bilayer(key, **kwargs)
     elif key.lower().startswith("tbg:"):
         try:
             m, n = (int(x) for x in key[4:].split(","))

@@ -18,6 +18,8 @@ THZ_TO_MEV = 4.135667696  # 1 THz in meV
 
 GRAPHENE_A = 2.46  # Angstrom, lattice constant of graphene (REBO equilibrium, experiment)
 BILAYER_D = 3.38  # Angstrom, interlayer distance at the REBO+KC equilibrium
+HBN_A, HBN_D = 2.504, 3.33  # Angstrom, h-BN lattice constant and layer spacing (experiment, bulk)
+MOS2_A, MOS2_THICKNESS, MOS2_D = 3.16, 3.17, 6.15  # Angstrom, 2H-MoS2: a, S-S height of a sheet, c/2 (bulk)
 
 AMU_KG = 1.66053906660e-27  # kg per atomic mass unit
 EV_J = 1.602176634e-19  # J per eV

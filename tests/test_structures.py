@@ -572,3 +572,24 @@ def test_supercell_of_twisted_bilayer():
     assert big.info["twist_mn"] == (1, 2)
     np.testing.assert_array_equal(big.arrays["layer"], np.tile(tbg.arrays["layer"], 4))
     _assert_honeycomb(big)
+
+
+def test_hbn_and_tmd_bilayers():
+    """AA' hBN: B above N; 2H MoS2: metal above chalcogen, metal planes d apart; both two layers."""
+    hbn = build("hBN")
+    assert hbn.get_chemical_formula() == "B2N2"
+    np.testing.assert_array_equal(detect_layers(hbn), hbn.arrays["layer"])
+    below, above = hbn[hbn.arrays["layer"] == 0], hbn[hbn.arrays["layer"] == 1]
+    for atom in below:
+        over = above[np.argmin(np.linalg.norm(above.positions[:, :2] - atom.position[:2], axis=1))]
+        assert over.symbol != atom.symbol
+    mos2 = build("MoS2", 2)
+    assert mos2.get_chemical_formula() == "Mo8S16"
+    np.testing.assert_array_equal(np.bincount(detect_layers(mos2)), [12, 12])
+    one = build("MoS2")
+    mo = one.positions[one.symbols == "Mo"]
+    assert mo[1, 2] - mo[0, 2] == pytest.approx(6.15)
+    s_top = one.positions[(one.symbols == "S") & (one.arrays["layer"] == 1)]
+    assert np.allclose(s_top[:, :2], mo[0, :2])  # the upper sheet's chalcogens sit over the lower metal
+    with pytest.raises(StructureError, match="not a dichalcogenide"):
+        build("MoS3")

@@ -151,9 +151,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("phonons", help="phonon dispersion, DOS and supercell modes (phonopy)")
-    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n)")
+    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n, hBN, MoS2)")
     s.add_argument("--forces", default="empirical",
-                   help="force model: empirical (LCBOP+KC), gfn1, module:Class (ASE calculator)")
+                   help="force model: empirical (LAMMPS: LCBOP+KC for graphene, ExTeP+ILP for hBN, SW+ILP for TMDs), gfn1, module:Class (ASE calculator)")
     s.add_argument("--compare", help="a second force model drawn on the same plot")
     s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 force-constant supercell")
     s.add_argument("--unit", default="cm1", choices=["cm1", "thz", "mev"])

@@ -1,6 +1,9 @@
-"""The force reference: REBO (or LCBOP) within layers plus Kolmogorov-Crespi between them.
+"""The force reference: empirical potentials of layered materials, evaluated by LAMMPS.
 
-The standard empirical description of bilayer and twisted graphene
+Which potential describes which sheet and which pair of sheets (hBN, TMDs, graphene/hBN)
+is ``lammps_recipes``; graphene, the case worked out below, is REBO (or LCBOP) within layers
+plus Kolmogorov-Crespi between them, the standard empirical description of bilayer and
+twisted graphene
 (docs/physics.md#forces-empirical-potentials-through-lammps), evaluated by LAMMPS through its Python module:
 
     pair_style hybrid/overlay rebo rebo kolmogorov/crespi/full 16.0 1
@@ -54,16 +57,15 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from ..structures import StructureError, detect_layers
+from . import lammps_recipes
 
-INTRALAYER_FILES = {"rebo": "CH.rebo", "lcbop": "C.lcbop"}  # LAMMPS pair style -> potential file
+INTRALAYER_FILES = lammps_recipes.CARBON_INTRALAYER  # graphene's choices: pair style -> potential file
 # LCBOP gives the better optical phonons (benchmarks/force_reference_equilibrium.py, AB
 # bilayer, Gamma, 6x6x1 phonopy): ZO 823 / G 1515 cm^-1 against REBO's 965 / 1676 and
 # experiment's 868 / 1582 (-5 % / -4 % against +11 % / +6 %), with the same a (2.46 A),
 # d (3.37 A), shear and breathing modes and stacking energies (AB the ground state).
-DEFAULT_INTRALAYER = "lcbop"
-INTERLAYER_FILE = "CC.KC-full"  # Kolmogorov & Crespi, PRB 71, 235415 (2005)
-KC_CUTOFF_A = 16.0  # Angstrom, the documented cutoff of kolmogorov/crespi/full for graphene
-CARBON_MASS_AMU = 12.011  # only for LAMMPS' bookkeeping; no dynamics is run here
+DEFAULT_INTRALAYER = lammps_recipes.DEFAULT_CARBON
+KC_CUTOFF_A = lammps_recipes.INTERLAYER_CUTOFF_A
 _LMP_ARGS = ["-screen", "none", "-log", "none", "-nocite"]
 
 _lammps_class = None
@@ -105,7 +107,7 @@ def potentials_dir() -> Path:
     import lammps
 
     path = Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
-    if not (path / INTERLAYER_FILE).is_file():
+    if not (path / "CC.KC-full").is_file():
         raise RuntimeError(f"LAMMPS potential files not found in {path}")
     return path
 
@@ -163,12 +165,31 @@ def _new_lammps():
 
 
 class _LammpsCell:
-    """One LAMMPS instance for one (in-plane box, atom count, layer assignment)."""
+    """One LAMMPS instance for one (in-plane box, atoms, layer assignment).
 
-    def __init__(self, intralayer: str, box: tuple[float, float, float], layers: np.ndarray,
-                 positions: np.ndarray, taper: bool, cutoff: float):
+    Atom types are the (layer, element) pairs; each layer gets its own instance of its
+    intralayer potential with every other layer's types mapped to NULL, and one
+    interlayer potential acts between atoms of different molecule IDs (= layers)."""
+
+    def __init__(self, carbon: str, box: tuple[float, float, float], layers: np.ndarray,
+                 symbols: np.ndarray, positions: np.ndarray, taper: bool, cutoff: float):
+        from ase.data import atomic_masses, atomic_numbers
+
         self.n = len(layers)
         n_layers = int(layers.max()) + 1
+        plane = np.zeros(self.n, dtype=int)
+        for layer in range(n_layers):
+            mine = layers == layer
+            plane[mine] = lammps_recipes.sublayers(symbols[mine], positions[mine, 2])
+        # one atom type per (layer, element, sub-layer)
+        atom_kinds = [(int(ell), str(s), int(q)) for ell, s, q in zip(layers, symbols, plane)]
+        kinds = sorted(set(atom_kinds))
+        type_of = {kind: k + 1 for k, kind in enumerate(kinds)}
+        types = np.array([type_of[kind] for kind in atom_kinds])
+        sheets = [lammps_recipes.intralayer(frozenset(s for ell, s, _ in kinds if ell == layer), carbon)
+                  for layer in range(n_layers)]
+        between = (lammps_recipes.interlayer(frozenset(s for _, s, _ in kinds), cutoff, taper) if n_layers > 1
+                   else None)
         lmp = _new_lammps()
         self.lmp = lmp
         lx, ly, xy = box
@@ -185,26 +206,30 @@ class _LammpsCell:
                 boundary p p m
                 atom_modify map array sort 0 0.0
                 region cell prism 0 {lx!r} 0 {ly!r} {zlo!r} {zhi!r} {xy!r} 0 0 units box
-                create_box {n_layers} cell
+                create_box {len(kinds)} cell
             """)
             # Image flags make LAMMPS remap atoms on (or round-off beyond) a box face
             # into the box, as `create_atoms ... remap yes` does, instead of dropping them.
             image = [lmp.encode_image_flags(0, 0, 0)] * self.n
-            lmp.create_atoms(self.n, list(range(1, self.n + 1)), (layers + 1).tolist(),
+            lmp.create_atoms(self.n, list(range(1, self.n + 1)), types.tolist(),
                              positions.ravel().tolist(), image=image)
             if lmp.get_natoms() != self.n:
                 raise RuntimeError(f"LAMMPS created {lmp.get_natoms()} of {self.n} atoms")
-            style = " ".join([intralayer] * n_layers)
-            intra_file = pot / INTRALAYER_FILES[intralayer]
-            lines = [f"pair_style hybrid/overlay {style} kolmogorov/crespi/full "
-                     f"{cutoff!r} {int(taper)}"]
-            for ell in range(n_layers):
-                lines += [f"mass {ell + 1} {CARBON_MASS_AMU}", f"set type {ell + 1} mol {ell + 1}"]
-                mapping = " ".join("C" if k == ell else "NULL" for k in range(n_layers))
-                instance = f" {ell + 1}" if n_layers > 1 else ""
-                lines.append(f'pair_coeff * * {intralayer}{instance} "{intra_file}" {mapping}')
-            lines.append(f'pair_coeff * * kolmogorov/crespi/full "{pot / INTERLAYER_FILE}" '
-                         + " ".join(["C"] * n_layers))
+            styles = [f"{s.style} {s.settings}".strip() for s in sheets]
+            if between is not None:
+                styles.append(f"{between.style} {between.settings}".strip())
+            lines = [f"pair_style hybrid/overlay {' '.join(styles)}"]
+            for (ell, symbol, _), k in type_of.items():
+                lines += [f"mass {k} {float(atomic_masses[atomic_numbers[symbol]])!r}", f"set type {k} mol {ell + 1}"]
+            for layer, sheet in enumerate(sheets):
+                mapping = " ".join(s if ell == layer else "NULL" for ell, s, _ in kinds)
+                same = [m for m, other in enumerate(sheets) if other.style == sheet.style]
+                instance = f" {same.index(layer) + 1}" if len(same) > 1 or between and between.style == sheet.style \
+                    else ""
+                lines.append(f'pair_coeff * * {sheet.style}{instance} "{pot / sheet.file}" {mapping}')
+            if between is not None:
+                lines.append(f'pair_coeff * * {between.style} "{pot / between.file}" '
+                             + " ".join(s for _, s, _ in kinds))
             lmp.commands_string("\n".join(lines))
         except Exception:
             lmp.close()
@@ -233,23 +258,24 @@ class _LammpsCell:
 
 
 class EmpiricalForceReference:
-    """Force model (seams.ForceModel): intralayer REBO or LCBOP + interlayer KC, via LAMMPS.
+    """Force model (seams.ForceModel): empirical potentials of layered materials, via LAMMPS.
 
     ``energies_forces(structures)`` returns energies in eV, shape (B,), and one
-    (N_b, 3) array of forces in eV/A per structure, F = -dE/dr. ``intralayer`` is
-    "lcbop" (Los & Fasolino's LCBOP-I, ``C.lcbop``; the default, for its optical
-    phonons, see DEFAULT_INTRALAYER) or "rebo" (Brenner's 2nd-generation REBO,
-    ``CH.rebo``); the interlayer term is always Kolmogorov-Crespi (``CC.KC-full``,
-    normals from each atom's own layer). Carbon only.
+    (N_b, 3) array of forces in eV/A per structure, F = -dE/dr. Each layer gets the
+    intralayer potential of its material and each pair of layers the interlayer one
+    (``lammps_recipes``): graphene LCBOP-I or REBO with Kolmogorov-Crespi, hBN ExTeP,
+    TMDs (MoS2, WSe2, ...) Stillinger-Weber, with the ILPs between hBN, graphene/hBN and
+    TMD layers. ``intralayer`` picks graphene's: "lcbop" (``C.lcbop``, the default, for
+    its optical phonons, see DEFAULT_INTRALAYER) or "rebo" (``CH.rebo``).
 
     By default every structure gets a fresh LAMMPS instance, so its numbers depend
     on the structure alone, bit for bit (a reused instance carries its neighbour
     bins and box from earlier calls into the last digits); creating one costs about
     1 ms for 64 atoms. ``cache_size > 0`` keeps that many instances per (in-plane
-    cell, atom count, layer assignment) and only moves atoms between calls.
+    cell, atoms, layer assignment) and only moves atoms between calls.
     """
 
-    elements = frozenset({"C"})
+    elements = lammps_recipes.known_elements()
 
     def __init__(self, intralayer: str = DEFAULT_INTRALAYER, taper: bool = True,
                  cutoff: float = KC_CUTOFF_A, cache_size: int = 0):
@@ -268,10 +294,19 @@ class EmpiricalForceReference:
                 f"cutoff={self.cutoff})")
 
     def _check(self, atoms: Atoms) -> None:
+        """StructureError unless every layer and the stack have potentials here."""
         unknown = sorted(set(atoms.get_chemical_symbols()) - self.elements)
         if unknown:
             raise StructureError(f"element(s) {', '.join(unknown)} not known to the empirical "
-                                 f"force reference (REBO/LCBOP + Kolmogorov-Crespi knows C only)")
+                                 f"force reference (it knows {', '.join(sorted(self.elements))})")
+        layers, symbols = _layer_indices(atoms), np.asarray(atoms.get_chemical_symbols())
+        try:
+            for layer in np.unique(layers):
+                lammps_recipes.intralayer(frozenset(symbols[layers == layer]), self.intralayer)
+            if layers.max() > 0:
+                lammps_recipes.interlayer(frozenset(symbols))
+        except ValueError as err:
+            raise StructureError(str(err)) from None
 
     def energy_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
         """Energy (eV) and forces (eV/A, shape (N, 3)) of one structure (thread-safe: calls
@@ -281,13 +316,13 @@ class EmpiricalForceReference:
             return self._energy_forces(atoms)
 
     def _energy_forces(self, atoms: Atoms) -> tuple[float, np.ndarray]:
-        layers = _layer_indices(atoms)
+        layers, symbols = _layer_indices(atoms), np.asarray(atoms.get_chemical_symbols())
         positions, rot, box = _lammps_frame(atoms)
-        key = (np.round(box, 8).tobytes(), len(atoms), layers.tobytes())
+        key = (np.round(box, 8).tobytes(), layers.tobytes(), atoms.numbers.tobytes())
         cell = self._cells.get(key)
         first = cell is None
         if first:
-            cell = _LammpsCell(self.intralayer, box, layers, positions, self.taper, self.cutoff)
+            cell = _LammpsCell(self.intralayer, box, layers, symbols, positions, self.taper, self.cutoff)
             self._cells[key] = cell
         else:
             self._cells.move_to_end(key)
