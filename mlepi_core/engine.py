@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 from ase import Atoms
 
+from .band_edges import GAPPED_EV, GapProbe
 from .files import write_atomic
 from .layers import orbital_layers
 from .observables import BandProbe
@@ -119,6 +120,17 @@ class MonteCarloEngine:
                                device=device).prepare(pristine)
         fit = self.probe.four_band_fit(self.probe.pristine_bands)
         self.static = {"vf": self.probe.static, "gamma1": fit.get("gamma1_ev", float("nan"))}
+        # a gapped material's observable is its gap (band_edges.py), measured when the static lattice
+        # has one; graphene and its stacks are gapless (v_F is theirs) and skip the full solve it takes
+        self.gap_probe = None
+        if set(ideal.get_chemical_symbols()) != {"C"}:
+            electrons = pristine.meta.get("valence_electrons", BandProbe.valence_electrons(ideal))
+            gap_probe = GapProbe(self.primitive, ideal, self.probe.unfolder, int(round(electrons / 2)),
+                                 device=device).prepare(pristine)
+            self.gap_probe = gap_probe if gap_probe.static["gap"] > GAPPED_EV else None
+        if self.gap_probe is not None:
+            edges = self.gap_probe.static
+            self.static.update(gap=edges["gap"], gap_at=f"{edges['vbm_at']} -> {edges['cbm_at']}")
         # about 20 path points at any supercell: the (n x grid) grid with n x grid >= 18
         grid = max(1, -(-18 // settings.supercell))
         self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid,
@@ -135,6 +147,7 @@ class MonteCarloEngine:
         self.static_near_k = self.near_k_bands(self.probe.pristine_bands)
         self.setup_seconds = time.perf_counter() - t0
         self.per_sample: dict[float, dict[int, tuple[float, float]]] = {}
+        self.gaps: dict[float, dict[int, float]] = {}  # T -> j -> band gap (eV) of a gapped material
         self.near_k: dict[float, dict[int, np.ndarray]] = {}  # T -> j -> (n_q, n_bands) eV
         self.spectra: dict[float, dict] = {}  # T -> {"sum": (n_path, n_E), "samples": set}
         self.layer_spectra: dict[float, dict] = {}  # T -> {"sum": (n_layers, n_path, n_E), "samples": set}
@@ -147,6 +160,7 @@ class MonteCarloEngine:
     def reset(self) -> None:
         """Forget every finished sample (all temperatures)."""
         self.per_sample.clear()
+        self.gaps.clear()
         self.near_k.clear()
         self.spectra.clear()
         self.layer_spectra.clear()
@@ -154,7 +168,8 @@ class MonteCarloEngine:
     # --- checkpoints --------------------------------------------------------------------
     def state(self) -> dict:
         """The finished samples (plain Python and numpy) for ``save_checkpoint``."""
-        return {"settings": asdict(self.settings), "per_sample": self.per_sample, "near_k": self.near_k,
+        return {"settings": asdict(self.settings), "per_sample": self.per_sample, "gaps": self.gaps,
+                "near_k": self.near_k,
                 "spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])} for t, a in self.spectra.items()},
                 "layer_spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])}
                                   for t, a in self.layer_spectra.items()}}
@@ -168,6 +183,7 @@ class MonteCarloEngine:
             raise ValueError(f"the saved run used other settings ({', '.join(changed)}): its samples "
                              f"are not this run's")
         self.per_sample = {float(t): dict(v) for t, v in state["per_sample"].items()}
+        self.gaps = {float(t): dict(v) for t, v in state.get("gaps", {}).items()}
         self.near_k = {float(t): dict(v) for t, v in state["near_k"].items()}
         self.spectra = {float(t): {"sum": a["sum"], "samples": set(a["samples"])}
                         for t, a in state["spectra"].items()}
@@ -258,8 +274,8 @@ class MonteCarloEngine:
         seconds["hamiltonian"] = time.perf_counter() - t
         for key in ("bloch", "eig", "unfold", "fit", "spectral"):
             seconds[key] = 0.0
-        out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "near_k": {}, "spectra": {},
-               "layer_spectra": {}, "seconds": seconds}
+        out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "gaps": [], "near_k": {},
+               "spectra": {}, "layer_spectra": {}, "seconds": seconds}
         if displacements:
             out["displacements_a"] = {first + k: a.positions - self.sampler.ideal.positions
                                       for k, a in enumerate(atoms)}
@@ -275,6 +291,10 @@ class MonteCarloEngine:
                                  if s.n_bands == 4 else float("nan"))
             out["near_k"][j] = self.near_k_bands(bands)
             seconds["fit"] += time.perf_counter() - t
+            if self.gap_probe is not None:
+                t = time.perf_counter()
+                out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
+                seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
             if s.spectral_every and j % s.spectral_every == 0:
                 t = time.perf_counter()
                 if self.n_layers > 1:  # A and its layer parts from one solve
@@ -308,6 +328,10 @@ class MonteCarloEngine:
         spectra = self.spectra.setdefault(temperature, {"sum": 0.0, "samples": set()})
         for k, (v, g) in enumerate(zip(result["vf"], result["gamma1"])):
             done[first + k] = (v, g)
+        if result.get("gaps"):
+            gaps = self.gaps.setdefault(temperature, {})
+            for k, gap in enumerate(result["gaps"]):
+                gaps[first + k] = float(gap)
         near.update(result["near_k"])
         for j in sorted(result["spectra"]):
             if j not in spectra["samples"]:
@@ -375,9 +399,14 @@ class MonteCarloEngine:
             return self.static_layer_spectrum, 0
         return acc["sum"] / len(acc["samples"]), len(acc["samples"])
 
-    def sample_values(self, temperature: float, which: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample_values(self, temperature: float, which: int | str = 0) -> tuple[np.ndarray, np.ndarray]:
         """(sample indices, values) of the finished samples at ``temperature``, in index
-        order; ``which`` 0 is v_F (10^6 m/s), 1 is gamma_1 (eV)."""
+        order; ``which`` 0 is v_F (10^6 m/s), 1 is gamma_1 (eV), "gap" the band gap (eV) of
+        a gapped material."""
+        if which == "gap":
+            done = self.gaps.get(float(temperature), {})
+            idx = np.array(sorted(done), dtype=int)
+            return idx, np.array([done[i] for i in idx])
         done = self.per_sample.get(float(temperature), {})
         idx = np.array(sorted(done), dtype=int)
         return idx, np.array([done[i][which] for i in idx])
@@ -396,7 +425,8 @@ class MonteCarloEngine:
     def statistics(self, temperature: float) -> dict:
         """Running mean and standard error of v_F and gamma_1 at ``temperature``."""
         out = {"T": float(temperature)}
-        for name, which in (("vf", 0), ("gamma1", 1)):
+        observables = [("vf", 0), ("gamma1", 1)] + ([("gap", "gap")] if self.gap_probe is not None else [])
+        for name, which in observables:
             idx, values = self.sample_values(temperature, which)
             stats = RunningStats()
             for v in self.estimator_units(idx, values):
@@ -404,19 +434,24 @@ class MonteCarloEngine:
             out[name], out[name + "_se"] = stats.mean if stats.n else float("nan"), stats.std_error
         out["samples"] = len(self.sample_values(temperature)[0])
         out["vf_rel_change"] = out["vf"] / self.static["vf"] - 1.0
+        if self.gap_probe is not None:  # the renormalisation (at 0 K: zero-point)
+            out["gap_change"] = out["gap"] - self.static["gap"]
         return out
 
     def paired_difference(self, t1: float, t2: float) -> dict:
-        """<v_F(t2) - v_F(t1)> over the samples both temperatures share, with its standard
-        error: common random numbers make it far more precise than either value."""
-        i1, v1 = self.sample_values(t1)
-        i2, v2 = self.sample_values(t2)
-        common, a, b = np.intersect1d(i1, i2, return_indices=True)
-        diff = self.estimator_units(common, v2[b] - v1[a])
-        stats = RunningStats()
-        for d in diff:
-            stats.add(d)
-        return {"T1": t1, "T2": t2, "dvf": stats.mean, "dvf_se": stats.std_error, "pairs": stats.n}
+        """<v_F(t2) - v_F(t1)> (and, for a gapped material, <E_g(t2) - E_g(t1)>) over the
+        samples both temperatures share, with its standard error: common random numbers
+        make it far more precise than either value."""
+        out = {"T1": t1, "T2": t2}
+        for name, which in [("dvf", 0)] + ([("dgap", "gap")] if self.gap_probe is not None else []):
+            i1, v1 = self.sample_values(t1, which)
+            i2, v2 = self.sample_values(t2, which)
+            common, a, b = np.intersect1d(i1, i2, return_indices=True)
+            stats = RunningStats()
+            for d in self.estimator_units(common, v2[b] - v1[a]):
+                stats.add(d)
+            out.update({name: stats.mean, name + "_se": stats.std_error, "pairs": stats.n})
+        return out
 
     def summary(self) -> dict:
         """Static values, per-temperature statistics and paired differences to the first T."""

@@ -147,7 +147,7 @@ class BandProbe:
 
     @staticmethod
     def valence_electrons(atoms: Atoms) -> int:
-        valence = {1: 1, 5: 3, 6: 4, 7: 5, 8: 6}
+        valence = {1: 1, 5: 3, 6: 4, 7: 5, 8: 6, 16: 6, 34: 6, 42: 6, 74: 6}  # GFN1-xTB's, Mo and W with 4d/5d
         return int(sum(valence[int(z)] for z in atoms.numbers))
 
     def fermi_level(self, pristine: Blocks) -> float:

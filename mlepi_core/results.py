@@ -46,7 +46,9 @@ def write_results(folder, runs: dict[str, MonteCarloEngine], provenance: dict | 
               "paired_to_first_T": {n: [runs[n].paired_difference(temps[0], t) for t in temps[1:]]
                                     for n in names},
               "settings": asdict(runs[names[0]].settings), "provenance": provenance or {},
-              "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}}
+              "units": {"vf": "1e6 m/s", "gamma1": "eV", "gap": "eV", "T": "K"}}
+    for n in names:  # a gapped material: its static gaps (the rows and pairs hold the thermal ones)
+        result["static"].update({f"{k}_{n}": runs[n].static[k] for k in ("gap", "gap_at") if k in runs[n].static})
     for n in names:
         result["static"][f"near_k_{n}"] = runs[n].static_near_k.tolist()
         for row in rows:

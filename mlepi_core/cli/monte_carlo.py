@@ -103,8 +103,10 @@ def cmd_mc(args) -> int:
                                     for row in result["temperatures"]]}
         path = write_text_atomic(args.summary, json.dumps(summary, indent=1, default=float))
         print(f"summary -> {path}")
-    for row in result["temperatures"]:
+    for row in result["temperatures"]:  # a gapped material's observable is its gap, graphene's v_F
         print(f"T = {row['T']:6.1f} K: " + "; ".join(
+            f"{n} gap {row[n]['gap']:.4f} +- {row[n]['gap_se']:.4f} eV ({1000 * row[n]['gap_change']:+.1f} meV "
+            f"vs static {runs[n].static['gap']:.4f} eV, {runs[n].static['gap_at']})" if "gap" in row[n] else
             f"{n} v_F {row[n]['vf']:.4f} +- {row[n]['vf_se']:.4f} ({100 * row[n]['vf_rel_change']:+.1f} % "
             f"vs static)" for n in runs))
     print(f"wrote {args.out}/results.json, vf_vs_T.csv, vf_vs_T.png")

@@ -1,0 +1,40 @@
+"""Other materials end to end from the command line: the AA' hBN bilayer with its empirical
+force reference (ExTeP + ILP) and GFN1-xTB electrons, through `mlepi phonons` and `mlepi mc`,
+which reports the band gap with its error and its change from the static lattice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def mlepi(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "mlepi_core.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_hbn_phonons_from_the_name(tmp_path):
+    run = mlepi("phonons", "hBN", "--forces", "empirical", "--supercell", "4", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "imaginary modes on the path: 0" in run.stdout
+    gamma = sorted(json.loads((tmp_path / "dispersion.json").read_text())["models"]["empirical"]["gamma_freqs"])
+    assert max(abs(f) for f in gamma[:3]) < 1.0  # acoustic sum rule: three zero modes at Gamma (cm^-1)
+    assert gamma[3] == pytest.approx(gamma[4]) and 20.0 < gamma[3] < 60.0  # the doubly degenerate shear mode
+    assert gamma[-1] > 1300.0  # the in-plane optical B-N stretch
+
+
+@pytest.mark.integration
+def test_hbn_monte_carlo_reports_the_gap(tmp_path):
+    run = mlepi("mc", "hBN", "--forces", "empirical", "--electrons", "reference", "--temperature", "0",
+                "--samples", "2", "--supercell", "6", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "reference gap" in run.stdout and "K -> K" in run.stdout
+    result = json.loads((tmp_path / "results.json").read_text())
+    row = result["temperatures"][0]["reference"]
+    static = result["static"]["gap_reference"]
+    assert 3.0 < static < 6.0  # GFN1-xTB's gap of the hBN bilayer (eV)
+    assert row["gap_change"] == pytest.approx(row["gap"] - static)
+    assert row["gap_se"] > 0
