@@ -139,6 +139,7 @@ def test_mc_command_on_a_monolayer(tmp_path, capsys):
     assert (out / "spectral.png").is_file()
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     import json
 

@@ -81,6 +81,7 @@ def test_split_fractions_and_determinism():
     assert s == split_indices(2000, (0.81, 0.09, 0.10), seed=0)
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_gfn1_electron_set_is_in_deeph_layout(tmp_path, forces):
     """One GFN1-labelled sample on disk: s, p shells per carbon, non-orthogonal, both layers
     (determinism of the generator is tested on the cheap p_z reference below)."""
@@ -108,6 +109,7 @@ def test_twisted_held_out_cells_are_wide_enough_for_rc(forces):
         assert set(atoms.arrays["layer"]) == {0, 1}
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_slater_koster_electron_set_round_trips_through_the_deeph_layout(tmp_path, forces):
     """The same generator with the p_z reference: one l = 0 orbital per atom on disk, the
     orbital named in info.json, and the blocks read back equal to the reference's."""

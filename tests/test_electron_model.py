@@ -453,6 +453,7 @@ def test_a_local_frame_network_is_invariant_under_general_3d_rotations():
         HedgeNetElectron(HedgeNetElectronConfig(cutoffs=HETERO, shells=(0,), orbital_frame="lab", **TINY))
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_a_local_frame_network_learns_tilted_p_z_hoppings_faster():
     """On Slater-Koster labels of strongly displaced layers, a few steps of the local-frame
     network bring the hopping error well below the same network without the frame."""

@@ -93,6 +93,7 @@ def test_a_few_steps_reduce_the_loss(tmp_path, deeph_set):
     assert {"loss", "h_mae_mev", "s_mae", "h_mae_mev_inter"} <= set(header)
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_resume_continues_identically(tmp_path, deeph_set, check_resume):
     check_resume(lambda out, **kw: config(deeph_set, out, **kw), tmp_path, h_weight=2.0)
 
@@ -149,6 +150,7 @@ def trained(tmp_path_factory, deeph_set):
     return runs
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_save_load_round_trip_gives_identical_predictions(trained, deeph_set):
     run = trained["hetero"]
     ck = torch.load(run / CHECKPOINT_FILE, weights_only=False)
@@ -251,6 +253,7 @@ def test_cli_train_electron_resumes(tmp_path, deeph_set, capsys):
     assert "not a phonon one" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_shipped_configs_build():
     from pathlib import Path
 

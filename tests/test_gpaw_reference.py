@@ -137,6 +137,7 @@ def test_blocks_survive_the_deeph_round_trip(monolayer, tmp_path):
         np.testing.assert_array_equal(back.s[q], blocks.s[p])
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_labelling_in_worker_processes_equals_labelling_in_process(tmp_path):
     """``--workers``: the structures labelled in spawned single-threaded processes are the
     files the in-process run writes, bit for bit, and a second run skips them all (the

@@ -150,6 +150,7 @@ def test_cli_tbg_end_to_end(tmp_path, capsys):
     assert "central bands" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_cli_tbg_compares_a_network_with_the_reference(tmp_path):
     """ML and reference side by side: the section's numbers are those of the eigenvalues it
     stores, and the shipped Slater-Koster-trained network stays within 5 meV of the reference
@@ -192,6 +193,7 @@ def test_reference_bands_are_narrowest_at_the_continuum_magic_angle():
     assert abs(narrowest - magic) < 0.1
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_cli_tbg_relaxed_cell_is_written_once_and_reused(tmp_path, capsys):
     """--relaxed-cell: the first run relaxes and writes the cell, the next reads it (same
     relaxed bands, no second relaxation); a file of another cell is refused."""

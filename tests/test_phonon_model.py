@@ -334,6 +334,7 @@ def test_a_few_steps_reduce_the_loss(tmp_path, tiny_set):
     assert (tmp_path / "run" / "steps.csv").read_text().count("\n") == 25
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_resume_continues_identically(tmp_path, tiny_set, check_resume):
     check_resume(lambda out, **kw: tiny_train_config(tiny_set, out, **kw), tmp_path, lr=0.5)
 
@@ -351,6 +352,7 @@ def test_resume_refuses_relabelled_data(tmp_path, tiny_set):
         Trainer(tiny_train_config(data, tmp_path / "run", max_steps=4))
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_resume_accepts_the_same_labels_in_other_bytes(tmp_path, tiny_set):
     """A set regenerated elsewhere (other bytes, same numbers) continues, and the model's
     metadata records the earlier version; a changed validation label is refused."""
@@ -380,6 +382,7 @@ def test_resume_accepts_the_same_labels_in_other_bytes(tmp_path, tiny_set):
         Trainer(tiny_train_config(data, tmp_path / "run", max_epochs=4))
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_stage_two_settings_may_change_while_stage_two_is_ahead(tmp_path, tiny_set):
     Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=5)).run()
     assert Trainer(tiny_train_config(tiny_set, tmp_path / "run", stage_two_epoch=3)).resumed
@@ -387,6 +390,7 @@ def test_stage_two_settings_may_change_while_stage_two_is_ahead(tmp_path, tiny_s
         Trainer(tiny_train_config(tiny_set, tmp_path / "run", stage_two_epoch=1))
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_a_finished_run_given_more_epochs_goes_on(tmp_path, tiny_set):
     done = Trainer(tiny_train_config(tiny_set, tmp_path / "run", max_epochs=1))
     done.run()
@@ -398,6 +402,7 @@ def test_a_finished_run_given_more_epochs_goes_on(tmp_path, tiny_set):
     assert more.state["epoch"] == 2 and more.state["done"]
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_init_from_starts_at_the_saved_weights_and_huber_is_the_force_loss(tmp_path, tiny_set):
     """A continuation (``init_from``) starts from the saved network exactly; Huber's force loss
     is half the squared error below delta and delta * (|x| - delta / 2) above it."""
@@ -432,6 +437,7 @@ def test_init_from_starts_at_the_saved_weights_and_huber_is_the_force_loss(tmp_p
     assert again.resumed and all(torch.equal(p, cont.model.state_dict()[n]) for n, p in again.model.state_dict().items())
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_full_run_writes_metrics_and_a_loadable_model(tmp_path, tiny_set):
     cfg = tiny_train_config(tiny_set, tmp_path / "run", max_epochs=2, stage_two_epoch=1,
                             stage_two_lr=0.002)
@@ -472,6 +478,7 @@ def test_shipped_configs_build(tmp_path):
         assert same == (schedule := schedule or same) and third.force_loss == "huber"
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
     from mlepi_core.cli import main
 

@@ -38,6 +38,7 @@ def test_bands_of_an_unseen_300K_sample_match_the_reference(models):
     assert out["band_max_err_mev"] < 10.0, out
 
 
+@pytest.mark.integration  # trains, or runs a subprocess
 def test_cli_bands_writes_bands_dos_and_unfolded_spectrum(tmp_path, capsys):
     assert main(["bands", "AB", "--supercell", "3", "--points", "8", "--mesh", "6", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "bands.json").read_text())
