@@ -21,6 +21,8 @@ GALLERY = {
     "AA bilayer": "AA",
     "Monolayer": "monolayer",
     "SP bilayer (saddle point)": "SP",
+    "AA′ hBN bilayer": "hBN",
+    "2H MoS₂ bilayer": "MoS2",
     **{f"Twisted bilayer {twist_angle(m, n):.1f}°": f"tbg:{m},{n}" for m, n in ((1, 2), (2, 3), (3, 4), (4, 5))},
 }
 UPLOADED = "Uploaded file"
@@ -31,7 +33,7 @@ def force_choices() -> dict[str, str]:
     out = {}
     if (MODELS / "phonon" / "metadata.json").is_file():
         out["HedgeNet-Phonon (ML)"] = str(MODELS / "phonon")
-    out["LCBOP + Kolmogorov-Crespi (reference)"] = "empirical"
+    out["Empirical potentials (reference: LCBOP + KC; hBN, MoS₂: ExTeP, SW + ILP)"] = "empirical"
     return out
 
 

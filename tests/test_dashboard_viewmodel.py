@@ -145,7 +145,7 @@ def test_monte_carlo_refuses_a_moire_cell_with_a_message():
     s = Session(structure="Twisted bilayer 21.8°")
     assert s.system.summary()["atoms"] == 28 and s.system.summary()["stacking"].startswith("twisted 1,2")
     s.monte_carlo.run()
-    assert s.monte_carlo.status == "error" and "primitive graphene cell" in s.ctx.message
+    assert s.monte_carlo.status == "error" and "supercells of a primitive cell" in s.ctx.message
 
 
 def test_two_sessions_share_no_run():
@@ -194,3 +194,32 @@ def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
     linked = Session()
     assert linked.apply_query({"structure": "tbg:1,2", "electrons": "ml"}) == []
     assert linked.system.structure == "Twisted bilayer 21.8°" and linked.system.electrons == GFN1_ML
+
+
+def test_other_materials_pick_the_models_that_know_them(tmp_path):
+    """hBN and MoS2 (gallery or upload) switch to the models that know their elements (the
+    references: no network does), and graphene returns to the shipped networks; a model the
+    user picked that knows the elements stays."""
+    from app.catalogue import GFN1_ML
+
+    s = Session()
+    first_forces = s.system.forces
+    s.system.structure = "AA′ hBN bilayer"
+    assert s.system.atoms.get_chemical_formula() == "B2N2"
+    assert "reference" in s.system.forces and s.system.electrons.startswith("GFN1-xTB (reference")
+    assert s.system.mc_allowed[0] and not s.phonons.no_forces()
+    s.system.structure = "AB bilayer"
+    assert s.system.forces == first_forces and s.system.electrons == GFN1_ML
+    mos2 = tmp_path / "mos2.extxyz"
+    build("MoS2").write(mos2)
+    assert s.system.load_upload("mos2.extxyz", mos2.read_bytes())
+    assert s.system.summary()["layers"] == 2
+    assert "reference" in s.system.forces and not s.phonons.no_forces()
+    ok, why = s.system.mc_allowed  # no Hamiltonian model knows Mo and S yet (docs/physics.md)
+    assert not ok and "not Mo, S" in why
+    s.system.structure = "AB bilayer"
+    s.system.electrons = "GFN1-xTB (reference, slow)"  # the user's choice, which knows B and N
+    s.system.structure = "AA′ hBN bilayer"
+    assert s.system.electrons == "GFN1-xTB (reference, slow)"
+    s.system.structure = "AB bilayer"
+    assert s.system.electrons == "GFN1-xTB (reference, slow)" and s.system.forces == first_forces

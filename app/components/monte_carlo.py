@@ -35,7 +35,9 @@ class Snapshot:
     vf_se: float
     gamma1: float
     gamma1_se: float
-    static: dict  # the static lattice's vf, gamma1, ...
+    static: dict  # the static lattice's vf, gamma1, and gap of a gapped material
+    gap: float  # <E_g> (eV) of a gapped material, nan otherwise
+    gap_se: float
     rel_change: float  # <v_F> / static - 1
     rate: float  # samples per second in this run (nan before the first)
     eta_s: float  # seconds left (nan when unknown)
@@ -53,6 +55,16 @@ class Snapshot:
     def as_dict(self) -> dict:
         """The fields by name (no copies), as the figures take them."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def observable_text(stats: dict, static: dict, brackets: bool = False) -> str:
+    """The run's observable with its error: the gap of a gapped material, v_F of graphene."""
+    lt, gt = ("⟨", "⟩") if brackets else ("", "")
+    if "gap" in static:
+        return (f"{lt}E_g{gt} = {stats['gap']:.4f} ± {stats['gap_se']:.4f} eV "
+                f"({1000 * (stats['gap'] - static['gap']):+.1f} meV vs static {static['gap']:.4f} eV, {static['gap_at']})")
+    return (f"{lt}v_F{gt} = {stats['vf']:.4f} ± {stats['vf_se']:.4f} × 10⁶ m/s "
+            f"({100 * stats['vf_rel_change']:+.2f} % vs static {static['vf']:.4f})")
 
 
 def _fields(snap: Snapshot | None) -> dict:
@@ -168,8 +180,7 @@ class MonteCarlo(pn.viewable.Viewer):
             stats = engine.statistics(t)
             self._publish(engine, t, start_count)
             if stats["samples"] >= settings.n_samples:
-                self._report("done", f"{stats['samples']} samples at {t:g} K: v_F = {stats['vf']:.4f} ± "
-                             f"{stats['vf_se']:.4f} × 10⁶ m/s ({100 * stats['vf_rel_change']:+.2f} % vs static)")
+                self._report("done", f"{stats['samples']} samples at {t:g} K: " + observable_text(stats, engine.static))
             else:
                 self._report("stopped", f"stopped after {stats['samples']} samples; Run continues")
         except Exception as err:
@@ -205,7 +216,8 @@ class MonteCarlo(pn.viewable.Viewer):
             T=t, n_done=len(idx), n_total=engine.settings.n_samples, count=m,
             running_mean=np.cumsum(units) / m if len(units) else np.array([]), running_se=running_error(units),
             vf=stats["vf"], vf_se=stats["vf_se"], gamma1=stats["gamma1"], gamma1_se=stats["gamma1_se"],
-            static=dict(engine.static), rel_change=stats["vf_rel_change"], rate=rate, eta_s=left,
+            static=dict(engine.static), gap=stats.get("gap", float("nan")), gap_se=stats.get("gap_se", float("nan")),
+            rel_change=stats["vf_rel_change"], rate=rate, eta_s=left,
             spectral=spectrum, n_spectral=n_spectral, static_spectral=engine.static_spectrum,
             k_distances=sp.distances, energies=sp.energies, k_labels=list(sp.labels),
             label_distances=sp.label_distances, near_k=engine.band_profile(t), setup_s=engine.setup_seconds,
@@ -355,10 +367,11 @@ class MonteCarlo(pn.viewable.Viewer):
                     "function converge live under *Monte Carlo, live*." if ok else why)
         self.progress.param.update(max=max(1, snap.n_total), value=min(snap.n_done, snap.n_total))
         rate, eta = snap.rate, snap.eta_s
+        stats = {"vf": snap.vf, "vf_se": snap.vf_se, "vf_rel_change": snap.rel_change, "gap": snap.gap,
+                 "gap_se": snap.gap_se}
         return (f"**{snap.n_done} / {snap.n_total}** samples at {snap.T:g} K · "
                 + (f"{rate:.2f} samples/s · {eta:.0f} s left · " if rate == rate and eta == eta else "")
-                + f"⟨v_F⟩ = {snap.vf:.4f} ± {snap.vf_se:.4f} × 10⁶ m/s "
-                f"({100 * snap.rel_change:+.2f} % vs static {snap.static['vf']:.4f})")
+                + observable_text(stats, snap.static, brackets=True))
 
     def __panel__(self):
         self.live = {"vf": plots.RunningFermiVelocity(), "vft": plots.FermiVelocityVsT(),

@@ -20,7 +20,7 @@ from mlepi_core.isolated_load import load_isolated
 from mlepi_core.model_cards import model_card
 from mlepi_core.structures import StructureError, build, stacking_name
 
-MC_MAX_ATOMS = 4  # Monte Carlo (v_F near K) runs on primitive graphene cells: 1x1 monolayer or bilayer
+MC_MAX_ATOMS = 6  # Monte Carlo samples primitive cells: graphene, hBN or MoS2 monolayers and bilayers
 STACKING_MAX_ATOMS = 2000  # stacking_name compares every atom pair of two layers
 
 
@@ -67,6 +67,7 @@ class System(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         self._uploaded = None
+        self._switched: set[str] = set()  # the models _pick_models switched away from the first choice
         self.atoms = build(GALLERY[self.structure])
 
     def summary(self) -> dict:
@@ -104,6 +105,27 @@ class System(pn.viewable.Viewer):
         self.use_upload(filename, atoms)
         return True
 
+    @param.depends("atoms", watch=True)
+    def _pick_models(self):
+        """Models that know the structure's elements: a force or Hamiltonian model that lacks
+        one gives way to the first choice that has them all (a reference when no network
+        does); one switched that way returns to the first choice when that knows the new
+        structure again."""
+        for name, choices in (("forces", force_choices()), ("electrons", electron_choices())):
+            knowing = [label for label in choices if not self.unknown_elements(label)]
+            current, first = getattr(self, name), next(iter(choices))
+            if knowing and current not in knowing:
+                pick = knowing[0]
+            elif name in self._switched and first in knowing:
+                pick = first
+            else:
+                continue
+            if pick == first:
+                self._switched.discard(name)
+            else:
+                self._switched.add(name)
+            setattr(self, name, pick)
+
     def unknown_elements(self, label: str) -> list[str]:
         """Elements of the current structure that the force or Hamiltonian model ``label`` does not know."""
         name = {**force_choices(), **electron_choices()}[label]
@@ -123,8 +145,9 @@ class System(pn.viewable.Viewer):
         if why:
             return False, f"No Monte Carlo for this structure: {why}."
         if len(self.atoms) > MC_MAX_ATOMS:
-            return False, (f"Monte Carlo measures v_F near K of a primitive graphene cell (at most "
-                           f"{MC_MAX_ATOMS} atoms); this cell has {len(self.atoms)}. Phonons are shown.")
+            return False, (f"Monte Carlo samples supercells of a primitive cell (v_F near K of graphene, the gap of "
+                           f"hBN or MoS2; at most {MC_MAX_ATOMS} atoms); this cell has {len(self.atoms)}. "
+                           f"Phonons are shown.")
         return True, ""
 
     def lattice(self, force_label: str, size: int):
