@@ -50,8 +50,9 @@ def server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
     SERVER_LOG["path"] = log_path
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        runs = tmp_path_factory.mktemp("runs")  # the server's runs directory, none in the repository
+        proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port),
+                                 "--runs", str(runs)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/"
     deadline = time.time() + 120
     try:

@@ -223,3 +223,40 @@ def test_other_materials_pick_the_models_that_know_them(tmp_path):
     assert s.system.electrons == "GFN1-xTB (reference, slow)"
     s.system.structure = "AB bilayer"
     assert s.system.electrons == "GFN1-xTB (reference, slow)" and s.system.forces == first_forces
+
+
+def test_a_run_lives_in_the_runs_directory_and_continues_exactly(tmp_path, monkeypatch):
+    """With a runs directory, a run is a folder written after every batch (checkpoint and
+    run.json with its provenance); a new server's tab with the same settings continues it
+    from the last batch, and the final v_F equals an uninterrupted run's, every digit."""
+    from app.run_store import RunStore
+
+    straight = Session(**{**FAST, "samples": 6}, seed=7)
+    straight.monte_carlo.run()
+    straight.wait(timeout=300)
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    first = Session(**{**FAST, "samples": 2}, seed=7)  # the server dies after two samples
+    first.monte_carlo.run()
+    first.wait(timeout=300)
+    (folder,) = tmp_path.iterdir()
+    record = json.loads((folder / "run.json").read_text())
+    assert record["identity"]["seed"] == 7 and record["temperatures"][0]["samples"] == 2
+    assert record["models"]["forces"] and record["mlepi_version"] and record["machine"]
+    from mlepi_core.engine import MonteCarloEngine
+
+    computed = []
+    compute = MonteCarloEngine.compute_batch
+    monkeypatch.setattr(MonteCarloEngine, "compute_batch",
+                        lambda self, t, first, count, **kw: computed.append(count) or compute(self, t, first, count, **kw))
+    later = Session(**{**FAST, "samples": 6}, seed=7)  # a new server, the same settings
+    later.monte_carlo.run()
+    later.wait(timeout=300)
+    assert sum(computed) == 4  # the two on disk are not computed again
+    assert later.monte_carlo.snapshot.n_done == 6
+    assert later.monte_carlo.snapshot.vf == straight.monte_carlo.snapshot.vf
+    assert later.exports.results_csv() == straight.exports.results_csv()
+    assert len(list(tmp_path.iterdir())) == 1
+    other = Session(**{**FAST, "samples": 2}, seed=8)  # another seed: another run, another folder
+    other.monte_carlo.run()
+    other.wait(timeout=300)
+    assert len(list(tmp_path.iterdir())) == 2

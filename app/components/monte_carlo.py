@@ -12,10 +12,11 @@ import panel as pn
 import param
 
 from app import plots
-from app.catalogue import electron_choices, electron_model, force_choices, force_model
+from app.catalogue import GALLERY, UPLOADED, electron_choices, electron_model, force_choices, force_model
 from app.components.context import Context
 from app.components.structure import System
 from app.dask_executor import EXECUTORS, DaskExecutor
+from app.run_store import RunStore
 
 BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
 PLOT_PERIOD_S = 1.0  # the live plots redraw at most this often during a run (the status line every batch)
@@ -164,9 +165,48 @@ class MonteCarlo(pn.viewable.Viewer):
         engine.resume()
         return engine
 
+    def _identity(self, settings) -> dict:
+        """What makes this run's samples what they are (``RunStore``): structure, models, cell, seed."""
+        import hashlib
+
+        from mlepi_core.model_names import model_identity
+
+        system, atoms = self.system, self.system.atoms
+        if system.structure == UPLOADED:
+            digest = hashlib.sha256(np.round(atoms.positions, 6).tobytes() + np.round(np.asarray(atoms.cell), 6)
+                                    .tobytes() + atoms.numbers.tobytes()).hexdigest()[:16]
+            structure = f"{atoms.get_chemical_formula()} upload {digest}"
+        else:
+            structure = GALLERY[system.structure]
+        return {"structure": structure, "forces": model_identity(force_choices()[system.forces]),
+                "electrons": model_identity(electron_choices()[system.electrons]), "supercell": settings.supercell,
+                "seed": settings.seed, "antithetic": settings.antithetic, "n_bands": settings.n_bands}
+
+    def _attach_run(self, engine, settings) -> tuple:
+        """The run's folder in the runs directory; its finished samples join ``engine`` the first
+        time (a run the server lost continues where its last batch ended)."""
+        identity = self._identity(settings)
+        folder = RunStore.folder(identity)
+        if getattr(engine, "run_folder", None) != folder:
+            engine.reset()
+            done = RunStore.resume(engine, folder, identity)
+            engine.run_folder = folder
+            with self.ctx.lock:
+                self._points = {t: self._point(engine, t) for t in sorted(engine.per_sample) if engine.per_sample[t]}
+            if done:
+                self._report("running", f"continuing the run in {folder}: {done} samples on disk")
+        system = self.system
+        return folder, identity, {"forces": force_choices()[system.forces], "electrons": electron_choices()[system.electrons]}
+
+    def _point(self, engine, t: float) -> dict:
+        stats = engine.statistics(t)
+        return {"T": t, "vf": stats["vf"], "vf_se": stats["vf_se"], "samples": stats["samples"],
+                "static": engine.static["vf"]}
+
     def _run_job(self, settings):
         try:
             engine = self._engine_for(settings)
+            folder, identity, models = self._attach_run(engine, settings)
             if self.status == "stopping":
                 self._report("stopped", "stopped")
                 return
@@ -176,6 +216,7 @@ class MonteCarlo(pn.viewable.Viewer):
             start_count = len(engine.per_sample.get(t, {}))
             self._publish(engine, t, start_count)
             for _ in self._batches(engine, settings, t):
+                RunStore.save(engine, folder, identity, models)
                 self._publish(engine, t, start_count)
             stats = engine.statistics(t)
             self._publish(engine, t, start_count)
@@ -224,8 +265,7 @@ class MonteCarlo(pn.viewable.Viewer):
             n_imaginary=engine.sampler.n_imaginary)
         with self.ctx.lock:
             if len(idx):
-                self._points[t] = {"T": t, "vf": stats["vf"], "vf_se": stats["vf_se"], "samples": len(idx),
-                                   "static": engine.static["vf"]}
+                self._points[t] = self._point(engine, t)
             history = [self._points[k] for k in sorted(self._points)]
         self.ctx.dispatch(lambda: self.param.update(snapshot=snap, history=history))
 

@@ -412,9 +412,11 @@ def cmd_dashboard(args) -> int:
 
     from app.dask_executor import DaskExecutor
     from app.main import create_app
+    from app.run_store import RunStore
 
     DaskExecutor.configure(args.workers, args.scheduler)
-    print(f"mlepi dashboard: http://{args.address}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    RunStore.configure(args.runs)
+    print(f"mlepi dashboard: http://{args.address}:{args.port}/  (Ctrl-C stops it; runs in {args.runs})", flush=True)
     origins = [f"{host}:{args.port}" for host in {args.address, "localhost", "127.0.0.1"}]
     pn.serve(create_app, port=args.port, address=args.address, show=args.show, title="mlepi",
              websocket_origin=origins + list(args.allow_origin or []))

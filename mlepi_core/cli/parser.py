@@ -129,6 +129,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=COUNT, default=2,
                    help="worker processes of the LocalCluster that 'Run on: dask' starts on first use")
     s.add_argument("--scheduler", help="'Run on: dask' uses this existing Dask scheduler instead")
+    s.add_argument("--runs", default="mlepi-runs", metavar="DIR",
+                   help="runs directory: every run is a folder there, written after each batch, so a run "
+                        "survives the server and continues where it stopped (default: ./mlepi-runs)")
     s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
