@@ -42,30 +42,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """URL of `mlepi dashboard` served for the session (its log in a temporary file)."""
+def start_dashboard(runs: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`mlepi dashboard` on a free port with runs directory ``runs``; (process, URL) once it answers."""
     port = _free_port()
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
-    SERVER_LOG["path"] = log_path
     with open(log_path, "w") as log:
-        runs = tmp_path_factory.mktemp("runs")  # the server's runs directory, none in the repository
         proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port),
                                  "--runs", str(runs)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/"
     deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=30).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"dashboard exited: {log_path.read_text()}") from None
+            if time.time() > deadline:
+                proc.kill()
+                raise RuntimeError("dashboard did not start within 120 s") from None
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """URL of `mlepi dashboard` served for the session (its log in a temporary file; its runs
+    directory a temporary one, none in the repository)."""
+    log_path = tmp_path_factory.mktemp("dashboard") / "server.log"
+    SERVER_LOG["path"] = log_path
+    proc, url = start_dashboard(tmp_path_factory.mktemp("runs"), log_path)
     try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=30).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"dashboard exited: {log_path.read_text()}") from None
-                if time.time() > deadline:
-                    raise RuntimeError("dashboard did not start within 120 s") from None
-                time.sleep(0.5)
         yield url
     finally:
         proc.terminate()

@@ -193,6 +193,7 @@ class MonteCarlo(pn.viewable.Viewer):
             engine.run_folder = folder
             with self.ctx.lock:
                 self._points = {t: self._point(engine, t) for t in sorted(engine.per_sample) if engine.per_sample[t]}
+            engine.samples_from_disk = done
             if done:
                 self._report("running", f"continuing the run in {folder}: {done} samples on disk")
         system = self.system
@@ -221,7 +222,9 @@ class MonteCarlo(pn.viewable.Viewer):
             stats = engine.statistics(t)
             self._publish(engine, t, start_count)
             if stats["samples"] >= settings.n_samples:
-                self._report("done", f"{stats['samples']} samples at {t:g} K: " + observable_text(stats, engine.static))
+                from_disk = getattr(engine, "samples_from_disk", 0)
+                self._report("done", f"{stats['samples']} samples at {t:g} K: " + observable_text(stats, engine.static)
+                             + (f"; the run continued from {from_disk} samples on disk" if from_disk else ""))
             else:
                 self._report("stopped", f"stopped after {stats['samples']} samples; Run continues")
         except Exception as err:
