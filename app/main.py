@@ -98,7 +98,8 @@ def create_app(session: Session | None = None):
     explore = pn.Column(pn.Row(structure_card, phonon_card), mode_card, mc_card, layers_card, check_card,
                         equations)
     lesson = vm.lesson.__panel__()
-    tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), dynamic=False, css_classes=["mlepi-tabs"])
+    tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), ("Runs", vm.runs.__panel__()), dynamic=False,
+                   css_classes=["mlepi-tabs"])
     # hidden in presentation mode
     advanced = [mc.seed_input, mc.antithetic_box, mc.executor_buttons, mc.run_on, mc.counters, *downloads[1:],
                 system.force_card, system.electron_card, equations]

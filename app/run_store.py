@@ -54,18 +54,78 @@ class RunStore:
         return engine.load_checkpoint(folder / CHECKPOINT)
 
     @staticmethod
-    def save(engine, folder: Path | None, identity: dict, models: dict) -> None:
-        """Write the engine's finished samples and the run's provenance to ``folder``."""
+    def save(engine, folder: Path | None, identity: dict, models: dict, label: str = "",
+             query: dict | None = None) -> None:
+        """Write the engine's finished samples and the run's provenance to ``folder``
+        (``label``: how the page names it; ``query``: the page's link parameters)."""
         from mlepi_core import __version__
         from mlepi_core.files import write_text_atomic
+        from mlepi_core.model_names import model_identity
 
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
         engine.save_checkpoint(folder / CHECKPOINT, {"identity": identity})
         temperatures = sorted(t for t, done in engine.per_sample.items() if done)
-        record = {"identity": identity, "models": models, "mlepi_version": __version__,
+        sp = engine.spectral
+        record = {"label": label, "identity": identity, "query": query or {}, "mlepi_version": __version__,
+                  "models": {k: {"name": v, "identity": model_identity(v)} for k, v in models.items()},
                   "settings": dataclasses.asdict(engine.settings), "static": engine.static,
                   "machine": platform.node(), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "where": "mlepi dashboard", "temperatures": [engine.statistics(t) for t in temperatures]}
+                  "where": "mlepi dashboard", "temperatures": [engine.statistics(t) for t in temperatures],
+                  "spectral_axes": {"energies_ev": sp.energies.tolist(), "k_distances": sp.distances.tolist()}}
         write_text_atomic(folder / "run.json", json.dumps(record, indent=1, default=float))
+
+    @classmethod
+    def listing(cls) -> list[dict]:
+        """The runs of the directory, newest first: {"name", "label", "temperatures", "written", ...}."""
+        if cls.root is None or not cls.root.is_dir():
+            return []
+        rows = []
+        for folder in cls.root.iterdir():
+            try:
+                record = json.loads((folder / "run.json").read_text())
+            except (OSError, ValueError):
+                continue  # not a run folder, or one being written for the first time
+            rows.append({"name": folder.name, **{k: record.get(k) for k in
+                                                   ("label", "temperatures", "written", "where", "machine", "models")}})
+        return sorted(rows, key=lambda r: r["written"] or "", reverse=True)
+
+    @classmethod
+    def open(cls, name: str) -> dict:
+        """A run of the directory as a pinned overlay (``MonteCarlo.pin``'s record) at its last
+        temperature: running v_F with its error, the peaks of its averaged spectral function,
+        its v_F(T) points. Needs no model: the numbers are on disk."""
+        import pickle
+
+        import numpy as np
+
+        from mlepi_core.spectral import spectral_peaks
+        from mlepi_core.statistics import running_error
+
+        folder = cls.root / name if cls.root is not None else None
+        if folder is None or folder.parent != cls.root or not (folder / "run.json").is_file():
+            raise ValueError(f"no run {name!r} in the runs directory")
+        record = json.loads((folder / "run.json").read_text())
+        with open(folder / CHECKPOINT, "rb") as fh:
+            state = pickle.load(fh)
+        t = max(state["per_sample"])
+        done = state["per_sample"][t]
+        vf = np.array([done[i][0] for i in sorted(done)])
+        if record["settings"].get("antithetic"):  # pair means are the independent units
+            vf = vf[: len(vf) // 2 * 2].reshape(-1, 2).mean(axis=1)
+        m = np.arange(1, len(vf) + 1)
+        axes = record["spectral_axes"]
+        acc = state["spectra"].get(t)
+        peaks = {"k": [], "e": [], "hwhm": []}
+        if acc and acc["samples"]:
+            k, e, hwhm = spectral_peaks(acc["sum"] / len(acc["samples"]), np.asarray(axes["energies_ev"]),
+                                        np.asarray(axes["k_distances"]))
+            peaks = {"k": k, "e": e, "hwhm": hwhm}
+        stats = next(s for s in record["temperatures"] if s["T"] == t)
+        history = [{"T": s["T"], "vf": s["vf"], "vf_se": s["vf_se"], "samples": s["samples"],
+                    "static": record["static"]["vf"]} for s in record["temperatures"]]
+        return {"label": f"{record['label'] or name} · {t:g} K · {len(done)} samples (on disk)", "T": t,
+                "vf": stats["vf"], "vf_se": stats["vf_se"], "n": len(done), "count": m,
+                "running_mean": np.cumsum(vf) / m, "running_se": running_error(vf), "peaks": peaks,
+                "history": history, "settings": record["query"], "run": name}

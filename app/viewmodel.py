@@ -22,11 +22,12 @@ from app.components.lesson import Lesson
 from app.components.monte_carlo import BATCH, MonteCarlo, Snapshot
 from app.components.phonons import Phonons
 from app.components.reference_check import ReferenceCheck
+from app.components.runs import Runs
 from app.components.structure import System
 
 __all__ = ["BATCH", "Session", "Snapshot"]
 
-PANELS = {"ctx": Context, "system": System, "phonons": Phonons, "monte_carlo": MonteCarlo}
+PANELS = {"ctx": Context, "system": System, "phonons": Phonons, "monte_carlo": MonteCarlo, "runs": Runs}
 
 
 class Session:
@@ -47,6 +48,7 @@ class Session:
         self.phonons = Phonons(ctx=self.ctx, system=self.system, **own["phonons"])
         self.monte_carlo = MonteCarlo(ctx=self.ctx, system=self.system, view_query=self.to_query,
                                       **own["monte_carlo"])
+        self.runs = Runs(ctx=self.ctx, monte_carlo=self.monte_carlo, **own["runs"])
         self.layers = Layers(ctx=self.ctx, system=self.system, monte_carlo=self.monte_carlo)
         self.check = ReferenceCheck(ctx=self.ctx, monte_carlo=self.monte_carlo)
         self.lesson = Lesson(ctx=self.ctx, subject=self)

@@ -260,3 +260,31 @@ def test_a_run_lives_in_the_runs_directory_and_continues_exactly(tmp_path, monke
     other.monte_carlo.run()
     other.wait(timeout=300)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_path, monkeypatch):
+    """The Runs panel lists the directory's runs; opening one overlays it from disk (no
+    engine, no model: its running v_F and v_F(T) equal the run's own), and the link names it."""
+    from app.run_store import RunStore
+
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    first = Session(**FAST, seed=4)
+    first.monte_carlo.run()
+    first.wait(timeout=300)
+    snap = first.monte_carlo.snapshot
+    viewer = Session()
+    (row,) = viewer.runs.listing
+    assert row["temperatures"][0]["vf"] == snap.vf and "seed 4" in row["label"]
+    assert "seed 4" in viewer.runs.table()
+    viewer.runs.opened = [row["name"]]
+    (pin,) = viewer.monte_carlo.pins
+    assert pin["vf"] == snap.vf and pin["n"] == snap.n_done and pin["run"] == row["name"]
+    assert list(pin["running_mean"]) == list(snap.running_mean)
+    assert len(pin["peaks"]["k"]) > 0
+    assert viewer.to_query()["runs"] == row["name"]
+    linked = Session()
+    assert linked.apply_query({"runs": row["name"]}) == []
+    assert [p["run"] for p in linked.monte_carlo.pins] == [row["name"]]
+    missing = Session()
+    missing.apply_query({"runs": "no-such-run"})
+    assert "could not be opened" in missing.ctx.message and not missing.monte_carlo.pins

@@ -9,7 +9,7 @@ import json
 import signal
 
 from conftest import start_dashboard
-from test_dashboard_browser import done_of, pytestmark, wait_for_text  # noqa: F401  (skipped without Chromium)
+from test_dashboard_browser import done_of, pytestmark, text_of, wait_for_text  # noqa: F401  (skipped without Chromium)
 from test_dashboard_reliability_browser import results_vf
 
 from app.viewmodel import Session
@@ -40,6 +40,9 @@ def test_a_killed_server_s_run_continues_to_the_same_numbers(browser, tmp_path):
         again = browser.new_page(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         again.goto(url + SETTINGS, wait_until="load", timeout=120_000)
         wait_for_text(again, ".mlepi-summary", lambda t: "atoms" in t)
+        again.locator(".mlepi-tabs .bk-tab", has_text="Runs").click()  # the killed run is listed
+        wait_for_text(again, ".mlepi-runs", lambda t: "seed 3" in t and f"({on_disk})" in t, timeout=60)
+        again.locator(".mlepi-tabs .bk-tab", has_text="Explore").click()
         again.locator(".mlepi-run button").click()
         done = wait_for_text(again, ".mlepi-message", lambda t: "60 samples at 300 K" in t, timeout=300)
         assert f"continued from {on_disk} samples on disk" in done

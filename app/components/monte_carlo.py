@@ -216,8 +216,10 @@ class MonteCarlo(pn.viewable.Viewer):
             self._t_start = time.perf_counter()
             start_count = len(engine.per_sample.get(t, {}))
             self._publish(engine, t, start_count)
+            label = (f"{self.system.summary()['formula']} {self.system.summary()['stacking']} · "
+                     f"{self.system.electrons.split(' (')[0]} · seed {settings.seed}")
             for _ in self._batches(engine, settings, t):
-                RunStore.save(engine, folder, identity, models)
+                RunStore.save(engine, folder, identity, models, label, self.view_query())
                 self._publish(engine, t, start_count)
             stats = engine.statistics(t)
             self._publish(engine, t, start_count)
