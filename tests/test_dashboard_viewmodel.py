@@ -282,6 +282,8 @@ def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_pat
     assert list(pin["running_mean"]) == list(snap.running_mean)
     assert len(pin["peaks"]["k"]) > 0
     assert viewer.to_query()["runs"] == row["name"]
+    page = viewer.exports.export_html()  # the self-contained page carries the opened runs
+    assert "seed 4" in page and f"{snap.vf:.4f}" in page
     linked = Session()
     assert linked.apply_query({"runs": row["name"]}) == []
     assert [p["run"] for p in linked.monte_carlo.pins] == [row["name"]]
