@@ -229,7 +229,7 @@ def test_a_run_lives_in_the_runs_directory_and_continues_exactly(tmp_path, monke
     """With a runs directory, a run is a folder written after every batch (checkpoint and
     run.json with its provenance); a new server's tab with the same settings continues it
     from the last batch, and the final v_F equals an uninterrupted run's, every digit."""
-    from app.run_store import RunStore
+    from mlepi_core.run_store import RunStore
 
     straight = Session(**{**FAST, "samples": 6}, seed=7)
     straight.monte_carlo.run()
@@ -265,7 +265,7 @@ def test_a_run_lives_in_the_runs_directory_and_continues_exactly(tmp_path, monke
 def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_path, monkeypatch):
     """The Runs panel lists the directory's runs; opening one overlays it from disk (no
     engine, no model: its running v_F and v_F(T) equal the run's own), and the link names it."""
-    from app.run_store import RunStore
+    from mlepi_core.run_store import RunStore
 
     monkeypatch.setattr(RunStore, "root", tmp_path)
     first = Session(**FAST, seed=4)
@@ -290,3 +290,23 @@ def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_pat
     missing = Session()
     missing.apply_query({"runs": "no-such-run"})
     assert "could not be opened" in missing.ctx.message and not missing.monte_carlo.pins
+
+
+def test_a_folder_of_mlepi_mc_in_the_runs_directory_is_listed_and_opens(tmp_path, monkeypatch):
+    """`mlepi mc --out RUNS/NAME` leaves the record the dashboard lists (where: mlepi mc) and
+    opens: its v_F(T) points and running v_F from the CLI's own checkpoint."""
+    from mlepi_core.cli import main
+    from mlepi_core.run_store import RunStore
+
+    out = tmp_path / "sweep"
+    assert main(["mc", "AB", "--supercell", "3", "--electrons", "slater-koster", "--samples", "4",
+                 "--temperature", "0", "300", "--seed", "2", "--out", str(out)]) in (0, None)
+    result = json.loads((out / "results.json").read_text())
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    s = Session()
+    (row,) = s.runs.listing
+    assert row["name"] == "sweep" and row["where"] == "mlepi mc" and len(row["temperatures"]) == 2
+    s.runs.opened = ["sweep"]
+    (pin,) = s.monte_carlo.pins
+    assert [h["T"] for h in pin["history"]] == [0.0, 300.0]
+    assert pin["vf"] == result["temperatures"][1]["ml"]["vf"]

@@ -16,7 +16,7 @@ from app.catalogue import GALLERY, UPLOADED, electron_choices, electron_model, f
 from app.components.context import Context
 from app.components.structure import System
 from app.dask_executor import EXECUTORS, DaskExecutor
-from app.run_store import RunStore
+from mlepi_core.run_store import RunStore
 
 BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
 PLOT_PERIOD_S = 1.0  # the live plots redraw at most this often during a run (the status line every batch)

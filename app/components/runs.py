@@ -10,7 +10,7 @@ import param
 
 from app.components.context import Context
 from app.components.monte_carlo import MonteCarlo
-from app.run_store import RunStore
+from mlepi_core.run_store import RunStore
 
 
 class Runs(pn.viewable.Viewer):

@@ -412,7 +412,7 @@ def cmd_dashboard(args) -> int:
 
     from app.dask_executor import DaskExecutor
     from app.main import create_app
-    from app.run_store import RunStore
+    from mlepi_core.run_store import RunStore
 
     DaskExecutor.configure(args.workers, args.scheduler)
     RunStore.configure(args.runs)

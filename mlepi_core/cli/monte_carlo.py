@@ -28,6 +28,7 @@ def cmd_mc(args) -> int:
     from .. import __version__
     from ..engine import MCSettings, MonteCarloEngine
     from ..results import write_results
+    from ..run_store import RunStore
 
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
@@ -88,6 +89,13 @@ def cmd_mc(args) -> int:
                   "mlepi_version": __version__, "command": " ".join(sys.argv)}
     try:
         result = write_results(args.out, runs, provenance)
+        label, engine = next(iter(runs.items()))  # the record a runs directory lists: the first model's run
+        RunStore.describe(engine, Path(args.out), {"structure": args.structure, "forces": model_identity(args.forces),
+                                                   "electrons": model_identity(args.electrons[0])},
+                          {"forces": args.forces, "electrons": args.electrons[0]},
+                          label=f"{args.structure} · {args.electrons[0]} · seed {settings.seed}",
+                          where="mlepi mc" + (" on Dask" if client is not None else ""),
+                          checkpoint=f"checkpoint_{label}.pkl")
     except OSError as err:
         close_client(client)
         n = sum(len(v) for e in runs.values() for v in e.per_sample.values())

@@ -1,5 +1,6 @@
-"""Dashboard runs on disk: every run is a folder under one runs directory, written after
-each batch, so that a run survives the server and continues where it stopped.
+"""Runs on disk: every dashboard run is a folder under one runs directory, written after
+each batch, so that a run survives the server and continues where it stopped; a folder of
+``mlepi mc`` carries the same record (``run.json``), so the dashboard lists and opens it too.
 
 A run's folder is named by what makes its samples what they are (the structure, both
 models' identities, the supercell, the seed, antithetic pairs): the same settings reach the
@@ -53,26 +54,36 @@ class RunStore:
             raise ValueError(f"{folder} holds another run ({saved})")
         return engine.load_checkpoint(folder / CHECKPOINT)
 
-    @staticmethod
-    def save(engine, folder: Path | None, identity: dict, models: dict, label: str = "",
+    @classmethod
+    def save(cls, engine, folder: Path | None, identity: dict, models: dict, label: str = "",
              query: dict | None = None) -> None:
-        """Write the engine's finished samples and the run's provenance to ``folder``
+        """Write the engine's finished samples and the run's record to ``folder``
         (``label``: how the page names it; ``query``: the page's link parameters)."""
-        from mlepi_core import __version__
-        from mlepi_core.files import write_text_atomic
-        from mlepi_core.model_names import model_identity
-
         if folder is None:
             return
         folder.mkdir(parents=True, exist_ok=True)
         engine.save_checkpoint(folder / CHECKPOINT, {"identity": identity})
+        cls.describe(engine, folder, identity, models, label, query)
+
+    @staticmethod
+    def describe(engine, folder: Path, identity: dict, models: dict, label: str = "", query: dict | None = None,
+                 where: str = "mlepi dashboard", checkpoint: str = CHECKPOINT) -> None:
+        """Write ``run.json``, the record a runs directory lists and opens: provenance (mlepi's
+        version, the models with their identities, the settings, the machine, when, where it
+        ran), the statistics per temperature and the spectral axes; ``checkpoint`` names the
+        file of the samples."""
+        from mlepi_core import __version__
+        from mlepi_core.files import write_text_atomic
+        from mlepi_core.model_names import model_identity
+
         temperatures = sorted(t for t, done in engine.per_sample.items() if done)
         sp = engine.spectral
         record = {"label": label, "identity": identity, "query": query or {}, "mlepi_version": __version__,
                   "models": {k: {"name": v, "identity": model_identity(v)} for k, v in models.items()},
                   "settings": dataclasses.asdict(engine.settings), "static": engine.static,
                   "machine": platform.node(), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "where": "mlepi dashboard", "temperatures": [engine.statistics(t) for t in temperatures],
+                  "where": where, "checkpoint": checkpoint,
+                  "temperatures": [engine.statistics(t) for t in temperatures],
                   "spectral_axes": {"energies_ev": sp.energies.tolist(), "k_distances": sp.distances.tolist()}}
         write_text_atomic(folder / "run.json", json.dumps(record, indent=1, default=float))
 
@@ -107,7 +118,7 @@ class RunStore:
         if folder is None or folder.parent != cls.root or not (folder / "run.json").is_file():
             raise ValueError(f"no run {name!r} in the runs directory")
         record = json.loads((folder / "run.json").read_text())
-        with open(folder / CHECKPOINT, "rb") as fh:
+        with open(folder / record.get("checkpoint", CHECKPOINT), "rb") as fh:
             state = pickle.load(fh)
         t = max(state["per_sample"])
         done = state["per_sample"][t]
