@@ -102,6 +102,17 @@ class RunStore:
                                                    ("label", "temperatures", "written", "where", "machine", "models")}})
         return sorted(rows, key=lambda r: r["written"] or "", reverse=True)
 
+    @staticmethod
+    def continuable(row: dict) -> bool:
+        """Whether a listed run's models are still here, with the same weights (else it opens
+        from disk but cannot be continued)."""
+        from mlepi_core.model_names import model_identity
+
+        try:
+            return all(model_identity(m["name"]) == m["identity"] for m in (row.get("models") or {}).values())
+        except Exception:  # a model folder gone or unreadable
+            return False
+
     @classmethod
     def open(cls, name: str) -> dict:
         """A run of the directory as a pinned overlay (``MonteCarlo.pin``'s record) at its last

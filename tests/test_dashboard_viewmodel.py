@@ -287,6 +287,13 @@ def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_pat
     linked = Session()
     assert linked.apply_query({"runs": row["name"]}) == []
     assert [p["run"] for p in linked.monte_carlo.pins] == [row["name"]]
+    assert RunStore.continuable(row) and "view only" not in viewer.runs.table()
+    record = json.loads((tmp_path / row["name"] / "run.json").read_text())
+    record["models"]["electrons"]["identity"] = "weights sha256 0000"  # weights replaced since the run
+    (tmp_path / row["name"] / "run.json").write_text(json.dumps(record))
+    viewer.runs.refresh()
+    assert not RunStore.continuable(viewer.runs.listing[0]) and "view only" in viewer.runs.table()
+    assert RunStore.open(row["name"])["vf"] == snap.vf  # its numbers still open
     missing = Session()
     missing.apply_query({"runs": "no-such-run"})
     assert "could not be opened" in missing.ctx.message and not missing.monte_carlo.pins

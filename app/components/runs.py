@@ -53,8 +53,9 @@ class Runs(pn.viewable.Viewer):
         for r in self.listing:
             temps = "; ".join(f"{s['T']:g} K: {s['vf']:.4f} ± {s['vf_se']:.4f} ({s['samples']})"
                               for s in r["temperatures"] or [])
-            rows.append(f"| {html.escape(r['label'] or r['name'])}<br>`{r['name']}` | {temps} | {r['written']} | "
-                        f"{html.escape(str(r['where']))} on {html.escape(str(r['machine']))} |")
+            state = "" if RunStore.continuable(r) else "<br>*view only: its models are gone or changed*"
+            rows.append(f"| {html.escape(r['label'] or r['name'])}<br>`{r['name']}`{state} | {temps} | "
+                        f"{r['written']} | {html.escape(str(r['where']))} on {html.escape(str(r['machine']))} |")
         return head + "\n".join(rows)
 
     def __panel__(self):
