@@ -94,13 +94,32 @@ class RunStore:
             return []
         rows = []
         for folder in cls.root.iterdir():
-            try:
-                record = json.loads((folder / "run.json").read_text())
-            except (OSError, ValueError):
-                continue  # not a run folder, or one being written for the first time
+            why = cls._unreadable(folder)
+            if why:  # listed with the reason; nothing else depends on it
+                rows.append({"name": folder.name, "unreadable": why, "label": "", "temperatures": [],
+                             "written": "", "where": "", "machine": "", "models": {}})
+                continue
+            record = json.loads((folder / "run.json").read_text())
             rows.append({"name": folder.name, **{k: record.get(k) for k in
                                                    ("label", "temperatures", "written", "where", "machine", "models")}})
         return sorted(rows, key=lambda r: r["written"] or "", reverse=True)
+
+    @staticmethod
+    def _unreadable(folder: Path) -> str:
+        """Why ``folder`` is not a run that can be listed and opened ("" when it is)."""
+        if not folder.is_dir():
+            return "not a folder"
+        try:
+            record = json.loads((folder / "run.json").read_text())
+        except FileNotFoundError:
+            return "no run.json: not a run folder (or its first batch is still running)"
+        except (OSError, ValueError) as err:
+            return f"run.json cannot be read: {type(err).__name__}: {err}"
+        if not isinstance(record, dict) or not isinstance(record.get("temperatures"), list):
+            return "run.json is not a run record"
+        if not (folder / record.get("checkpoint", CHECKPOINT)).is_file():
+            return f"its samples ({record.get('checkpoint', CHECKPOINT)}) are missing"
+        return ""
 
     @staticmethod
     def continuable(row: dict) -> bool:
@@ -126,11 +145,19 @@ class RunStore:
         from mlepi_core.statistics import running_error
 
         folder = cls.root / name if cls.root is not None else None
-        if folder is None or folder.parent != cls.root or not (folder / "run.json").is_file():
+        if folder is None or folder.parent != cls.root or not folder.exists():
             raise ValueError(f"no run {name!r} in the runs directory")
+        why = cls._unreadable(folder)
+        if why:
+            raise ValueError(f"run {name!r} cannot be opened: {why}")
         record = json.loads((folder / "run.json").read_text())
-        with open(folder / record.get("checkpoint", CHECKPOINT), "rb") as fh:
-            state = pickle.load(fh)
+        try:
+            with open(folder / record.get("checkpoint", CHECKPOINT), "rb") as fh:
+                state = pickle.load(fh)
+            state["per_sample"], state["spectra"]
+        except Exception as err:  # a damaged or foreign pickle
+            raise ValueError(f"run {name!r} cannot be opened: its samples cannot be read "
+                             f"({type(err).__name__}: {err})") from None
         t = max(state["per_sample"])
         done = state["per_sample"][t]
         vf = np.array([done[i][0] for i in sorted(done)])

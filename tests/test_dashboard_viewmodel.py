@@ -294,6 +294,17 @@ def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_pat
     viewer.runs.refresh()
     assert not RunStore.continuable(viewer.runs.listing[0]) and "view only" in viewer.runs.table()
     assert RunStore.open(row["name"])["vf"] == snap.vf  # its numbers still open
+    (tmp_path / "empty").mkdir()  # foreign and corrupt folders are listed with the reason
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{not json")
+    (tmp_path / "stray.txt").write_text("x")
+    viewer.runs.refresh()
+    reasons = {r["name"]: r.get("unreadable", "") for r in viewer.runs.listing}
+    assert "no run.json" in reasons["empty"] and "cannot be read" in reasons["broken"]
+    assert reasons["stray.txt"] == "not a folder" and reasons[row["name"]] == ""
+    assert "unreadable: run.json cannot be read" in viewer.runs.table()
+    with pytest.raises(ValueError, match="cannot be opened"):
+        RunStore.open("broken")
     missing = Session()
     missing.apply_query({"runs": "no-such-run"})
     assert "could not be opened" in missing.ctx.message and not missing.monte_carlo.pins

@@ -51,6 +51,9 @@ class Runs(pn.viewable.Viewer):
         head = "| run | temperatures: v_F (10⁶ m/s) | when | where |\n|---|---|---|---|\n"
         rows = []
         for r in self.listing:
+            if r.get("unreadable"):
+                rows.append(f"| `{html.escape(r['name'])}`<br>*unreadable: {html.escape(r['unreadable'])}* | | | |")
+                continue
             temps = "; ".join(f"{s['T']:g} K: {s['vf']:.4f} ± {s['vf_se']:.4f} ({s['samples']})"
                               for s in r["temperatures"] or [])
             state = "" if RunStore.continuable(r) else "<br>*view only: its models are gone or changed*"
