@@ -1,0 +1,110 @@
+"""Runs that outlive the server, measured (issue 33): writes assets/results/runs.json.
+
+1. Killed and resumed: a server process (a dashboard Session with a runs directory, the
+   6x6 AB bilayer, Slater-Koster electrons, 60 samples at 300 K, seed 3) is killed with
+   SIGKILL once its folder holds 4 or more samples; a second process with the same
+   settings and runs directory continues the run; a third, with an empty runs directory,
+   runs it straight. All three are started alike; the v_F of the continued run minus the
+   straight one's is reported (tests/test_run_store_browser.py does the same in Chromium).
+2. The Runs view with 200 runs in the store (copies of one run under other names): seconds
+   to list them (read every run.json and draw the table, as the Runs tab's Refresh does) and
+   to open one (overlay it from disk), the best of 3.
+
+Run: ``python benchmarks/run_store.py``; prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "assets" / "results" / "runs.json"
+N_RUNS = 200
+RUN = """
+import sys
+from mlepi_core.run_store import RunStore
+from app.viewmodel import Session
+RunStore.configure(sys.argv[1])
+label = next(k for k in Session().system.param.electrons.objects if k.startswith("Slater-Koster p_z"))
+s = Session(structure="AB bilayer", supercell=6, temperature=300.0, samples=60, seed=3, electrons=label)
+s.monte_carlo.run()
+s.wait(timeout=1200)
+print(repr(s.monte_carlo.snapshot.vf))
+"""
+
+
+def server(runs: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", RUN, str(runs)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def samples_on_disk(runs: Path) -> int:
+    for record in runs.glob("*/run.json"):
+        try:
+            return json.loads(record.read_text())["temperatures"][0]["samples"]
+        except (ValueError, KeyError, IndexError):
+            return 0
+    return 0
+
+
+def killed_and_resumed(work: Path) -> dict:
+    runs = work / "runs"
+    first = server(runs)
+    while samples_on_disk(runs) < 4:
+        if first.poll() is not None:
+            raise RuntimeError("the run ended before it could be killed")
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    on_disk = samples_on_disk(runs)
+    continued = float(server(runs).communicate()[0].strip())
+    straight = float(server(work / "fresh").communicate()[0].strip())
+    return {"killed_at_samples": on_disk, "vf_continued": continued, "vf_straight": straight,
+            "killed_and_resumed_vf_abs_diff": abs(continued - straight)}
+
+
+def listing_and_opening(work: Path) -> dict:
+    from app.viewmodel import Session
+    from mlepi_core.run_store import RunStore
+
+    (source,) = (work / "runs").iterdir()
+    store = work / "store"
+    for n in range(N_RUNS):
+        shutil.copytree(source, store / f"run-{n:03d}")
+    RunStore.configure(store)
+    session = Session()
+    list_s, open_s = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        session.runs.refresh()
+        table = session.runs.table()
+        list_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        session.runs.opened = [f"run-{len(open_s):03d}"]
+        open_s.append(time.perf_counter() - t0)
+    assert len(session.runs.listing) == N_RUNS and table.count("\n") >= N_RUNS and session.monte_carlo.pins
+    return {"runs_in_store": N_RUNS, "list_s": min(list_s), "open_s": min(open_s)}
+
+
+def main() -> dict:
+    with tempfile.TemporaryDirectory(prefix="mlepi-runs-") as tmp:
+        work = Path(tmp)
+        result = {"machine": f"{platform.node()}, {platform.processor() or platform.machine()}",
+                  **killed_and_resumed(work), **listing_and_opening(work)}
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"killed at {result['killed_at_samples']} samples; continued v_F {result['vf_continued']!r}, "
+          f"straight {result['vf_straight']!r}, |diff| {result['killed_and_resumed_vf_abs_diff']}")
+    print(f"{N_RUNS} runs: list {result['list_s']:.3f} s, open one {result['open_s']:.3f} s")
+    return result
+
+
+if __name__ == "__main__":
+    main()
