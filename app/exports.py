@@ -20,7 +20,7 @@ def results_dict(session) -> dict:
            "forces": system.forces, "electrons": system.electrons,
            "units": {"vf": "1e6 m/s", "gamma1": "eV", "T": "K"}, "vf_vs_T": mc.history,
            "view": session.to_query(),
-           "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings")} for r in mc.pins]}
+           "pinned": [{k: r[k] for k in ("label", "T", "vf", "vf_se", "n", "settings", "history")} for r in mc.pins]}
     check = session.check.result
     if check and check.get("status") == "done":
         r = check["result"]
