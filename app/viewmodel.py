@@ -48,7 +48,7 @@ class Session:
         self.phonons = Phonons(ctx=self.ctx, system=self.system, **own["phonons"])
         self.monte_carlo = MonteCarlo(ctx=self.ctx, system=self.system, view_query=self.to_query,
                                       **own["monte_carlo"])
-        self.runs = Runs(ctx=self.ctx, monte_carlo=self.monte_carlo, **own["runs"])
+        self.runs = Runs(ctx=self.ctx, monte_carlo=self.monte_carlo, apply_link=self.apply_query, **own["runs"])
         self.layers = Layers(ctx=self.ctx, system=self.system, monte_carlo=self.monte_carlo)
         self.check = ReferenceCheck(ctx=self.ctx, monte_carlo=self.monte_carlo)
         self.lesson = Lesson(ctx=self.ctx, subject=self)

@@ -328,3 +328,31 @@ def test_a_folder_of_mlepi_mc_in_the_runs_directory_is_listed_and_opens(tmp_path
     (pin,) = s.monte_carlo.pins
     assert [h["T"] for h in pin["history"]] == [0.0, 300.0]
     assert pin["vf"] == result["temperatures"][1]["ml"]["vf"]
+
+
+def test_a_run_shown_from_the_runs_tab_fills_the_live_plots_and_continues(tmp_path, monkeypatch):
+    """Show: the run's settings go to the controls and Run continues it from disk with
+    nothing sampled again (the spectral map and v_F are the run's); more samples continue it."""
+    from mlepi_core.engine import MonteCarloEngine
+    from mlepi_core.run_store import RunStore
+
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    first = Session(**{**FAST, "temperature": 150.0}, seed=6)
+    first.monte_carlo.run()
+    first.wait(timeout=300)
+    snap = first.monte_carlo.snapshot
+    computed = []
+    compute = MonteCarloEngine.compute_batch
+    monkeypatch.setattr(MonteCarloEngine, "compute_batch",
+                        lambda self, t, first, count, **kw: computed.append(count) or compute(self, t, first, count, **kw))
+    s = Session()
+    (row,) = s.runs.listing
+    s.runs.show(row["name"])
+    s.wait(timeout=300)
+    assert s.monte_carlo.seed == 6 and s.monte_carlo.temperature == 150.0 and s.system.supercell == 3
+    assert sum(computed) == 0 and s.monte_carlo.snapshot.vf == snap.vf
+    assert (s.monte_carlo.snapshot.spectral == snap.spectral).all()
+    s.monte_carlo.samples = 6
+    s.monte_carlo.run()
+    s.wait(timeout=300)
+    assert sum(computed) == 2 and s.monte_carlo.snapshot.n_done == 6

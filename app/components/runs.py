@@ -4,6 +4,7 @@ newest first, any number of them overlaid on the page's plots, named in the page
 from __future__ import annotations
 
 import html
+import json
 
 import panel as pn
 import param
@@ -20,6 +21,7 @@ class Runs(pn.viewable.Viewer):
     monte_carlo = param.ClassSelector(class_=MonteCarlo, constant=True, precedence=-1)
     opened = param.List(default=[], item_type=str, doc="runs of the runs directory overlaid on the plots")
     listing = param.List(default=[], precedence=-1, doc="the runs directory's runs, newest first")
+    apply_link = param.Callable(default=None, precedence=-1, doc="sets the page's controls from a link's parameters")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -42,6 +44,25 @@ class Runs(pn.viewable.Viewer):
         self.monte_carlo.pins = own + shown
         if problems:
             self.ctx.message = "Some runs could not be opened: " + html.escape("; ".join(problems))
+
+    def show(self, name: str) -> None:
+        """Show a run of this page's kind in the live plots: its settings go to the controls
+        and Run continues it from disk (nothing is sampled again; more samples or another
+        temperature then continue its keyed streams). A run whose models are gone, or one
+        from `mlepi mc`, is overlaid instead."""
+        row = next((r for r in self.listing if r["name"] == name), None)
+        if row is None or row.get("unreadable"):
+            raise ValueError(f"no readable run {name!r} in the runs directory")
+        query = json.loads((RunStore.root / name / "run.json").read_text()).get("query")
+        if not query or not RunStore.continuable(row) or self.apply_link is None:
+            self.opened = sorted(set(self.opened) | {name})
+            self.ctx.message = f"{name} is overlaid: " + ("its models are gone or changed, so it is view-only"
+                                                         if query else "it was computed by `mlepi mc`")
+            return
+        problems = self.apply_link(query)
+        if problems:
+            raise ValueError(f"{name}: its settings do not apply here ({'; '.join(problems)})")
+        self.monte_carlo.run()
 
     def table(self) -> str:
         if RunStore.root is None:
@@ -71,4 +92,14 @@ class Runs(pn.viewable.Viewer):
         self.param.watch(lambda e: chooser.param.update(options=names(), value=list(e.new)), "opened")
         self.param.watch(lambda _: setattr(chooser, "options", names()), "listing")
         listing = pn.pane.Markdown(pn.bind(lambda _: self.table(), self.param.listing), css_classes=["mlepi-runs"])
-        return pn.Column(pn.Row(chooser, refresh), listing, css_classes=["mlepi-runs-panel"])
+        pick = pn.widgets.Select(name="Show a run in the plots", options=names(), css_classes=["mlepi-runs-show-pick"])
+        self.param.watch(lambda _: setattr(pick, "options", names()), "listing")
+        show = pn.widgets.Button(name="Show", button_type="primary", css_classes=["mlepi-runs-show"])
+
+        def on_show(_):
+            try:
+                self.show(pick.value)
+            except (ValueError, OSError, RuntimeError) as err:
+                self.ctx.message = html.escape(str(err))
+        show.on_click(on_show)
+        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), listing, css_classes=["mlepi-runs-panel"])
