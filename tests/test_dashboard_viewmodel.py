@@ -356,3 +356,30 @@ def test_a_run_shown_from_the_runs_tab_fills_the_live_plots_and_continues(tmp_pa
     s.monte_carlo.run()
     s.wait(timeout=300)
     assert sum(computed) == 2 and s.monte_carlo.snapshot.n_done == 6
+
+
+def test_an_mlepi_mc_folder_is_shown_in_the_live_plots_from_its_files(tmp_path, monkeypatch):
+    """Show on an `mlepi mc` folder: the page's v_F(T) with its errors, running v_F, the
+    averaged spectral map and the static lattice's values are the CLI's files, no model run."""
+    import numpy as np
+
+    from app import plots
+    from mlepi_core.cli import main
+    from mlepi_core.run_store import RunStore
+
+    out = tmp_path / "sweep"
+    assert main(["mc", "AB", "--supercell", "3", "--electrons", "slater-koster", "--samples", "4",
+                 "--temperature", "0", "300", "--seed", "2", "--out", str(out)]) in (0, None)
+    result = json.loads((out / "results.json").read_text())
+    spectra = np.load(out / "spectral.npz")
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    s = Session()
+    s.runs.show("sweep")
+    snap = s.monte_carlo.snapshot
+    assert snap.T == 300.0 and snap.n_done == 4 and snap.vf == result["temperatures"][1]["ml"]["vf"]
+    assert (snap.spectral == spectra["mean_ml"][1]).all() and snap.static["vf"] == result["static"]["vf_ml"]
+    assert [(h["T"], h["vf"], h["vf_se"]) for h in s.monte_carlo.history] == \
+        [(r["T"], r["ml"]["vf"], r["ml"]["vf_se"]) for r in result["temperatures"]]
+    for figure in (plots.SpectralFunction(), plots.RunningFermiVelocity(), plots.NearKBands()):
+        figure.update(snap.as_dict())  # the live figures draw it
+    assert "from `mlepi mc`" in s.ctx.message

@@ -53,7 +53,13 @@ class Runs(pn.viewable.Viewer):
         row = next((r for r in self.listing if r["name"] == name), None)
         if row is None or row.get("unreadable"):
             raise ValueError(f"no readable run {name!r} in the runs directory")
-        query = json.loads((RunStore.root / name / "run.json").read_text()).get("query")
+        folder = RunStore.root / name
+        query = json.loads((folder / "run.json").read_text()).get("query")
+        if not query and (folder / "results.json").is_file() and (folder / "spectral.npz").is_file():
+            snapshot, history = snapshot_from_disk(folder)  # an `mlepi mc` folder: its own files
+            self.monte_carlo.param.update(snapshot=snapshot, history=history)
+            self.ctx.message = f"{name} (from `mlepi mc`) is shown from its files: {snapshot.n_done} samples at {snapshot.T:g} K"
+            return
         if not query or not RunStore.continuable(row) or self.apply_link is None:
             self.opened = sorted(set(self.opened) | {name})
             self.ctx.message = f"{name} is overlaid: " + ("its models are gone or changed, so it is view-only"
@@ -103,3 +109,44 @@ class Runs(pn.viewable.Viewer):
                 self.ctx.message = html.escape(str(err))
         show.on_click(on_show)
         return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), listing, css_classes=["mlepi-runs-panel"])
+
+
+def snapshot_from_disk(folder) -> tuple:
+    """(Snapshot, v_F(T) history) of an `mlepi mc` folder at its last temperature, from its
+    files alone (results.json, spectral.npz, the checkpoint): the plots of a live run."""
+    import pickle
+
+    import numpy as np
+
+    from app.components.monte_carlo import Snapshot
+    from mlepi_core.statistics import running_error
+
+    record = json.loads((folder / "run.json").read_text())
+    result = json.loads((folder / "results.json").read_text())
+    label = record["checkpoint"].removeprefix("checkpoint_").removesuffix(".pkl")
+    with open(folder / record["checkpoint"], "rb") as fh:
+        state = pickle.load(fh)
+    spectra = np.load(folder / "spectral.npz")
+    row = result["temperatures"][-1]
+    t, stats = row["T"], row[label]
+    done = state["per_sample"][t]
+    vf = np.array([done[i][0] for i in sorted(done)])
+    if result["settings"].get("antithetic"):
+        vf = vf[: len(vf) // 2 * 2].reshape(-1, 2).mean(axis=1)
+    m = np.arange(1, len(vf) + 1)
+    static = {k.removesuffix(f"_{label}"): v for k, v in result["static"].items() if k.endswith(f"_{label}")}
+    near_k = {"q": np.asarray(result["near_k_q_per_a"]), "static": np.asarray(result["static"][f"near_k_{label}"]),
+              "mean": np.asarray(stats["near_k_ev"]), "se": np.asarray(stats["near_k_se_ev"], dtype=float)}
+    snapshot = Snapshot(
+        T=t, n_done=len(done), n_total=int(result["settings"]["n_samples"]), count=m,
+        running_mean=np.cumsum(vf) / m, running_se=running_error(vf), vf=stats["vf"], vf_se=stats["vf_se"],
+        gamma1=stats["gamma1"], gamma1_se=stats["gamma1_se"], static=static,
+        gap=stats.get("gap", float("nan")), gap_se=stats.get("gap_se", float("nan")),
+        rel_change=stats["vf_rel_change"], rate=float("nan"), eta_s=float("nan"),
+        spectral=spectra[f"mean_{label}"][-1], n_spectral=int(spectra[f"samples_{label}"][-1]),
+        static_spectral=spectra[f"static_{label}"], k_distances=spectra["distances_per_a"],
+        energies=spectra["energies_ev"], k_labels=[str(x) for x in spectra["labels"]],
+        label_distances=spectra["label_distances"], near_k=near_k, setup_s=float("nan"), n_imaginary=0)
+    history = [{"T": r["T"], "vf": r[label]["vf"], "vf_se": r[label]["vf_se"], "samples": r[label]["samples"],
+                "static": static["vf"]} for r in result["temperatures"]]
+    return snapshot, history
