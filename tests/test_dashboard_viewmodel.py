@@ -276,6 +276,11 @@ def test_runs_of_the_directory_are_listed_overlaid_and_named_in_the_link(tmp_pat
     (row,) = viewer.runs.listing
     assert row["temperatures"][0]["vf"] == snap.vf and "seed 4" in row["label"]
     assert "seed 4" in viewer.runs.table()
+    viewer.runs.filter = "AB seed 4"
+    assert [r["name"] for r in viewer.runs.shown()] == [row["name"]]
+    viewer.runs.filter = "MoS2"
+    assert viewer.runs.shown() == [] and "seed 4" not in viewer.runs.table()
+    viewer.runs.filter = ""
     viewer.runs.opened = [row["name"]]
     (pin,) = viewer.monte_carlo.pins
     assert pin["vf"] == snap.vf and pin["n"] == snap.n_done and pin["run"] == row["name"]

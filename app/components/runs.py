@@ -21,6 +21,7 @@ class Runs(pn.viewable.Viewer):
     monte_carlo = param.ClassSelector(class_=MonteCarlo, constant=True, precedence=-1)
     opened = param.List(default=[], item_type=str, doc="runs of the runs directory overlaid on the plots")
     listing = param.List(default=[], precedence=-1, doc="the runs directory's runs, newest first")
+    filter = param.String(default="", doc="show only runs whose name, label, models or place hold this text")
     apply_link = param.Callable(default=None, precedence=-1, doc="sets the page's controls from a link's parameters")
 
     def __init__(self, **params):
@@ -70,6 +71,13 @@ class Runs(pn.viewable.Viewer):
             raise ValueError(f"{name}: its settings do not apply here ({'; '.join(problems)})")
         self.monte_carlo.run()
 
+    def shown(self) -> list[dict]:
+        """The listed runs that match ``filter`` (case-insensitive, every word)."""
+        words = self.filter.lower().split()
+        return [r for r in self.listing
+                if all(w in json.dumps([r["name"], r["label"], r["models"], r["where"], r["machine"]]).lower()
+                       for w in words)]
+
     def table(self) -> str:
         if RunStore.root is None:
             return "Runs stay in this page: the server has no runs directory (`mlepi dashboard --runs DIR`)."
@@ -77,7 +85,7 @@ class Runs(pn.viewable.Viewer):
             return f"No runs in `{RunStore.root}` yet: every run of this server is kept there."
         head = "| run | temperatures: v_F (10⁶ m/s) | when | where |\n|---|---|---|---|\n"
         rows = []
-        for r in self.listing:
+        for r in self.shown():
             if r.get("unreadable"):
                 rows.append(f"| `{html.escape(r['name'])}`<br>*unreadable: {html.escape(r['unreadable'])}* | | | |")
                 continue
@@ -97,7 +105,10 @@ class Runs(pn.viewable.Viewer):
         chooser.link(self, value="opened")
         self.param.watch(lambda e: chooser.param.update(options=names(), value=list(e.new)), "opened")
         self.param.watch(lambda _: setattr(chooser, "options", names()), "listing")
-        listing = pn.pane.Markdown(pn.bind(lambda _: self.table(), self.param.listing), css_classes=["mlepi-runs"])
+        listing = pn.pane.Markdown(pn.bind(lambda *_: self.table(), self.param.listing, self.param.filter),
+                                   css_classes=["mlepi-runs"])
+        search = pn.widgets.TextInput.from_param(self.param.filter, name="Filter", placeholder="e.g. AB seed 3 dask",
+                                                 css_classes=["mlepi-runs-filter"])
         pick = pn.widgets.Select(name="Show a run in the plots", options=names(), css_classes=["mlepi-runs-show-pick"])
         self.param.watch(lambda _: setattr(pick, "options", names()), "listing")
         show = pn.widgets.Button(name="Show", button_type="primary", css_classes=["mlepi-runs-show"])
@@ -108,7 +119,8 @@ class Runs(pn.viewable.Viewer):
             except (ValueError, OSError, RuntimeError) as err:
                 self.ctx.message = html.escape(str(err))
         show.on_click(on_show)
-        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), listing, css_classes=["mlepi-runs-panel"])
+        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), search, listing,
+                         css_classes=["mlepi-runs-panel"])
 
 
 def snapshot_from_disk(folder) -> tuple:
