@@ -96,7 +96,7 @@ def test_the_lesson_exercises_compute_their_answers():
     rms = float(re.search(r"\*\*([0-9.]+) Å\*\*", zero).group(1))
     assert 0.03 < rms < 0.2  # graphene: ~0.06 A per Cartesian component at 0 K, ~0.1 A in all
     m = int(re.search(r"\*\*(\d+) samples\*\*", need).group(1))
-    assert m >= 1 and len(EXERCISES) == 3
+    assert m >= 1 and len(EXERCISES) == 4
 
 
 def test_the_phonon_exercise_names_the_interlayer_modes():
@@ -222,3 +222,30 @@ def test_model_cards_quote_the_shipped_metrics():
         else:
             assert f"{m['test']['h_mae_mev']:.3f} meV on" in card and f"{m['twisted']['h_mae_mev']:.3f} meV on" in card
             assert f"max error {m['mc_sample_300K']['band_max_err_mev']:.1f} meV" in card
+
+
+def test_the_gap_exercise_on_graphene_points_to_hbn_and_computes_on_a_gapped_toy(monkeypatch):
+    """On graphene the gap exercise says where a gap is; on a gapped material it reports the
+    static gap, the zero-point renormalisation and the paired 0 -> 300 K shift, the numbers
+    of the engine's own statistics."""
+    from app.lesson import gap_renormalisation
+    from test_band_edges import DELTA, StaggeredPz, hbn_monolayer
+
+    s = Session(**FAST)
+    assert "hBN" in gap_renormalisation(s)
+    from mlepi_core.engine import MCSettings, MonteCarloEngine
+    from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+
+    made = {}
+
+    def toy_engine(temperatures, n_samples, supercell=3):
+        made["engine"] = MonteCarloEngine(hbn_monolayer(), EmpiricalForceReference(), StaggeredPz(),
+                                          MCSettings(temperatures=temperatures, n_samples=n_samples,
+                                                     supercell=supercell, n_bands=2, spectral_every=0))
+        return made["engine"]
+    s.system.atoms = hbn_monolayer()
+    monkeypatch.setattr(s.monte_carlo, "quick_engine", toy_engine)
+    answer = gap_renormalisation(s)
+    zero = made["engine"].statistics(0.0)
+    assert f"**{2 * DELTA:.4f} eV** (K -> K)" in answer
+    assert f"**{1000 * zero['gap_change']:+.1f} ± {1000 * zero['gap_se']:.1f} meV**" in answer

@@ -1,4 +1,4 @@
-"""The lesson tab: electron-phonon renormalisation in one page and three exercises the
+"""The lesson tab: electron-phonon renormalisation in one page and four exercises the
 app works out live on the tab's structure and models (``app.lesson``)."""
 
 from __future__ import annotations
