@@ -249,3 +249,23 @@ def test_the_gap_exercise_on_graphene_points_to_hbn_and_computes_on_a_gapped_toy
     zero = made["engine"].statistics(0.0)
     assert f"**{2 * DELTA:.4f} eV** (K -> K)" in answer
     assert f"**{1000 * zero['gap_change']:+.1f} ± {1000 * zero['gap_se']:.1f} meV**" in answer
+
+
+def test_the_phonon_panel_compares_the_low_branches_with_the_reference():
+    """With the reference overlaid, the panel reports the RMS of the branches below 150 cm^-1
+    beside the full RMS, and each Gamma mode below 150 cm^-1 against the reference's
+    (the interlayer modes a full RMS hides)."""
+    import re
+
+    s = Session(**FAST)
+    assert s.phonons.comparison() == ""
+    s.phonons.show_reference = True
+    s.wait(timeout=300)
+    text = s.phonons.comparison()
+    full, low = (float(x) for x in re.search(r"RMS ([0-9.]+) cm⁻¹ over all branches, \*\*([0-9.]+) cm⁻¹ below", text).groups())
+    assert full > 0 and low > 0
+    shear = re.search(r"shear ([0-9.]+) vs ([0-9.]+) \(([-+][0-9]+) %\)", text)
+    assert shear, text
+    ml, ref, rel = float(shear.group(1)), float(shear.group(2)), int(shear.group(3))
+    assert abs(100 * (ml - ref) / ref - rel) <= 1  # the relative error is the one shown
+    assert "breathing" in text

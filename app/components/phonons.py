@@ -130,6 +130,30 @@ class Phonons(pn.viewable.Viewer):
         return {lab: v for (lab, s), v in self._computed.items() if s == size
                 and (lab == self.system.forces or self.show_reference)}
 
+    def comparison(self) -> str:
+        """The shown force model against the reference, branch by branch where it matters: the
+        Gamma modes below 150 cm^-1 one by one (relative errors) and the RMS of the branches
+        below 150 cm^-1 beside the full RMS ("" unless both dispersions are shown)."""
+        from mlepi_core.interlayer import LOW_FREQUENCY_CM1, compare_modes, gamma_modes, low_branch_rms
+        from mlepi_core.units import THZ_TO_CM1
+
+        reference = next((lab for lab in self.curves if lab != self.system.forces), None)
+        if reference is None or self.system.forces not in self.curves:
+            return ""
+        ml, ref = self.curves[self.system.forces][0], self.curves[reference][0]
+        size = self.supercell()
+        (ml_f, _), (ref_f, chars) = (gamma_modes(self.system.lattice(lab, size)[1], np.inf)
+                                     for lab in (self.system.forces, reference))
+        n = int((ref_f < LOW_FREQUENCY_CM1).sum())
+        rows = compare_modes(ml_f[:n], ref_f[:n], chars[:n])
+        modes = ", ".join(f"{r['character']} {r['ml_cm1']:.1f} vs {r['reference_cm1']:.1f}"
+                          + (f" ({100 * r['rel_error']:+.0f} %)" if r["rel_error"] is not None else "")
+                          for r in rows if r["character"] != "acoustic")
+        full = float(np.sqrt(np.mean((ml.freq_thz - ref.freq_thz) ** 2))) * THZ_TO_CM1
+        return (f"Against the reference: RMS {full:.1f} cm⁻¹ over all branches, "
+                f"**{low_branch_rms(ml.freq_thz, ref.freq_thz):.1f} cm⁻¹ below {LOW_FREQUENCY_CM1:.0f} cm⁻¹**; "
+                f"Γ modes below {LOW_FREQUENCY_CM1:.0f} cm⁻¹ (cm⁻¹): {modes or 'none'}.")
+
     # --- one phonon mode, or one Monte Carlo sample, to watch ------------------------------
     @param.depends("mode", watch=True)
     def _mode_changed(self):
@@ -229,9 +253,11 @@ class Phonons(pn.viewable.Viewer):
         self.tap = hv.streams.Tap(x=None, y=None)
         self.tap.add_subscriber(lambda x=None, y=None: None if x is None or y is None else self.select_mode_at(x, y))
         self.note = pn.pane.Markdown(self.param.status, css_classes=["mlepi-phonon-status"])
+        self.compare_note = pn.pane.Markdown(pn.bind(lambda *_: self.comparison(), self.param.curves),
+                                             css_classes=["mlepi-phonon-compare"], styles={"font-size": "0.85em"})
         self._disp = pn.pane.HoloViews(self._dispersion(), css_classes=["mlepi-phonons"])
         self._dos = pn.pane.HoloViews(plots.phonon_dos({}, self.unit), sizing_mode="fixed", width=190)
-        return pn.Card(self.note, pn.Row(self._disp, self._dos), title="Phonons", collapsible=True,
+        return pn.Card(self.note, pn.Row(self._disp, self._dos), self.compare_note, title="Phonons", collapsible=True,
                        width_policy="max")
 
     def _dispersion(self):
