@@ -388,3 +388,31 @@ def test_an_mlepi_mc_folder_is_shown_in_the_live_plots_from_its_files(tmp_path, 
     for figure in (plots.SpectralFunction(), plots.RunningFermiVelocity(), plots.NearKBands()):
         figure.update(snap.as_dict())  # the live figures draw it
     assert "from `mlepi mc`" in s.ctx.message
+
+
+def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
+    """Sampling "zg": the page runs ZG pairs (+u, -u), names them in its link, and gives the
+    CLI's `mlepi mc --sampling zg` numbers for the same settings."""
+    s = Session(**{**FAST, "samples": 2}, seed=1)
+    s.monte_carlo.sampling = "zg"
+    assert s.to_query()["sampling"] == "zg"
+    s.monte_carlo.run()
+    s.wait(timeout=300)
+    assert s.monte_carlo.status == "done", s.ctx.message
+    snap = s.monte_carlo.snapshot
+    out = tmp_path / "zg"
+    cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "2",
+           "--temperature", "300", "--seed", "1", "--sampling", "zg", "--forces", "empirical", "--electrons",
+           str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--out", str(out)]
+    if "HedgeNet-Phonon" in s.system.forces:
+        cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
+    assert cli["samples"] == snap.n_done == 2
+    assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
+    linked = Session()
+    assert linked.apply_query({"sampling": "zg"}) == [] and linked.monte_carlo.sampling == "zg"
+    odd = Session(**{**FAST, "samples": 3})
+    odd.monte_carlo.sampling = "zg"
+    odd.monte_carlo._act(odd.monte_carlo.run)  # the Run button: refused with the method's reason
+    assert odd.monte_carlo.status == "idle" and "ZG" in odd.ctx.message

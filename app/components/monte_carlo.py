@@ -82,6 +82,8 @@ class MonteCarlo(pn.viewable.Viewer):
     samples = param.Integer(default=40, bounds=(2, 5000), doc="samples per temperature")
     seed = param.Integer(default=0, bounds=(0, 2 ** 31 - 1))
     antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
+    sampling = param.Selector(objects=["mc", "zg"], default="mc",
+                              doc="mc: Monte Carlo draws; zg: special displacements (ZG pairs +u, -u), a few suffice")
     executor = param.Selector(objects=list(EXECUTORS), default="local",
                               doc="local: in this server process; dask: sample batches on the server's Dask cluster")
     status = param.Selector(objects=["idle", "preparing", "running", "paused", "stopping", "stopped",
@@ -114,6 +116,7 @@ class MonteCarlo(pn.viewable.Viewer):
         n_bands = 2 if len(set(self.system.atoms.arrays["layer"])) == 1 else 4
         return MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
                           seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
+                          sampling=self.sampling,
                           supercell=int(self.system.supercell), n_bands=n_bands)
 
     def _set_status(self, status: str, message: str | None = None):
@@ -157,7 +160,7 @@ class MonteCarlo(pn.viewable.Viewer):
                 self._points.clear()
         engine = self.engine
         old = engine.settings
-        if (old.seed, old.antithetic) != (settings.seed, settings.antithetic):
+        if (old.seed, old.antithetic, old.sampling) != (settings.seed, settings.antithetic, settings.sampling):
             engine.reset()  # other random numbers: earlier samples no longer belong
             with self.ctx.lock:
                 self._points.clear()
@@ -180,7 +183,8 @@ class MonteCarlo(pn.viewable.Viewer):
             structure = GALLERY[system.structure]
         return {"structure": structure, "forces": model_identity(force_choices()[system.forces]),
                 "electrons": model_identity(electron_choices()[system.electrons]), "supercell": settings.supercell,
-                "seed": settings.seed, "antithetic": settings.antithetic, "n_bands": settings.n_bands}
+                "seed": settings.seed, "antithetic": settings.antithetic, "n_bands": settings.n_bands,
+                **({"sampling": settings.sampling} if settings.sampling != "mc" else {})}
 
     def _attach_run(self, engine, settings) -> tuple:
         """The run's folder in the runs directory; its finished samples join ``engine`` the first
@@ -357,6 +361,9 @@ class MonteCarlo(pn.viewable.Viewer):
         self.seed_input = w.IntInput.from_param(self.param.seed, name="Seed", start=0, css_classes=["mlepi-seed"])
         self.antithetic_box = w.Checkbox.from_param(self.param.antithetic, name="antithetic pairs (+u, −u)",
                                                     css_classes=["mlepi-antithetic"])
+        self.sampling_buttons = w.RadioButtonGroup.from_param(
+            self.param.sampling, name="Sampling", button_type="light",
+            options={"Monte Carlo": "mc", "special displacements (ZG)": "zg"}, css_classes=["mlepi-sampling"])
         self.executor_buttons = w.RadioButtonGroup.from_param(self.param.executor, name="Run on",
                                                               button_type="light", css_classes=["mlepi-executor"])
         self.run_on = pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"})
@@ -367,7 +374,7 @@ class MonteCarlo(pn.viewable.Viewer):
                                         css_classes=["mlepi-temperature"]),
                 w.IntInput.from_param(self.param.samples, name="Samples", start=2, end=5000,
                                       css_classes=["mlepi-samples"]),
-                self.seed_input, self.antithetic_box, self.run_on, self.executor_buttons,
+                self.sampling_buttons, self.seed_input, self.antithetic_box, self.run_on, self.executor_buttons,
                 pn.Row(self.run_btn, self.pause_btn, self.stop_btn), pn.Row(pin, clear)]
 
     def _act(self, action) -> None:
@@ -387,7 +394,7 @@ class MonteCarlo(pn.viewable.Viewer):
         self.pause_btn.disabled = self.status not in ("running", "paused")
         self.pause_btn.name = "Resume" if self.status == "paused" else "Pause"
         self.stop_btn.disabled = not busy
-        for widget in (self.seed_input, self.antithetic_box, self.executor_buttons):
+        for widget in (self.seed_input, self.antithetic_box, self.executor_buttons, self.sampling_buttons):
             widget.disabled = busy
 
     def status_panel(self) -> pn.Column:
