@@ -416,3 +416,34 @@ def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
     odd.monte_carlo.sampling = "zg"
     odd.monte_carlo._act(odd.monte_carlo.run)  # the Run button: refused with the method's reason
     assert odd.monte_carlo.status == "idle" and "ZG" in odd.ctx.message
+
+
+@pytest.mark.integration  # starts a Dask cluster
+def test_a_stored_run_continues_on_the_dask_cluster(tmp_path, monkeypatch):
+    """The run store works with 'Run on: dask': a page run of 2 samples on the cluster is on
+    disk, a new tab continues it to 4 on the cluster from there, and the result equals a
+    local run of 4 (to the rounding floor between processes)."""
+    pytest.importorskip("distributed")
+    from mlepi_core.run_store import RunStore
+
+    local = Session(**FAST, seed=9)
+    local.monte_carlo.run()
+    local.wait(timeout=300)
+    monkeypatch.setattr(RunStore, "root", tmp_path)
+    DaskExecutor.configure(workers=2)
+    try:
+        first = Session(**{**FAST, "samples": 2}, seed=9, executor="dask")
+        first.monte_carlo.run()
+        first.wait(timeout=300)
+        assert first.monte_carlo.status == "done", first.ctx.message
+        (folder,) = tmp_path.iterdir()
+        assert json.loads((folder / "run.json").read_text())["temperatures"][0]["samples"] == 2
+        later = Session(**FAST, seed=9, executor="dask")
+        later.monte_carlo.run()
+        later.wait(timeout=300)
+    finally:
+        DaskExecutor.shutdown()
+    assert later.monte_carlo.status == "done" and "continued from 2 samples on disk" in later.ctx.message
+    a, b = local.monte_carlo.snapshot, later.monte_carlo.snapshot
+    assert b.n_done == 4 and b.vf == pytest.approx(a.vf, rel=1e-11, abs=0)
+    assert json.loads((folder / "run.json").read_text())["temperatures"][0]["samples"] == 4
