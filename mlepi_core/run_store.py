@@ -100,8 +100,8 @@ class RunStore:
                              "written": "", "where": "", "machine": "", "models": {}})
                 continue
             record = json.loads((folder / "run.json").read_text())
-            rows.append({"name": folder.name, **{k: record.get(k) for k in
-                                                   ("label", "temperatures", "written", "where", "machine", "models")}})
+            rows.append({"name": folder.name, **{k: record.get(k) for k in ("label", "temperatures", "written",
+                                                                          "where", "machine", "models", "mlepi_version")}})
         return sorted(rows, key=lambda r: r["written"] or "", reverse=True)
 
     @staticmethod

@@ -447,3 +447,26 @@ def test_a_stored_run_continues_on_the_dask_cluster(tmp_path, monkeypatch):
     a, b = local.monte_carlo.snapshot, later.monte_carlo.snapshot
     assert b.n_done == 4 and b.vf == pytest.approx(a.vf, rel=1e-11, abs=0)
     assert json.loads((folder / "run.json").read_text())["temperatures"][0]["samples"] == 4
+
+
+def test_a_run_folder_from_elsewhere_is_added_and_its_provenance_shown(tmp_path, monkeypatch):
+    """A folder of `mlepi mc` elsewhere on the machine is copied into the runs directory
+    (validated first: a folder that is no run is refused with the reason), listed with its
+    models' identities and mlepi's version, and opens."""
+    from mlepi_core.cli import main
+    from mlepi_core.run_store import RunStore
+
+    elsewhere = tmp_path / "elsewhere" / "sweep"
+    assert main(["mc", "AB", "--supercell", "3", "--electrons", "slater-koster", "--samples", "2",
+                 "--temperature", "300", "--out", str(elsewhere)]) in (0, None)
+    store = tmp_path / "store"
+    store.mkdir()
+    monkeypatch.setattr(RunStore, "root", store)
+    s = Session()
+    assert s.runs.add_folder(str(elsewhere)) == "sweep" and s.runs.add_folder(str(elsewhere)) == "sweep-2"
+    with pytest.raises(ValueError, match="not a run folder: no run.json"):
+        s.runs.add_folder(str(tmp_path / "elsewhere"))
+    table = s.runs.table()
+    assert "electrons: slater-koster" in table and "mlepi 0." in table and "mlepi mc on" in table
+    s.runs.opened = ["sweep-2"]
+    assert s.monte_carlo.pins[0]["n"] == 2

@@ -14,6 +14,16 @@ from app.components.monte_carlo import MonteCarlo
 from mlepi_core.run_store import RunStore
 
 
+RUN_FOLDER_MAX_BYTES = 200 * 2 ** 20  # a folder added to the runs directory (checkpoints and spectra)
+
+
+def model_text(model: dict) -> str:
+    """"name (weights sha256 1a2b3c4d)" of a run's model record."""
+    name, identity = str(model.get("name", "")), str(model.get("identity", ""))
+    short = identity.split()[-1][:12] if identity.startswith("weights sha256") else ""
+    return f"{name.rstrip('/').split('/')[-1]}" + (f" (sha256 {short})" if short else "")
+
+
 class Runs(pn.viewable.Viewer):
     """``opened`` names the runs shown as overlays (the link's ``runs=``)."""
 
@@ -45,6 +55,30 @@ class Runs(pn.viewable.Viewer):
         self.monte_carlo.pins = own + shown
         if problems:
             self.ctx.message = "Some runs could not be opened: " + html.escape("; ".join(problems))
+
+    def add_folder(self, path: str) -> str:
+        """Copy a run folder from elsewhere on this server's machine (a dashboard run's or an
+        `mlepi mc` folder with its record) into the runs directory; returns its name there."""
+        import shutil
+        from pathlib import Path
+
+        if RunStore.root is None:
+            raise ValueError("the server has no runs directory (`mlepi dashboard --runs DIR`)")
+        source = Path(path).expanduser()
+        why = RunStore._unreadable(source)
+        if why:
+            raise ValueError(f"{source} is not a run folder: {why}")
+        size = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
+        if size > RUN_FOLDER_MAX_BYTES:
+            raise ValueError(f"{source} holds {size / 2**20:.0f} MiB, over the {RUN_FOLDER_MAX_BYTES / 2**20:.0f} MiB "
+                             f"a run folder may bring")
+        name, n = source.name, 1
+        while (RunStore.root / name).exists():
+            n += 1
+            name = f"{source.name}-{n}"
+        shutil.copytree(source, RunStore.root / name)
+        self.refresh()
+        return name
 
     def show(self, name: str) -> None:
         """Show a run of this page's kind in the live plots: its settings go to the controls
@@ -83,17 +117,19 @@ class Runs(pn.viewable.Viewer):
             return "Runs stay in this page: the server has no runs directory (`mlepi dashboard --runs DIR`)."
         if not self.listing:
             return f"No runs in `{RunStore.root}` yet: every run of this server is kept there."
-        head = "| run | temperatures: v_F (10⁶ m/s) | when | where |\n|---|---|---|---|\n"
+        head = "| run | temperatures: v_F (10⁶ m/s) | models | when | where |\n|---|---|---|---|---|\n"
         rows = []
         for r in self.shown():
             if r.get("unreadable"):
-                rows.append(f"| `{html.escape(r['name'])}`<br>*unreadable: {html.escape(r['unreadable'])}* | | | |")
+                rows.append(f"| `{html.escape(r['name'])}`<br>*unreadable: {html.escape(r['unreadable'])}* | | | | |")
                 continue
             temps = "; ".join(f"{s['T']:g} K: {s['vf']:.4f} ± {s['vf_se']:.4f} ({s['samples']})"
                               for s in r["temperatures"] or [])
             state = "" if RunStore.continuable(r) else "<br>*view only: its models are gone or changed*"
-            rows.append(f"| {html.escape(r['label'] or r['name'])}<br>`{r['name']}`{state} | {temps} | "
-                        f"{r['written']} | {html.escape(str(r['where']))} on {html.escape(str(r['machine']))} |")
+            models = "<br>".join(f"{kind}: {html.escape(model_text(m))}" for kind, m in (r["models"] or {}).items())
+            rows.append(f"| {html.escape(r['label'] or r['name'])}<br>`{r['name']}`{state} | {temps} | {models} | "
+                        f"{r['written']} | {html.escape(str(r['where']))} on {html.escape(str(r['machine']))}, "
+                        f"mlepi {html.escape(str(r.get('mlepi_version')))} |")
         return head + "\n".join(rows)
 
     def __panel__(self):
@@ -119,7 +155,17 @@ class Runs(pn.viewable.Viewer):
             except (ValueError, OSError, RuntimeError) as err:
                 self.ctx.message = html.escape(str(err))
         show.on_click(on_show)
-        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), search, listing,
+        folder = pn.widgets.TextInput(name="Add a run folder (a path on the server's machine)",
+                                      placeholder="/path/to/results", css_classes=["mlepi-runs-add-path"])
+        add = pn.widgets.Button(name="Add", button_type="light", css_classes=["mlepi-runs-add"])
+
+        def on_add(_):
+            try:
+                self.ctx.message = f"added {self.add_folder(folder.value)} to the runs directory"
+            except (ValueError, OSError) as err:
+                self.ctx.message = html.escape(str(err))
+        add.on_click(on_add)
+        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), pn.Row(folder, add), search, listing,
                          css_classes=["mlepi-runs-panel"])
 
 
