@@ -243,7 +243,13 @@ def test_the_gap_exercise_on_graphene_points_to_hbn_and_computes_on_a_gapped_toy
                                           MCSettings(temperatures=temperatures, n_samples=n_samples,
                                                      supercell=supercell, n_bands=2, spectral_every=0))
         return made["engine"]
-    s.system.atoms = hbn_monolayer()
+    import io
+
+    from ase.io import write
+
+    buffer = io.StringIO()
+    write(buffer, hbn_monolayer(), format="extxyz")
+    assert s.system.load_upload("hbn.extxyz", buffer.getvalue().encode()), s.ctx.message
     monkeypatch.setattr(s.monte_carlo, "quick_engine", toy_engine)
     answer = gap_renormalisation(s)
     zero = made["engine"].statistics(0.0)
