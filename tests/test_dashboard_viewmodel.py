@@ -83,20 +83,27 @@ def test_run_pause_stop_and_continue_state_machine():
     assert s.exports.figure_png()[:4] == b"\x89PNG"
 
 
+def cli_run_of(session, out: Path) -> dict:
+    """`mlepi mc` with a page's settings (AB, its models, supercell, samples, T, seed, sampling)
+    in a subprocess; the statistics of its one temperature."""
+    mc = session.monte_carlo
+    forces = (str(ROOT / "assets" / "models" / "phonon") if "HedgeNet-Phonon" in session.system.forces
+              else "empirical")
+    cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", str(session.system.supercell),
+           "--samples", str(mc.samples), "--temperature", f"{mc.temperature:g}", "--seed", str(mc.seed),
+           "--sampling", mc.sampling, "--forces", forces, "--electrons", str(ROOT / "assets" / "models" / "electron"),
+           "--batch-size", str(BATCH), "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    return json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
+
+
 def test_results_equal_the_cli_for_the_same_seed(tmp_path):
     s = Session(**FAST, seed=7)
     s.monte_carlo.run()
     s.wait(timeout=300)
     assert s.monte_carlo.status == "done"
     snap = s.monte_carlo.snapshot
-    out = tmp_path / "mc"
-    cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "4",
-           "--temperature", "300", "--seed", "7", "--forces", "empirical", "--electrons",
-           str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--out", str(out)]
-    if "HedgeNet-Phonon" in s.system.forces:
-        cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
-    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
-    cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
+    cli = cli_run_of(s, tmp_path / "mc")
     assert cli["samples"] == snap.n_done == 4
     # the same samples (in the same batches, though the batch size no longer matters), to the
     # rounding floor between processes (test_distributed: VF_REL, SE_ABS)
@@ -400,14 +407,7 @@ def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
     s.wait(timeout=300)
     assert s.monte_carlo.status == "done", s.ctx.message
     snap = s.monte_carlo.snapshot
-    out = tmp_path / "zg"
-    cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "2",
-           "--temperature", "300", "--seed", "1", "--sampling", "zg", "--forces", "empirical", "--electrons",
-           str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--out", str(out)]
-    if "HedgeNet-Phonon" in s.system.forces:
-        cmd[cmd.index("empirical")] = str(ROOT / "assets" / "models" / "phonon")
-    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
-    cli = json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
+    cli = cli_run_of(s, tmp_path / "zg")
     assert cli["samples"] == snap.n_done == 2
     assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
     linked = Session()
