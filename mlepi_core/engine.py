@@ -26,7 +26,7 @@ from .files import write_atomic
 from .layers import orbital_layers
 from .observables import BandProbe
 from .spectral import SpectralMap
-from .statistics import RunningStats
+from .statistics import RunningStats, estimator_units
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
 from .seams import ForceModel, HamiltonianModel
@@ -414,13 +414,7 @@ class MonteCarloEngine:
     def estimator_units(self, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Independent units of the estimator: samples, or antithetic / ZG pair means (a lone
         ZG configuration while no pair is complete)."""
-        if not (self.settings.antithetic or self.settings.sampling == "zg"):
-            return values
-        pairs = {}
-        for i, v in zip(idx, values):
-            pairs.setdefault(i // 2, []).append(v)
-        units = np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
-        return values if self.settings.sampling == "zg" and not len(units) else units
+        return estimator_units(idx, values, self.settings.antithetic, self.settings.sampling)
 
     def statistics(self, temperature: float) -> dict:
         """Running mean and standard error of v_F and gamma_1 at ``temperature``."""

@@ -142,7 +142,7 @@ class RunStore:
         import numpy as np
 
         from mlepi_core.spectral import spectral_peaks
-        from mlepi_core.statistics import running_error
+        from mlepi_core.statistics import estimator_units, running_error
 
         folder = cls.root / name if cls.root is not None else None
         if folder is None or folder.parent != cls.root or not folder.exists():
@@ -161,8 +161,8 @@ class RunStore:
         t = max(state["per_sample"])
         done = state["per_sample"][t]
         vf = np.array([done[i][0] for i in sorted(done)])
-        if record["settings"].get("antithetic"):  # pair means are the independent units
-            vf = vf[: len(vf) // 2 * 2].reshape(-1, 2).mean(axis=1)
+        settings = record["settings"]
+        vf = estimator_units(sorted(done), vf, settings.get("antithetic", False), settings.get("sampling", "mc"))
         m = np.arange(1, len(vf) + 1)
         axes = record["spectral_axes"]
         acc = state["spectra"].get(t)

@@ -7,6 +7,20 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def estimator_units(idx, values, antithetic: bool = False, sampling: str = "mc") -> np.ndarray:
+    """Independent units of the estimator from samples ``idx`` with ``values``: the samples
+    themselves, or the means of complete antithetic / ZG pairs (2k, 2k + 1); ZG configurations
+    count one by one while no pair is complete."""
+    values = np.asarray(values)
+    if not (antithetic or sampling == "zg"):
+        return values
+    pairs = {}
+    for i, v in zip(idx, values):
+        pairs.setdefault(int(i) // 2, []).append(v)
+    units = np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
+    return values if sampling == "zg" and not len(units) else units
+
+
 @dataclass
 class RunningStats:
     """Mean and standard error of a stream of values, mergeable (Chan et al.'s parallel formula)."""

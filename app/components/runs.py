@@ -177,7 +177,7 @@ def snapshot_from_disk(folder) -> tuple:
     import numpy as np
 
     from app.components.monte_carlo import Snapshot
-    from mlepi_core.statistics import running_error
+    from mlepi_core.statistics import estimator_units, running_error
 
     record = json.loads((folder / "run.json").read_text())
     result = json.loads((folder / "results.json").read_text())
@@ -189,8 +189,8 @@ def snapshot_from_disk(folder) -> tuple:
     t, stats = row["T"], row[label]
     done = state["per_sample"][t]
     vf = np.array([done[i][0] for i in sorted(done)])
-    if result["settings"].get("antithetic"):
-        vf = vf[: len(vf) // 2 * 2].reshape(-1, 2).mean(axis=1)
+    settings = result["settings"]
+    vf = estimator_units(sorted(done), vf, settings.get("antithetic", False), settings.get("sampling", "mc"))
     m = np.arange(1, len(vf) + 1)
     static = {k.removesuffix(f"_{label}"): v for k, v in result["static"].items() if k.endswith(f"_{label}")}
     near_k = {"q": np.asarray(result["near_k_q_per_a"]), "static": np.asarray(result["static"][f"near_k_{label}"]),
