@@ -166,13 +166,16 @@ class Cache:
         self._owned.pop(key, None)
         self._users.pop(key, None)
 
-    def release(self, owner, retire: bool = False) -> None:
-        """``owner`` no longer uses its entries; those no other owner uses are dropped.
-        ``retire``: the owner is gone (a closed tab), later results of its jobs are not kept."""
+    def release(self, owner, retire: bool = False, keep=None) -> None:
+        """``owner`` no longer uses its entries (but those whose key ``keep(key)`` holds);
+        those no other owner uses are dropped. ``retire``: the owner is gone (a closed tab),
+        later results of its jobs are not kept."""
         with self._lock:
             if retire:
                 self._retired.add(owner)
             for key in list(self._users):
+                if keep is not None and keep(key):
+                    continue
                 users = self._users[key]
                 users.discard(owner)
                 if not users:

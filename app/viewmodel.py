@@ -62,8 +62,8 @@ class Session:
         return getattr(getattr(self, OWNERS[name]), name)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the current run and phonon job end (tests, scripts)."""
-        for future in (self.monte_carlo.future, self.phonons.future):
+        """Block until the current run and every phonon job end (tests, scripts)."""
+        for future in (self.monte_carlo.future, *self.phonons.futures):
             if future is not None:
                 future.result(timeout=timeout)
 
@@ -76,8 +76,10 @@ class Session:
 
     def _structure_changed(self, _event) -> None:
         """After every panel has let go of the previous structure: its cache entries, unless
-        another tab uses them, and the freed memory."""
-        CACHE.release(self.ctx.cache_owner)
+        another tab uses them, and the freed memory. The new structure's entries stay: its
+        jobs may have reached the cache already (a hit is immediate)."""
+        current = self.system.key()
+        CACHE.release(self.ctx.cache_owner, keep=lambda key: len(key) > 1 and key[1] == current)
         release_memory()
 
     # --- the view state in the page URL (app.links) ----------------------------------------

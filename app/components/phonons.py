@@ -42,6 +42,7 @@ class Phonons(pn.viewable.Viewer):
         self._computed: dict = {}
         self._running: set = set()  # (labels, size, structure key) of the jobs under way
         self.future = None
+        self.futures: list = []  # every phonon job not known to be finished (Session.wait)
         self.mode_future = None
 
     def supercell(self) -> int:
@@ -83,6 +84,7 @@ class Phonons(pn.viewable.Viewer):
             self._running.add(job)
             self.param.update(status="computing phonons ...", failed=False)
             self.future = self.ctx.submit(self._job, *job)
+            self.futures = [f for f in self.futures if not f.done()] + [self.future]
 
     def missing(self) -> list[str]:
         """The force models this view shows whose phonons are not computed yet."""
