@@ -1,6 +1,6 @@
-"""The structure upload: a file input that checks the file's size in the browser, so a
-file over the limit is refused with a message before a byte is sent (a websocket message
-over the server's limit would end the tab's session)."""
+"""File uploads (a structure, a run archive): a file input that checks the file's size in
+the browser, so a file over the limit is refused with a message before a byte is sent (a
+websocket message over the server's limit would end the tab's session)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def too_large_text(max_bytes: int) -> str:
             f"Use the command line for larger files: {JOBS['load'][2]}")
 
 
-class StructureUpload(JSComponent):
-    """A file input for one structure file. The browser sets ``filename``, then ``encoded``
+class FileUpload(JSComponent):
+    """A file input for one file (a structure, a run archive). The browser sets ``filename``, then ``encoded``
     (the file, base64); a file over ``max_bytes`` is not sent, and ``refused`` says why
     (the same text again is shown in the widget only)."""
 

@@ -9,19 +9,18 @@ benchmarks/results/mc_paired_models.json and a table. v_F in 10^6 m/s.
 
 import argparse
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 
+from mlepi_core.checkpoints import read_checkpoint
 from mlepi_core.files import write_text_atomic
 
 OUT = Path(__file__).parent / "results" / "mc_paired_models.json"
 
 
 def per_sample_vf(path: Path) -> dict[float, dict[int, float]]:
-    with open(path, "rb") as fh:
-        saved = pickle.load(fh)
+    saved = read_checkpoint(path)
     return {float(t): {int(k): float(v[0]) for k, v in rows.items()} for t, rows in saved["per_sample"].items()}
 
 
@@ -32,8 +31,8 @@ def main():
     p.add_argument("--b", default="reference")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
-    a = per_sample_vf(Path(args.dir) / f"checkpoint_{args.a}.pkl")
-    b = per_sample_vf(Path(args.dir) / f"checkpoint_{args.b}.pkl")
+    a = per_sample_vf(Path(args.dir) / f"checkpoint_{args.a}.npz")
+    b = per_sample_vf(Path(args.dir) / f"checkpoint_{args.b}.npz")
     rows = []
     for t in sorted(set(a) & set(b)):
         keys = sorted(set(a[t]) & set(b[t]))

@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 
 from .band_edges import GAPPED_EV, GapProbe
-from .files import write_atomic
+from .checkpoints import read_checkpoint, write_checkpoint
 from .layers import orbital_layers
 from .observables import BandProbe
 from .spectral import SpectralMap
@@ -192,21 +192,12 @@ class MonteCarloEngine:
                               for t, a in state.get("layer_spectra", {}).items()}
 
     def save_checkpoint(self, path, extra: dict | None = None) -> None:
-        """Write the finished samples atomically (pickle: our own file, read by load_checkpoint)."""
-        import pickle
-
-        state = {"format": 1, **self.state(), **(extra or {})}
-        write_atomic(path, lambda tmp: tmp.write_bytes(pickle.dumps(state)))
+        """Write the finished samples atomically (``checkpoints.py``: plain arrays, no pickle)."""
+        write_checkpoint(path, self.state(), extra)
 
     def load_checkpoint(self, path) -> int:
         """Load a checkpoint written by ``save_checkpoint``; returns the samples it held."""
-        import pickle
-
-        with open(path, "rb") as fh:
-            state = pickle.load(fh)
-        if state.get("format") != 1:
-            raise ValueError(f"{path}: not a Monte Carlo checkpoint of this mlepi")
-        self.load_state(state)
+        self.load_state(read_checkpoint(path))
         return sum(len(v) for v in self.per_sample.values())
 
     def pause(self) -> None:

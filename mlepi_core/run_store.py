@@ -20,7 +20,12 @@ import platform
 import time
 from pathlib import Path
 
-CHECKPOINT = "checkpoint_run.pkl"
+from .checkpoints import CheckpointError, read_checkpoint
+from .run_archive import MAX_FOLDER_BYTES, SAFE_NAME, pack, unpack
+
+CHECKPOINT = "checkpoint_run.npz"
+# an uploaded archive travels in one websocket message (Bokeh's limit: 20 MiB) as base64 (4/3)
+MAX_ARCHIVE_BYTES = 14 * 2 ** 20
 
 
 class RunStore:
@@ -44,12 +49,9 @@ class RunStore:
     @staticmethod
     def resume(engine, folder: Path | None, identity: dict) -> int:
         """Load the finished samples of ``folder`` into ``engine``; returns how many (0: none yet)."""
-        import pickle
-
         if folder is None or not (folder / CHECKPOINT).is_file():
             return 0
-        with open(folder / CHECKPOINT, "rb") as fh:
-            saved = pickle.load(fh).get("identity")
+        saved = read_checkpoint(folder / CHECKPOINT).get("identity")
         if saved != identity:
             raise ValueError(f"{folder} holds another run ({saved})")
         return engine.load_checkpoint(folder / CHECKPOINT)
@@ -94,6 +96,8 @@ class RunStore:
             return []
         rows = []
         for folder in cls.root.iterdir():
+            if folder.name.startswith("."):  # an archive being unpacked
+                continue
             why = cls._unreadable(folder)
             if why:  # listed with the reason; nothing else depends on it
                 rows.append({"name": folder.name, "unreadable": why, "label": "", "temperatures": [],
@@ -115,11 +119,62 @@ class RunStore:
             return "no run.json: not a run folder (or its first batch is still running)"
         except (OSError, ValueError) as err:
             return f"run.json cannot be read: {type(err).__name__}: {err}"
-        if not isinstance(record, dict) or not isinstance(record.get("temperatures"), list):
-            return "run.json is not a run record"
+        why = record_problem(record)
+        if why:
+            return f"run.json is not a run record ({why})"
         if not (folder / record.get("checkpoint", CHECKPOINT)).is_file():
             return f"its samples ({record.get('checkpoint', CHECKPOINT)}) are missing"
         return ""
+
+    @classmethod
+    def check(cls, folder: Path) -> None:
+        """Raise ValueError unless ``folder`` is a run whose record and samples can be read."""
+        why = cls._unreadable(folder)
+        if why:
+            raise ValueError(f"not a run folder: {why}")
+        record = json.loads((folder / "run.json").read_text())
+        try:
+            read_checkpoint(folder / record.get("checkpoint", CHECKPOINT))
+        except CheckpointError as err:
+            raise ValueError(f"its samples cannot be read ({err})") from None
+
+    @classmethod
+    def add_folder(cls, source: str | Path) -> str:
+        """Copy a run folder from elsewhere on this machine (a dashboard run's or an `mlepi mc`
+        folder) into the runs directory after checking it; returns its name there."""
+        source = Path(source).expanduser()
+        try:
+            cls.check(source)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        files = [f for f in source.iterdir() if f.is_file() and not f.name.startswith(".")]
+        size = sum(f.stat().st_size for f in files)
+        if size > MAX_FOLDER_BYTES:
+            raise ValueError(f"{source} holds {size / 2**20:.0f} MiB, over the {MAX_FOLDER_BYTES / 2**20:.0f} MiB "
+                             f"a run folder may bring")
+        return cls._unpack(pack(source), source.name)
+
+    @classmethod
+    def add_archive(cls, data: bytes, filename: str = "run.zip") -> str:
+        """A run archive (zip or tar, ``run_archive.py``) unpacked into the runs directory after
+        checking every entry and the run it holds; returns the run's name there."""
+        if cls.root is None:
+            raise ValueError("the server has no runs directory (`mlepi dashboard --runs DIR`)")
+        if len(data) > MAX_ARCHIVE_BYTES:
+            raise ValueError(f"{filename} is {len(data) / 2**20:.1f} MiB, over the {MAX_ARCHIVE_BYTES / 2**20:.0f} MiB "
+                             f"an uploaded run archive may be; add a larger run by its folder's path")
+        return cls._unpack(data, filename)
+
+    @classmethod
+    def _unpack(cls, data: bytes, filename: str) -> str:
+        if cls.root is None:
+            raise ValueError("the server has no runs directory (`mlepi dashboard --runs DIR`)")
+        cls.root.mkdir(parents=True, exist_ok=True)
+        stem = Path(filename).name.split(".")[0] or "run"
+        try:
+            return unpack(data, cls.root, stem, check=cls.check).name
+        except ValueError as err:
+            raise ValueError(f"{filename}: {err}") from None
 
     @staticmethod
     def continuable(row: dict) -> bool:
@@ -137,8 +192,6 @@ class RunStore:
         """A run of the directory as a pinned overlay (``MonteCarlo.pin``'s record) at its last
         temperature: running v_F with its error, the peaks of its averaged spectral function,
         its v_F(T) points. Needs no model: the numbers are on disk."""
-        import pickle
-
         import numpy as np
 
         from mlepi_core.spectral import spectral_peaks
@@ -152,12 +205,9 @@ class RunStore:
             raise ValueError(f"run {name!r} cannot be opened: {why}")
         record = json.loads((folder / "run.json").read_text())
         try:
-            with open(folder / record.get("checkpoint", CHECKPOINT), "rb") as fh:
-                state = pickle.load(fh)
-            state["per_sample"], state["spectra"]
-        except Exception as err:  # a damaged or foreign pickle
-            raise ValueError(f"run {name!r} cannot be opened: its samples cannot be read "
-                             f"({type(err).__name__}: {err})") from None
+            state = read_checkpoint(folder / record.get("checkpoint", CHECKPOINT))
+        except CheckpointError as err:
+            raise ValueError(f"run {name!r} cannot be opened: its samples cannot be read ({err})") from None
         t = max(state["per_sample"])
         done = state["per_sample"][t]
         vf = np.array([done[i][0] for i in sorted(done)])
@@ -178,3 +228,29 @@ class RunStore:
                 "vf": stats["vf"], "vf_se": stats["vf_se"], "n": len(done), "count": m,
                 "running_mean": np.cumsum(vf) / m, "running_se": running_error(vf), "peaks": peaks,
                 "history": history, "settings": record["query"], "run": name}
+
+
+def record_problem(record) -> str:
+    """What is wrong with a ``run.json`` record ("" when every field the listing and the plots
+    read has its type): a foreign or hand-edited file must not break the page."""
+    if not isinstance(record, dict):
+        return "not an object"
+    number = (int, float)
+    for key, kind in (("label", str), ("written", str), ("where", str), ("machine", str), ("models", dict),
+                      ("settings", dict), ("static", dict), ("query", dict), ("spectral_axes", dict),
+                      ("temperatures", list), ("checkpoint", str)):
+        if key in record and not isinstance(record[key], kind):
+            return f"{key} is not a {kind.__name__}"
+    if not isinstance(record.get("temperatures"), list):
+        return "no temperatures"
+    for row in record["temperatures"]:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), number) for k in ("T", "vf", "vf_se", "samples")):
+            return "a temperature row lacks T, vf, vf_se or samples"
+    if not all(isinstance(m, dict) for m in record.get("models", {}).values()):
+        return "a model entry is not an object"
+    name = record.get("checkpoint", CHECKPOINT)
+    if name.endswith(".pkl"):
+        return "its samples are a pickle of an earlier mlepi, which this one does not read: run it again"
+    if not (SAFE_NAME.match(name) and name.startswith("checkpoint_") and name.endswith(".npz")):
+        return f"its checkpoint name {name!r} is not checkpoint_*.npz"
+    return ""

@@ -123,7 +123,7 @@ def test_a_monte_carlo_run_reports_the_gap_its_renormalisation_and_paired_change
     paired = engine.paired_difference(0.0, 300.0)
     assert paired["dgap"] == pytest.approx(hot["gap"] - cold["gap"], abs=1e-12)  # the same six samples
     assert paired["dgap_se"] > 0
-    path = tmp_path / "run.pkl"
+    path = tmp_path / "run.npz"
     engine.save_checkpoint(path)
     again = MonteCarloEngine(hbn_monolayer(), forces, StaggeredPz(), settings,
                              lattice=(engine.primitive, engine.phonon))

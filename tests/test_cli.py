@@ -1,6 +1,5 @@
 """The command line: commands listed, structures built and loaded, clear errors on bad input."""
 
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlepi_core.checkpoints import read_checkpoint
 from mlepi_core.cli import main
 from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV
 from mlepi_core.shipped import shipped_models_dir
@@ -147,7 +147,7 @@ def test_mc_resume_continues_a_stopped_run_exactly(tmp_path, capsys):
     common = ["mc", "AB", "--supercell", "3", "--temperature", "300", "--batch-size", "1", "--forces",
               "empirical", "--electrons", model, "--spectral-every", "1"]
     def per_sample(run):
-        return pickle.loads((tmp_path / run / "checkpoint_ml.pkl").read_bytes())["per_sample"][300.0]
+        return read_checkpoint(tmp_path / run / "checkpoint_ml.npz")["per_sample"][300.0]
 
     assert main(common + ["--samples", "2", "--out", str(tmp_path / "a")]) == 0
     first = per_sample("a")

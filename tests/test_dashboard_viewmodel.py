@@ -397,6 +397,47 @@ def test_an_mlepi_mc_folder_is_shown_in_the_live_plots_from_its_files(tmp_path, 
     assert "from `mlepi mc`" in s.ctx.message
 
 
+def test_an_mlepi_mc_run_shown_in_the_page_continues_its_keyed_streams(tmp_path, monkeypatch):
+    """Show on an `mlepi mc` folder whose structure and models are the page's: its settings go
+    to the controls, and Run with more samples continues its samples (the four on disk are
+    not computed again) to the numbers of a CLI run of eight that never stopped; a run whose
+    structure is a file says why it cannot be continued."""
+    from mlepi_core.cli import main
+    from mlepi_core.engine import MonteCarloEngine
+    from mlepi_core.run_store import RunStore
+
+    common = ["mc", "AB", "--supercell", "3", "--electrons", "slater-koster", "--temperature", "0", "300",
+              "--seed", "2", "--batch-size", str(BATCH)]
+    assert main(common + ["--samples", "4", "--out", str(tmp_path / "store" / "sweep")]) in (0, None)
+    assert main(common + ["--samples", "8", "--out", str(tmp_path / "straight")]) in (0, None)
+    straight = json.loads((tmp_path / "straight" / "results.json").read_text())["temperatures"][1]["ml"]
+    monkeypatch.setattr(RunStore, "root", tmp_path / "store")
+    computed = []
+    compute = MonteCarloEngine.compute_batch
+    monkeypatch.setattr(MonteCarloEngine, "compute_batch",
+                        lambda self, t, first, count, **kw: computed.append(first) or compute(self, t, first, count, **kw))
+    s = Session()
+    s.runs.show("sweep")
+    mc = s.monte_carlo
+    assert (mc.seed, mc.temperature, s.system.supercell) == (2, 300.0, 3) and "slater" in s.system.electrons.lower()
+    assert "Run continues it" in s.ctx.message and mc.snapshot.n_done == 4
+    mc.samples = 8
+    mc.run()
+    s.wait(timeout=300)
+    assert mc.status == "done", s.ctx.message
+    assert "continued from 4 samples on disk" in s.ctx.message and min(computed) == 4
+    assert mc.snapshot.n_done == 8 and mc.snapshot.vf == pytest.approx(straight["vf"], rel=1e-12, abs=0)
+    assert mc.snapshot.vf_se == pytest.approx(straight["vf_se"], rel=0, abs=1e-12)
+    assert [h["T"] for h in mc.history] == [0.0, 300.0]  # the CLI's other temperature came along
+
+    record = json.loads((tmp_path / "store" / "sweep" / "run.json").read_text())
+    record["identity"]["structure"] = "/data/my_bilayer.xyz"
+    (tmp_path / "store" / "sweep" / "run.json").write_text(json.dumps(record))
+    other = Session()
+    other.runs.show("sweep")
+    assert "cannot be continued here" in other.ctx.message and other.monte_carlo.continue_from is None
+
+
 def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
     """Sampling "zg": the page runs ZG pairs (+u, -u), names them in its link, and gives the
     CLI's `mlepi mc --sampling zg` numbers for the same settings."""

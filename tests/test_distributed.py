@@ -1,7 +1,6 @@
 """Monte Carlo on a Dask LocalCluster gives the single-process numbers (docs/physics.md#beyond-one-machine)."""
 
 import json
-import pickle
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlepi_core.checkpoints import read_checkpoint
 from mlepi_core.cli import main
 from mlepi_core.observables import GAMMA1_FIT_PRECISION_EV
 
@@ -136,7 +136,7 @@ def test_ctrl_c_leaves_a_folder_that_resumes_to_the_uninterrupted_result(tmp_pat
     out = tmp_path / "stopped"
     proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", *args, "--executor", "dask", "--workers", "2",
                              "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = out / "checkpoint_ml.pkl"
+    checkpoint = out / "checkpoint_ml.npz"
     try:
         deadline = time.time() + 240
         while not checkpoint.is_file() and time.time() < deadline and proc.poll() is None:
@@ -155,8 +155,7 @@ def test_ctrl_c_leaves_a_folder_that_resumes_to_the_uninterrupted_result(tmp_pat
     assert stop_s < 10, f"took {stop_s:.1f} s to write the results folder"
     assert "--resume continues" in log
     partial = json.loads((out / "results.json").read_text())
-    with open(checkpoint, "rb") as fh:
-        saved = sum(len(v) for v in pickle.load(fh)["per_sample"].values())
+    saved = sum(len(v) for v in read_checkpoint(checkpoint)["per_sample"].values())
     assert 1 <= saved < 12 and sum(r["ml"]["samples"] for r in partial["temperatures"]) == saved
 
     assert main(args + ["--out", str(out), "--resume"]) == 0

@@ -5,7 +5,6 @@ full disk never loses finished samples."""
 import errno
 import functools
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mlepi_core.checkpoints import read_checkpoint
 from mlepi_core.cli import main, monte_carlo
 from mlepi_core.cli.common import error_line
 from mlepi_core.engine import MonteCarloEngine
@@ -126,7 +126,7 @@ def test_read_only_output_is_one_line(readonly_dir, capsys):
 
 
 def checkpoint_samples(path: Path) -> dict:
-    return pickle.loads(path.read_bytes())["per_sample"][300.0]
+    return read_checkpoint(path)["per_sample"][300.0]
 
 
 def fail_from(monkeypatch, nth: int, times: int | None, where: Path):
@@ -159,19 +159,19 @@ def test_full_disk_at_a_checkpoint_keeps_every_finished_sample(tmp_path, monkeyp
     fail_from(monkeypatch, 3, None, out)
     assert main([*MC, "--samples", "5", "--out", str(out)]) == 1
     line = one_line(capsys.readouterr().err)
-    rescued = rescue / f"mlepi-rescue-{os.getpid()}" / "checkpoint_ml.pkl"
-    assert line.startswith(f"mlepi: error: disk full at {out / 'checkpoint_ml.pkl'}: the run stopped after 3 "
+    rescued = rescue / f"mlepi-rescue-{os.getpid()}" / "checkpoint_ml.npz"
+    assert line.startswith(f"mlepi: error: disk full at {out / 'checkpoint_ml.npz'}: the run stopped after 3 "
                            f"finished sample(s), all saved to {rescued}")
-    assert sorted(checkpoint_samples(out / "checkpoint_ml.pkl")) == [0, 1]
+    assert sorted(checkpoint_samples(out / "checkpoint_ml.npz")) == [0, 1]
     assert sorted(checkpoint_samples(rescued)) == [0, 1, 2]
     assert not (out / "results.json").exists()
 
     monkeypatch.undo()
-    shutil.copy(rescued, out / "checkpoint_ml.pkl")
+    shutil.copy(rescued, out / "checkpoint_ml.npz")
     assert main([*MC, "--samples", "4", "--out", str(out), "--resume"]) == 0
     assert "resuming ml: 3 samples already done" in capsys.readouterr().out
     assert main([*MC, "--samples", "4", "--out", str(tmp_path / "straight")]) == 0
-    resumed, straight = checkpoint_samples(out / "checkpoint_ml.pkl"), checkpoint_samples(tmp_path / "straight" / "checkpoint_ml.pkl")
+    resumed, straight = checkpoint_samples(out / "checkpoint_ml.npz"), checkpoint_samples(tmp_path / "straight" / "checkpoint_ml.npz")
     assert sorted(resumed) == sorted(straight) == [0, 1, 2, 3]
     assert [resumed[j][0] for j in range(4)] == [straight[j][0] for j in range(4)]  # v_F, bit for bit
 
@@ -182,7 +182,7 @@ def test_a_passing_full_disk_is_retried_and_the_run_goes_on(tmp_path, monkeypatc
     assert main([*MC, "--samples", "3", "--out", str(out)]) == 0
     assert calls["failed"] == 1
     assert "a retry wrote it, the run goes on" in capsys.readouterr().err
-    assert sorted(checkpoint_samples(out / "checkpoint_ml.pkl")) == [0, 1, 2]
+    assert sorted(checkpoint_samples(out / "checkpoint_ml.npz")) == [0, 1, 2]
     assert (out / "results.json").is_file()
 
 
@@ -219,9 +219,9 @@ def test_real_full_disk_on_a_small_tmpfs(small_tmpfs, tmp_path, monkeypatch, cap
     assert main([*MC, "--samples", "3", "--out", str(out)]) == 1
     line = one_line(capsys.readouterr().err)
     assert "disk full at" in line and "after 2 finished sample(s)" in line
-    assert sorted(checkpoint_samples(out / "checkpoint_ml.pkl")) == [0]
-    assert sorted(checkpoint_samples(rescue / f"mlepi-rescue-{os.getpid()}" / "checkpoint_ml.pkl")) == [0, 1]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_ml.pkl"]  # no half-written temporary left
+    assert sorted(checkpoint_samples(out / "checkpoint_ml.npz")) == [0]
+    assert sorted(checkpoint_samples(rescue / f"mlepi-rescue-{os.getpid()}" / "checkpoint_ml.npz")) == [0, 1]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_ml.npz"]  # no half-written temporary left
 
 
 @pytest.mark.parametrize("err, expected", [

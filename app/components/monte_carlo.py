@@ -93,6 +93,8 @@ class MonteCarlo(pn.viewable.Viewer):
                          precedence=-1)
     pins = param.List(default=[], doc="finished runs kept for comparison overlays", precedence=-1)
     view_query = param.Callable(default=dict, precedence=-1, doc="the view's link parameters (for a pin)")
+    continue_from = param.Dict(default=None, allow_None=True, precedence=-1,
+                               doc="an `mlepi mc` run this view continues: {checkpoint, identity, spectral_every, name}")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -108,16 +110,20 @@ class MonteCarlo(pn.viewable.Viewer):
         with self.ctx.lock:
             self.engine, self._engine_key = None, None
             self._points.clear()
-        self.param.update(snapshot=None, history=[])
+        self.param.update(snapshot=None, history=[], continue_from=None)
 
     def settings(self):
         from mlepi_core.engine import MCSettings
 
         n_bands = 2 if len(set(self.system.atoms.arrays["layer"])) == 1 else 4
-        return MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
-                          seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
-                          sampling=self.sampling,
-                          supercell=int(self.system.supercell), n_bands=n_bands)
+        settings = MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
+                              seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
+                              sampling=self.sampling,
+                              supercell=int(self.system.supercell), n_bands=n_bands)
+        source = self.continue_from
+        if source and self._identity(settings) == source["identity"]:  # its spectra came every n-th sample
+            settings = dataclasses.replace(settings, spectral_every=source["spectral_every"])
+        return settings
 
     def _set_status(self, status: str, message: str | None = None):
         with param.edit_constant(self):
@@ -193,13 +199,16 @@ class MonteCarlo(pn.viewable.Viewer):
         folder = RunStore.folder(identity)
         if getattr(engine, "run_folder", None) != folder:
             engine.reset()
-            done = RunStore.resume(engine, folder, identity)
+            done, where = RunStore.resume(engine, folder, identity), f"the run in {folder}"
+            source = self.continue_from
+            if not done and source and source["identity"] == identity:  # an `mlepi mc` run, continued here
+                done, where = engine.load_checkpoint(source["checkpoint"]), f"{source['name']} (mlepi mc)"
             engine.run_folder = folder
             with self.ctx.lock:
                 self._points = {t: self._point(engine, t) for t in sorted(engine.per_sample) if engine.per_sample[t]}
-            engine.samples_from_disk = done
+            engine.samples_from_disk = {t: len(v) for t, v in engine.per_sample.items()}
             if done:
-                self._report("running", f"continuing the run in {folder}: {done} samples on disk")
+                self._report("running", f"continuing {where}: {done} samples on disk")
         system = self.system
         return folder, identity, {"forces": force_choices()[system.forces], "electrons": electron_choices()[system.electrons]}
 
@@ -228,7 +237,7 @@ class MonteCarlo(pn.viewable.Viewer):
             stats = engine.statistics(t)
             self._publish(engine, t, start_count)
             if stats["samples"] >= settings.n_samples:
-                from_disk = getattr(engine, "samples_from_disk", 0)
+                from_disk = getattr(engine, "samples_from_disk", {}).get(t, 0)
                 self._report("done", f"{stats['samples']} samples at {t:g} K: " + observable_text(stats, engine.static)
                              + (f"; the run continued from {from_disk} samples on disk" if from_disk else ""))
             else:

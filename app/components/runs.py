@@ -14,9 +14,6 @@ from app.components.monte_carlo import MonteCarlo
 from mlepi_core.run_store import RunStore
 
 
-RUN_FOLDER_MAX_BYTES = 200 * 2 ** 20  # a folder added to the runs directory (checkpoints and spectra)
-
-
 def model_text(model: dict) -> str:
     """"name (weights sha256 1a2b3c4d)" of a run's model record."""
     name, identity = str(model.get("name", "")), str(model.get("identity", ""))
@@ -59,41 +56,32 @@ class Runs(pn.viewable.Viewer):
     def add_folder(self, path: str) -> str:
         """Copy a run folder from elsewhere on this server's machine (a dashboard run's or an
         `mlepi mc` folder with its record) into the runs directory; returns its name there."""
-        import shutil
-        from pathlib import Path
+        name = RunStore.add_folder(path)
+        self.refresh()
+        return name
 
-        if RunStore.root is None:
-            raise ValueError("the server has no runs directory (`mlepi dashboard --runs DIR`)")
-        source = Path(path).expanduser()
-        why = RunStore._unreadable(source)
-        if why:
-            raise ValueError(f"{source} is not a run folder: {why}")
-        size = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
-        if size > RUN_FOLDER_MAX_BYTES:
-            raise ValueError(f"{source} holds {size / 2**20:.0f} MiB, over the {RUN_FOLDER_MAX_BYTES / 2**20:.0f} MiB "
-                             f"a run folder may bring")
-        name, n = source.name, 1
-        while (RunStore.root / name).exists():
-            n += 1
-            name = f"{source.name}-{n}"
-        shutil.copytree(source, RunStore.root / name)
+    def add_archive(self, filename: str, data: bytes) -> str:
+        """Unpack an uploaded run archive (zip or tar of a run folder) into the runs
+        directory, every entry checked first; returns the run's name there."""
+        name = RunStore.add_archive(data, filename)
         self.refresh()
         return name
 
     def show(self, name: str) -> None:
-        """Show a run of this page's kind in the live plots: its settings go to the controls
-        and Run continues it from disk (nothing is sampled again; more samples or another
-        temperature then continue its keyed streams). A run whose models are gone, or one
-        from `mlepi mc`, is overlaid instead."""
+        """Show a run in the live plots. A run of this page's kind: its settings go to the
+        controls and Run continues it from disk (nothing is sampled again; more samples or
+        another temperature then continue its keyed streams). An `mlepi mc` run: its files
+        are shown as they are and, when its structure and models are the page's, its settings
+        go to the controls too and Run continues its samples. A run whose models are gone is
+        overlaid instead."""
         row = next((r for r in self.listing if r["name"] == name), None)
         if row is None or row.get("unreadable"):
             raise ValueError(f"no readable run {name!r} in the runs directory")
         folder = RunStore.root / name
-        query = json.loads((folder / "run.json").read_text()).get("query")
+        record = json.loads((folder / "run.json").read_text())
+        query = record.get("query")
         if not query and (folder / "results.json").is_file() and (folder / "spectral.npz").is_file():
-            snapshot, history = snapshot_from_disk(folder)  # an `mlepi mc` folder: its own files
-            self.monte_carlo.param.update(snapshot=snapshot, history=history)
-            self.ctx.message = f"{name} (from `mlepi mc`) is shown from its files: {snapshot.n_done} samples at {snapshot.T:g} K"
+            self._show_cli_run(name, folder, record, row)
             return
         if not query or not RunStore.continuable(row) or self.apply_link is None:
             self.opened = sorted(set(self.opened) | {name})
@@ -104,6 +92,27 @@ class Runs(pn.viewable.Viewer):
         if problems:
             raise ValueError(f"{name}: its settings do not apply here ({'; '.join(problems)})")
         self.monte_carlo.run()
+
+    def _show_cli_run(self, name: str, folder, record: dict, row: dict) -> None:
+        """An `mlepi mc` folder in the live plots from its files; continuable from the page
+        when its structure is in the gallery and its models are here, unchanged."""
+        snapshot, history = snapshot_from_disk(folder)
+        query, why = cli_run_query(record)
+        query["T"] = f"{snapshot.T:g}"  # the temperature shown
+        if not why and not RunStore.continuable(row):
+            why = "its models are gone or changed"
+        if not why and self.apply_link is not None:
+            problems = self.apply_link(query)
+            why = "; ".join(problems)
+        if not why:
+            mc = self.monte_carlo
+            mc.continue_from = {"checkpoint": str(folder / record["checkpoint"]), "name": name,
+                                "identity": mc._identity(mc.settings()),
+                                "spectral_every": int(record["settings"].get("spectral_every", 1))}
+        self.monte_carlo.param.update(snapshot=snapshot, history=history)
+        self.ctx.message = (f"{name} (from `mlepi mc`) is shown from its files: {snapshot.n_done} samples at "
+                            f"{snapshot.T:g} K; " + (f"Run continues it (more samples or another temperature)"
+                                                     if not why else f"it cannot be continued here: {why}"))
 
     def shown(self) -> list[dict]:
         """The listed runs that match ``filter`` (case-insensitive, every word)."""
@@ -165,25 +174,82 @@ class Runs(pn.viewable.Viewer):
             except (ValueError, OSError) as err:
                 self.ctx.message = html.escape(str(err))
         add.on_click(on_add)
-        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show), pn.Row(folder, add), search, listing,
-                         css_classes=["mlepi-runs-panel"])
+        return pn.Column(pn.Row(chooser, refresh), pn.Row(pick, show, self._download(pick)), pn.Row(folder, add),
+                         self._upload(), search, listing, css_classes=["mlepi-runs-panel"])
+
+    def _upload(self):
+        """The run archive input: refused in the browser over its size, checked on the server."""
+        from app.upload import FileUpload
+        from mlepi_core.run_store import MAX_ARCHIVE_BYTES
+
+        upload = FileUpload(label="Upload a run archive (.zip or .tar.gz of a run folder)", accept=".zip,.tar,.tar.gz,.tgz",
+                            max_bytes=MAX_ARCHIVE_BYTES, css_classes=["mlepi-runs-upload"],
+                            advice=f"over the {MAX_ARCHIVE_BYTES / 2**20:.0f} MiB a run archive may be: "
+                                   f"add a larger run by its folder's path")
+
+        def on_upload(event):
+            if not event.new:
+                return
+            try:
+                self.ctx.message = f"added {self.add_archive(upload.filename, upload.decode(event.new))} to the runs directory"
+            except (ValueError, OSError) as err:
+                self.ctx.message = html.escape(str(err))
+        upload.param.watch(on_upload, "encoded")
+        upload.param.watch(lambda e: e.new and setattr(self.ctx, "message", f"Not sent: {html.escape(e.new)}"),
+                           "refused")
+        return upload
+
+    def _download(self, pick):
+        """The picked run's folder as a zip, to add to another server's runs directory."""
+        import io
+
+        from mlepi_core.run_archive import pack
+
+        def archive():
+            if RunStore.root is None or not pick.value or not (RunStore.root / pick.value).is_dir():
+                return io.BytesIO()
+            return io.BytesIO(pack(RunStore.root / pick.value))
+        download = pn.widgets.FileDownload(callback=archive, filename="run.zip", label="Download as archive",
+                                           button_type="light", css_classes=["mlepi-runs-download"])
+        pick.param.watch(lambda e: setattr(download, "filename", f"{e.new}.zip"), "value")
+        if pick.value:
+            download.filename = f"{pick.value}.zip"
+        return download
+
+
+def cli_run_query(record: dict) -> tuple[dict, str]:
+    """The page's link parameters for an `mlepi mc` run's settings, and why it cannot be
+    continued in the page ("" when it can)."""
+    from app.catalogue import GALLERY, model_code
+
+    settings, models = record.get("settings", {}), record.get("models", {})
+    structure = str(record.get("identity", {}).get("structure", ""))
+    if structure not in GALLERY.values():
+        return {}, f"its structure {structure!r} is not in the gallery (continue it with `mlepi mc --resume`)"
+    try:
+        query = {"structure": structure, "supercell": str(settings["supercell"]),
+                 "forces": model_code(models["forces"]["name"]), "electrons": model_code(models["electrons"]["name"]),
+                 "T": f"{float(max(settings['temperatures'])):g}", "samples": str(settings["n_samples"]),
+                 "seed": str(settings["seed"]), "antithetic": str(int(settings["antithetic"])),
+                 "sampling": settings.get("sampling", "mc")}
+    except (KeyError, TypeError, ValueError) as err:
+        return {}, f"its record lacks a setting ({err})"
+    return query, ""
 
 
 def snapshot_from_disk(folder) -> tuple:
     """(Snapshot, v_F(T) history) of an `mlepi mc` folder at its last temperature, from its
     files alone (results.json, spectral.npz, the checkpoint): the plots of a live run."""
-    import pickle
-
     import numpy as np
 
     from app.components.monte_carlo import Snapshot
+    from mlepi_core.checkpoints import read_checkpoint
     from mlepi_core.statistics import estimator_units, running_error
 
     record = json.loads((folder / "run.json").read_text())
     result = json.loads((folder / "results.json").read_text())
-    label = record["checkpoint"].removeprefix("checkpoint_").removesuffix(".pkl")
-    with open(folder / record["checkpoint"], "rb") as fh:
-        state = pickle.load(fh)
+    label = record["checkpoint"].removeprefix("checkpoint_").removesuffix(".npz")
+    state = read_checkpoint(folder / record["checkpoint"])
     spectra = np.load(folder / "spectral.npz")
     row = result["temperatures"][-1]
     t, stats = row["T"], row[label]

@@ -175,12 +175,12 @@ class System(pn.viewable.Viewer):
     # --- the view -----------------------------------------------------------------------
     def controls(self) -> list:
         """The sidebar's structure and model choices."""
-        from app.upload import StructureUpload  # a custom component: Bokeh exports then load its module shim
+        from app.upload import FileUpload  # a custom component: Bokeh exports then load its module shim
 
         w, card = pn.widgets, {"font-size": "0.8em", "color": "#555"}
         self._widgets = [
             w.Select.from_param(self.param.structure, name="Structure", css_classes=["mlepi-structure"]),
-            StructureUpload(css_classes=["mlepi-upload"]),
+            FileUpload(css_classes=["mlepi-upload"]),
             w.Select.from_param(self.param.supercell, name="Supercell (n x n)", css_classes=["mlepi-supercell"]),
             w.Select.from_param(self.param.forces, name="Force model", css_classes=["mlepi-forces"]),
             w.Select.from_param(self.param.electrons, name="Hamiltonian model", css_classes=["mlepi-electrons"])]

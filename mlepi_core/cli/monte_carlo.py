@@ -54,15 +54,14 @@ def cmd_mc(args) -> int:
                                   device=args.device)
         stop.engine = engine
         runs[label] = engine
-        checkpoint = out / f"checkpoint_{label}.pkl"
+        checkpoint = out / f"checkpoint_{label}.npz"
         identity = {"structure": args.structure, "forces": args.forces, "electrons": name,
                     "forces_identity": model_identity(args.forces), "electrons_identity": model_identity(name)}
         start = 0
         if args.resume and checkpoint.is_file():
-            with open(checkpoint, "rb") as fh:
-                import pickle
+            from ..checkpoints import read_checkpoint
 
-                saved = pickle.load(fh)
+            saved = read_checkpoint(checkpoint)
             if {k: saved.get(k) for k in identity} != identity:
                 raise ValueError(f"{checkpoint} belongs to another run ({ {k: saved.get(k) for k in identity} })")
             start = engine.load_checkpoint(checkpoint)
@@ -95,7 +94,7 @@ def cmd_mc(args) -> int:
                           {"forces": args.forces, "electrons": args.electrons[0]},
                           label=f"{args.structure} · {args.electrons[0]} · seed {settings.seed}",
                           where="mlepi mc" + (" on Dask" if client is not None else ""),
-                          checkpoint=f"checkpoint_{label}.pkl")
+                          checkpoint=f"checkpoint_{label}.npz")
     except OSError as err:
         close_client(client)
         n = sum(len(v) for e in runs.values() for v in e.per_sample.values())

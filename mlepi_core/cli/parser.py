@@ -191,7 +191,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads-per-worker", type=COUNT, default=1)
     s.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --executor dask)")
     s.add_argument("--resume", action="store_true",
-                   help="continue from the samples a stopped run saved in --out (checkpoint_*.pkl)")
+                   help="continue from the samples a stopped run saved in --out (checkpoint_*.npz)")
     s.add_argument("--summary", help="also a compact JSON of v_F(T) per model (e.g. assets/results/mc_ab_6x6.json)")
     s.add_argument("--out", default="results/mc")
     add_max_atoms(s)
