@@ -26,7 +26,7 @@ from .engine import BatchResult, MCSettings, MonteCarloEngine
 
 # what a worker's engine depends on (not the temperatures or sample counts it is asked for)
 SAMPLING_KEYS = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every",
-                 "sampling")
+                 "path_points", "sampling")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_EXITING.set)
 
 
+SPECTRAL_FIRST = 4  # the averaged A(k, E) holds the first samples, a picture from the first batch
+
+
 @dataclass(frozen=True)
 class MCSettings:
     """What a Monte Carlo run samples: temperatures (K), samples per temperature, seed,
@@ -55,7 +58,13 @@ class MCSettings:
     supercell: int = 6
     n_bands: int = 4
     displacement_scale: float = 1.0
-    spectral_every: int = 1  # A(k, E) along the path for samples j % spectral_every == 0; 0: off
+    # A(k, E) along the path for samples j < SPECTRAL_FIRST and j % spectral_every == 0 (0: off),
+    # at path_points points per segment, each its own eigen-solve (0: the coarse commensurate
+    # points). A 6x6 map of 30 points per segment takes 50 solves (5.3 s here), the v_F probe 6
+    # (0.45 s) per sample: every 32nd sample keeps the map at about a fifth of the loop
+    # (benchmarks/spectral_path.py, docs/physics.md#band-unfolding).
+    spectral_every: int = 32
+    path_points: int = 30
     sampling: str = "mc"  # "mc": Monte Carlo; "zg": special displacements
 
     def __post_init__(self):
@@ -70,6 +79,8 @@ class MCSettings:
                              f"onto the same k), got {self.supercell}")
         if self.spectral_every < 0:
             raise ValueError("spectral_every must be >= 0")
+        if not 0 <= self.path_points <= 300:
+            raise ValueError(f"path_points (per path segment) must be 0 (coarse) to 300, got {self.path_points}")
         if self.antithetic and self.n_samples % 2:
             raise ValueError("antithetic sampling needs an even number of samples")
         if self.sampling not in ("mc", "zg"):
@@ -134,7 +145,7 @@ class MonteCarloEngine:
         # about 20 path points at any supercell: the (n x grid) grid with n x grid >= 18
         grid = max(1, -(-18 // settings.supercell))
         self.spectral = SpectralMap(self.primitive, ideal, self.probe.unfolder, self.probe.sigma, grid=grid,
-                                    device=device)
+                                    device=device, points_per_segment=settings.path_points)
         # the layer of each orbital (compact layout), for the layer-projected A_L(k, E)
         self.orbital_layer = orbital_layers(ideal, pristine)
         self.n_layers = int(self.orbital_layer.max()) + 1
@@ -177,7 +188,8 @@ class MonteCarloEngine:
     def load_state(self, state: dict) -> None:
         """Continue from ``state()`` of a run with the same seed, sampling and cell."""
         mine, saved = asdict(self.settings), state["settings"]
-        keys = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every", "sampling")
+        keys = ("seed", "antithetic", "supercell", "n_bands", "displacement_scale", "spectral_every", "path_points",
+                "sampling")
         changed = [k for k in keys if mine[k] != saved.get(k, MCSettings.__dataclass_fields__[k].default)]
         if changed:
             raise ValueError(f"the saved run used other settings ({', '.join(changed)}): its samples "
@@ -286,7 +298,7 @@ class MonteCarloEngine:
                 t = time.perf_counter()
                 out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
                 seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
-            if s.spectral_every and j % s.spectral_every == 0:
+            if s.spectral_every and (j < SPECTRAL_FIRST or j % s.spectral_every == 0):
                 t = time.perf_counter()
                 if self.n_layers > 1:  # A and its layer parts from one solve
                     out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(

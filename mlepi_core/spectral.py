@@ -15,17 +15,18 @@ class SpectralMap:
 
         A(k, E) = sum_n W_n(k) g(E - E_n(k)),   g a normalised Gaussian of width ``broadening``
 
-    with W the unfolded weights (Unfolder). The path points are the primitive k on the
-    (n x grid)-fold grid that lie on the path: with the n x n supercell, each folds onto
-    one of grid^2 supercell k-points, so one eigen-solve serves up to n^2 / grid^2 path
-    points (6x6, grid 3: 19 points, 9 solves). Solved in complex64 with all states in
-    ``window`` (eV about E_F): a picture with 50 meV broadening, not a measurement (v_F
-    comes from BandProbe in float64).
+    with W the unfolded weights (Unfolder). Any primitive k folds onto one supercell k, so
+    ``points_per_segment`` evenly spaced points per segment cost one eigen-solve each (a band
+    structure's resolution). With ``points_per_segment=0`` the path points are those on the
+    (n x grid)-fold grid instead, each supercell k serving up to n^2 / grid^2 of them (6x6,
+    grid 3: 19 points, 5 solves): a coarse, cheap picture. Solved in complex64 with the states
+    in ``window`` (eV about E_F) alone: a picture with 50 meV broadening, not a measurement
+    (v_F comes from BandProbe in float64).
     """
 
     def __init__(self, primitive: Atoms, ideal: Atoms, unfolder: Unfolder, e_fermi: float,
                  grid: int = 3, window: tuple[float, float] = (-3.0, 3.0), n_energies: int = 241,
-                 broadening: float = 0.05, device: str | None = None):
+                 broadening: float = 0.05, device: str | None = None, points_per_segment: int = 0):
         from .phonons import hexagonal_path
 
         self.unfolder, self.e_fermi, self.device = unfolder, float(e_fermi), device
@@ -38,6 +39,9 @@ class SpectralMap:
         for (name_a, a), (_, b) in zip(path[:-1], path[1:]):
             labels.append(name_a)
             label_index.append(len(pts))
+            if points_per_segment:
+                pts.extend(a + t * (b - a) for t in np.arange(points_per_segment) / points_per_segment)
+                continue
             for t in np.linspace(0.0, 1.0, 2 * size + 1)[:-1]:
                 f = a + t * (b - a)
                 if np.abs(f[:2] * size - np.round(f[:2] * size)).max() < 1e-8:
@@ -54,11 +58,10 @@ class SpectralMap:
         # fold each path point onto the supercell zone: k = k_fold + g, g a supercell G vector
         sc_cell = np.asarray(ideal.cell)
         frac = self.k_cart @ sc_cell.T / (2 * np.pi)
-        folded = np.round(frac - np.round(frac), 8) % 1.0
-        keys, self.fold_index = np.unique(np.round(folded * size).astype(int) % size, axis=0,
-                                          return_inverse=True)
+        folded = np.round(frac - np.floor(frac), 9) % 1.0
+        keys, self.fold_index = np.unique(folded, axis=0, return_inverse=True)
         self.fold_index = self.fold_index.reshape(-1)
-        self.k_fold = (keys / size) @ (2 * np.pi * np.linalg.inv(sc_cell).T)  # (U, 3)
+        self.k_fold = keys @ (2 * np.pi * np.linalg.inv(sc_cell).T)  # (U, 3)
         self.g = self.k_cart - self.k_fold[self.fold_index]  # (P, 3)
 
     @property
@@ -78,9 +81,8 @@ class SpectralMap:
         s = bloch_sum(bt, k, "s").to(torch.complex64)
         lo, hi = self.e_fermi + self.window[0] - 4 * self.broadening, self.e_fermi + self.window[1] + 4 * self.broadening
         e, c, inside = solve_generalized(h, s, window=(lo, hi))
-        w = self.unfolder.weights(c, s, self.g)  # (U, P, nb)
-        p = np.arange(len(self.g))
-        w_path = (w[self.fold_index, p] * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
+        w = self.unfolder.weights(c, s, self.g, k_index=self.fold_index)  # (P, nb)
+        w_path = (w * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
         e_path = (e[self.fold_index] - self.e_fermi).double().cpu().numpy()  # (P, nb)
         return e_path, w_path, (c, s, inside)
 
@@ -160,14 +162,16 @@ def spectral_peaks(spectral: np.ndarray, energies: np.ndarray, distances: np.nda
                    rel: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quasiparticle peaks of A(k, E) (n_k, n_E): the local maxima in E of each column above
     ``rel`` of the largest value, with their half widths at half maximum (eV, linear
-    interpolation; includes the 50 meV broadening). Returns flat (k, E, HWHM) arrays."""
+    interpolation; includes the 50 meV broadening). A peak whose half maximum lies beyond
+    the energy window on either side has no measurable width and is left out. Returns flat
+    (k, E, HWHM) arrays."""
     a = np.asarray(spectral, dtype=float)
     e = np.asarray(energies, dtype=float)
     inner = (a[:, 1:-1] > a[:, :-2]) & (a[:, 1:-1] >= a[:, 2:]) & (a[:, 1:-1] > rel * a.max())
     ik, ie = np.nonzero(inner)
     ie = ie + 1
     half = a[ik, ie] / 2
-    widths = []
+    widths, closed = [], np.ones(len(ie), dtype=bool)
     for sign in (-1, 1):  # walk down each side to half maximum (vectorised over peaks)
         j = ie.copy()
         alive = np.ones(len(j), dtype=bool)
@@ -178,7 +182,9 @@ def spectral_peaks(spectral: np.ndarray, energies: np.ndarray, distances: np.nda
             j[ok] = nxt[ok]
             alive = ok
         nxt = np.clip(j + sign, 0, len(e) - 1)
+        closed &= a[ik, nxt] <= half
         y0, y1 = a[ik, j], a[ik, nxt]
         t = np.where(y0 != y1, (y0 - half) / np.where(y0 != y1, y0 - y1, 1.0), 0.0)
         widths.append(np.abs(e[j] + t * (e[nxt] - e[j]) - e[ie]))
-    return np.asarray(distances)[ik], e[ie], 0.5 * (widths[0] + widths[1])
+    hwhm = 0.5 * (widths[0] + widths[1])
+    return np.asarray(distances)[ik][closed], e[ie][closed], hwhm[closed]

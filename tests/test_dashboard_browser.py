@@ -156,6 +156,7 @@ def test_dashboard_end_to_end(server, browser, tmp_path):
     assert all(0.3 < v < 1.1 for v in vf)
     assert 0.5 < sum(vf) / len(vf) < 0.715
     page.locator(".mlepi-monte-carlo").first.screenshot(path=str(FIGURES / "dashboard_monte_carlo.png"))
+    (FIGURES / "dashboard_spectral.png").write_bytes(stable_screenshot(page, ".mlepi-spectral"))
 
     # a malformed upload gives a readable message in the page, not a stack trace
     bad = tmp_path / "broken.cif"

@@ -111,6 +111,32 @@ def test_results_equal_the_cli_for_the_same_seed(tmp_path):
     assert cli["vf_se"] == pytest.approx(snap.vf_se, rel=0, abs=1e-11)
 
 
+def test_the_spectral_map_at_path_resolution_equals_the_cli_s(tmp_path):
+    """'points per segment' 15: the page's averaged A(k, E) has 15 evenly spaced points per
+    segment of Gamma-M-K-Gamma (46 in all), travels in the link, and equals the map of
+    `mlepi mc --path-points 15` for the same samples."""
+    import numpy as np
+
+    s = Session(**FAST, seed=4)
+    s.monte_carlo.path_points = 15
+    assert s.to_query()["path"] == "15" and Session.parse_query({"path": "15"})[0] == {"path_points": 15}
+    s.monte_carlo.run()
+    s.wait(timeout=300)
+    snap = s.monte_carlo.snapshot
+    assert snap.spectral.shape == (46, len(snap.energies)) and len(snap.k_distances) == 46
+    assert snap.n_spectral == 4 and list(snap.k_labels) == ["Γ", "M", "K", "Γ"]
+    mc = s.monte_carlo
+    forces = (str(ROOT / "assets" / "models" / "phonon") if "HedgeNet-Phonon" in s.system.forces else "empirical")
+    subprocess.run([sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", "3", "--samples", "4",
+                    "--temperature", "300", "--seed", "4", "--forces", forces, "--electrons",
+                    str(ROOT / "assets" / "models" / "electron"), "--batch-size", str(BATCH), "--path-points", "15",
+                    "--out", str(tmp_path / "cli")], check=True, cwd=ROOT, capture_output=True)
+    cli = np.load(tmp_path / "cli" / "spectral.npz")
+    assert cli["mean_ml"].shape[1:] == snap.spectral.shape and int(cli["samples_ml"][0]) == 4
+    assert np.allclose(cli["mean_ml"][0], snap.spectral, rtol=1e-6, atol=1e-6 * snap.spectral.max())
+    assert mc.status == "done"
+
+
 def test_a_run_on_the_dask_executor_equals_the_local_run():
     pytest.importorskip("distributed")
     local = Session(**FAST, seed=3)

@@ -84,6 +84,8 @@ class MonteCarlo(pn.viewable.Viewer):
     antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
     sampling = param.Selector(objects=["mc", "zg"], default="mc",
                               doc="mc: Monte Carlo draws; zg: special displacements (ZG pairs +u, -u), a few suffice")
+    path_points = param.Selector(objects=[0, 15, 30, 60], default=30,
+                                 doc="points per segment of the spectral map, one eigen-solve each (0: coarse)")
     executor = param.Selector(objects=list(EXECUTORS), default="local",
                               doc="local: in this server process; dask: sample batches on the server's Dask cluster")
     status = param.Selector(objects=["idle", "preparing", "running", "paused", "stopping", "stopped",
@@ -118,7 +120,7 @@ class MonteCarlo(pn.viewable.Viewer):
         n_bands = 2 if len(set(self.system.atoms.arrays["layer"])) == 1 else 4
         settings = MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
                               seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
-                              sampling=self.sampling,
+                              sampling=self.sampling, path_points=int(self.path_points),
                               supercell=int(self.system.supercell), n_bands=n_bands)
         source = self.continue_from
         if source and self._identity(settings) == source["identity"]:  # its spectra came every n-th sample
@@ -156,7 +158,7 @@ class MonteCarlo(pn.viewable.Viewer):
         from mlepi_core.engine import MonteCarloEngine
 
         system = self.system
-        key = (system.key(), settings.supercell, system.forces, system.electrons)
+        key = (system.key(), settings.supercell, system.forces, system.electrons, settings.path_points)
         if self.engine is None or self._engine_key != key:
             lattice = system.lattice(system.forces, settings.supercell)
             engine = MonteCarloEngine(system.atoms, force_model(force_choices()[system.forces]),
@@ -190,6 +192,7 @@ class MonteCarlo(pn.viewable.Viewer):
         return {"structure": structure, "forces": model_identity(force_choices()[system.forces]),
                 "electrons": model_identity(electron_choices()[system.electrons]), "supercell": settings.supercell,
                 "seed": settings.seed, "antithetic": settings.antithetic, "n_bands": settings.n_bands,
+                "path_points": settings.path_points,
                 **({"sampling": settings.sampling} if settings.sampling != "mc" else {})}
 
     def _attach_run(self, engine, settings) -> tuple:
@@ -373,6 +376,8 @@ class MonteCarlo(pn.viewable.Viewer):
         self.sampling_buttons = w.RadioButtonGroup.from_param(
             self.param.sampling, name="Sampling", button_type="light",
             options={"Monte Carlo": "mc", "special displacements (ZG)": "zg"}, css_classes=["mlepi-sampling"])
+        self.path_select = w.Select.from_param(self.param.path_points, name="Spectral map: points per segment",
+                                               css_classes=["mlepi-path-points"])
         self.executor_buttons = w.RadioButtonGroup.from_param(self.param.executor, name="Run on",
                                                               button_type="light", css_classes=["mlepi-executor"])
         self.run_on = pn.pane.Markdown("Run on (dask: the server's cluster)", styles={"font-size": "0.85em"})
@@ -383,7 +388,8 @@ class MonteCarlo(pn.viewable.Viewer):
                                         css_classes=["mlepi-temperature"]),
                 w.IntInput.from_param(self.param.samples, name="Samples", start=2, end=5000,
                                       css_classes=["mlepi-samples"]),
-                self.sampling_buttons, self.seed_input, self.antithetic_box, self.run_on, self.executor_buttons,
+                self.sampling_buttons, self.seed_input, self.antithetic_box, self.path_select, self.run_on,
+                self.executor_buttons,
                 pn.Row(self.run_btn, self.pause_btn, self.stop_btn), pn.Row(pin, clear)]
 
     def _act(self, action) -> None:
@@ -403,7 +409,8 @@ class MonteCarlo(pn.viewable.Viewer):
         self.pause_btn.disabled = self.status not in ("running", "paused")
         self.pause_btn.name = "Resume" if self.status == "paused" else "Pause"
         self.stop_btn.disabled = not busy
-        for widget in (self.seed_input, self.antithetic_box, self.executor_buttons, self.sampling_buttons):
+        for widget in (self.seed_input, self.antithetic_box, self.executor_buttons, self.sampling_buttons,
+                       self.path_select):
             widget.disabled = busy
 
     def status_panel(self) -> pn.Column:

@@ -231,7 +231,7 @@ def cli_run_query(record: dict) -> tuple[dict, str]:
                  "forces": model_code(models["forces"]["name"]), "electrons": model_code(models["electrons"]["name"]),
                  "T": f"{float(max(settings['temperatures'])):g}", "samples": str(settings["n_samples"]),
                  "seed": str(settings["seed"]), "antithetic": str(int(settings["antithetic"])),
-                 "sampling": settings.get("sampling", "mc")}
+                 "sampling": settings.get("sampling", "mc"), "path": str(settings.get("path_points", 30))}
     except (KeyError, TypeError, ValueError) as err:
         return {}, f"its record lacks a setting ({err})"
     return query, ""

@@ -33,7 +33,8 @@ def cmd_mc(args) -> int:
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
                           supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
-                          spectral_every=args.spectral_every, sampling=args.sampling)
+                          spectral_every=args.spectral_every, path_points=args.path_points,
+                          sampling=args.sampling)
     forces = force_model_from_name(args.forces)
     hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
     runs = {}

@@ -183,8 +183,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="Hamiltonian model(s): reference (GFN1-xTB) and/or a trained model folder")
     s.add_argument("--device", help="torch device of the Bloch sums and eigen-solves (cpu, cuda, ...; "
                    "default cpu); trained models pick CUDA by themselves when it is there")
-    s.add_argument("--spectral-every", type=integer(0), default=4,
-                   help="average A(k, E) over samples j with j %% N == 0 (0: off)")
+    s.add_argument("--spectral-every", type=integer(0), default=32,
+                   help="average A(k, E) over samples j with j < 4 or j %% N == 0 (0: off)")
+    s.add_argument("--path-points", type=integer(0, 300), default=30,
+                   help="points per path segment of A(k, E), one eigen-solve each (0: the supercell's "
+                        "commensurate points, coarse and cheap)")
     s.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local: in this process; dask: sample batches as tasks on a Dask cluster")
     s.add_argument("--workers", type=COUNT, default=2, help="with --executor dask: LocalCluster worker processes")
