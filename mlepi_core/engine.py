@@ -60,8 +60,8 @@ class MCSettings:
     displacement_scale: float = 1.0
     # A(k, E) along the path for samples j < SPECTRAL_FIRST and j % spectral_every == 0 (0: off),
     # at path_points points per segment, each its own eigen-solve (0: the coarse commensurate
-    # points). A 6x6 map of 30 points per segment takes 50 solves (5.3 s here), the v_F probe 6
-    # (0.45 s) per sample: every 32nd sample keeps the map at about a fifth of the loop
+    # points). A 6x6 map of 30 points per segment takes 50 solves (4.2 s here), the v_F probe 6
+    # (0.44 s) per sample: every 32nd sample keeps the map at about a fifth of the loop
     # (benchmarks/spectral_path.py, docs/physics.md#band-unfolding).
     spectral_every: int = 32
     path_points: int = 30
