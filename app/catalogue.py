@@ -22,6 +22,7 @@ GALLERY = {
     "Monolayer": "monolayer",
     "SP bilayer (saddle point)": "SP",
     "AA′ hBN bilayer": "hBN",
+    "Graphene on hBN": "GhBN",
     "2H MoS₂ bilayer": "MoS2",
     **{f"Twisted bilayer {twist_angle(m, n):.1f}°": f"tbg:{m},{n}" for m, n in ((1, 2), (2, 3), (3, 4), (4, 5))},
 }

@@ -29,7 +29,7 @@ from .spectral import SpectralMap
 from .statistics import RunningStats, estimator_units
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
-from .seams import ForceModel, HamiltonianModel
+from .seams import ForceModel, HamiltonianModel, refusal
 
 # Set when the interpreter begins to exit, before thread pools join their threads (threading's
 # exit callbacks run newest first): a run paused in a pool thread then ends instead of
@@ -119,6 +119,9 @@ class MonteCarloEngine:
     def __init__(self, primitive: Atoms, force_model: ForceModel,
                  hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings(),
                  lattice: tuple | None = None, device: str | None = None):
+        why = refusal(hamiltonian_model, primitive)
+        if why:
+            raise ValueError(f"no Monte Carlo for this structure: {why}")
         self.settings = settings
         self.device = device  # of the Bloch sums, eigen-solves and unfolding (None: CPU)
         self.force_model, self.hamiltonian_model = force_model, hamiltonian_model

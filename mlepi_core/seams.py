@@ -65,9 +65,17 @@ class Blocks:
 
 @runtime_checkable
 class HamiltonianModel(Protocol):
-    """Batch of structures -> one Blocks (H and S on the graph's pairs) each."""
+    """Batch of structures -> one Blocks (H and S on the graph's pairs) each. A model that
+    knows a structure's elements but not the structure (a stack whose band alignment it
+    gets wrong) says why in ``refuses`` (optional: ``refusal`` reads it)."""
 
     elements: frozenset[str] | None
 
     def blocks(self, structures: Sequence[Atoms]) -> list[Blocks]:
         ...
+
+
+def refusal(model, atoms: Atoms) -> str:
+    """Why ``model`` does not describe ``atoms`` ("" when it does, or says nothing)."""
+    refuses = getattr(model, "refuses", None)
+    return refuses(atoms) if refuses is not None else ""

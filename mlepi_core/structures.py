@@ -14,7 +14,8 @@ import numpy as np
 from ase import Atoms
 
 from .neighbours import periodic_pairs
-from .units import BILAYER_D, GRAPHENE_A, HBN_A, HBN_D, MOS2_A, MOS2_D, MOS2_THICKNESS
+from .units import (BILAYER_D, GRAPHENE_A, GRAPHENE_HBN_A, GRAPHENE_HBN_D, HBN_A, HBN_D, MOS2_A, MOS2_D,
+                    MOS2_THICKNESS)
 
 VACUUM_A = 20.0  # Angstrom of vacuum the builders put along z (>= 15 by design)
 BOND_SCALE = 1.2  # two atoms are bonded when closer than this times the sum of their covalent radii
@@ -105,6 +106,21 @@ def hbn_bilayer(d: float = HBN_D, a: float = HBN_A, vacuum: float = VACUUM_A) ->
     basis = _layer_basis(a)
     atoms = _stack([basis, basis], a12, d, vacuum)
     atoms.set_chemical_symbols(["B", "N", "N", "B"])
+    return atoms
+
+
+def graphene_on_hbn(d: float = GRAPHENE_HBN_D, a: float = GRAPHENE_HBN_A, vacuum: float = VACUUM_A) -> Atoms:
+    """Primitive cell of graphene on an hBN sheet (4 atoms), both at the lattice constant ``a``
+    (default the mean of the two: each sheet strained 0.9 %): hBN below (layer 0), graphene
+    ``d`` Angstrom above with one carbon above B and the other above a BN hexagon's centre,
+    the lowest of the commensurate stackings."""
+    if d <= 0:
+        raise StructureError(f"interlayer distance must be positive, got {d} A")
+    a12 = _primitive_vectors(a)
+    hbn = _layer_basis(a)  # B at 0, N at (a1 + a2) / 3; hexagon centres at 2 (a1 + a2) / 3
+    graphene = np.array([[0.0, 0.0], 2 * (a12[0] + a12[1]) / 3])
+    atoms = _stack([hbn, graphene], a12, d, vacuum)
+    atoms.set_chemical_symbols(["B", "N", "C", "C"])
     return atoms
 
 
@@ -229,7 +245,8 @@ def supercell(atoms: Atoms, n1: int, n2: int | None = None) -> Atoms:
 
 def build(name: str, size: int = 1, **kwargs) -> Atoms:
     """Build a named structure: graphene's 'monolayer', 'AA', 'AB', 'BA', 'SP' or 'tbg:m,n',
-    the AA' hBN bilayer 'hBN', or a 2H TMD bilayer 'MoS2' (also 'WSe2', ...).
+    the AA' hBN bilayer 'hBN', graphene on hBN 'GhBN', or a 2H TMD bilayer 'MoS2' (also
+    'WSe2', ...).
 
     ``size`` gives an n x n x 1 supercell.
     """
@@ -238,6 +255,8 @@ def build(name: str, size: int = 1, **kwargs) -> Atoms:
         atoms = monolayer(**kwargs)
     elif key.lower() == "hbn":
         atoms = hbn_bilayer(**kwargs)
+    elif key.lower() in ("ghbn", "graphene/hbn"):
+        atoms = graphene_on_hbn(**kwargs)
     elif key[:2] == "Mo" or key[:1] == "W":
         atoms = tmd_bilayer(key, **kwargs)
     elif key.lower().startswith("tbg:"):
@@ -267,6 +286,15 @@ def _unwrapped_z(atoms: Atoms) -> np.ndarray:
     k = int(np.argmax(gaps))
     middle = zs[k] + gaps[k] / 2
     return np.mod(z - middle, height)
+
+
+def dirac_bands(atoms: Atoms) -> int:
+    """Bands that cross E_F at K per valley, for the v_F probe: two per graphene sheet (a sheet
+    of carbon alone), at least two (a structure without graphene observes its gap instead)."""
+    layer = atoms.arrays["layer"]
+    symbols = np.asarray(atoms.get_chemical_symbols())
+    sheets = sum(1 for k in np.unique(layer) if set(symbols[layer == k]) == {"C"})
+    return 2 * max(1, sheets)
 
 
 def detect_layers(atoms: Atoms, bond_scale: float = BOND_SCALE) -> np.ndarray:

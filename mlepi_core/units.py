@@ -19,6 +19,10 @@ THZ_TO_MEV = 4.135667696  # 1 THz in meV
 GRAPHENE_A = 2.46  # Angstrom, lattice constant of graphene (REBO equilibrium, experiment)
 BILAYER_D = 3.38  # Angstrom, interlayer distance at the REBO+KC equilibrium
 HBN_A, HBN_D = 2.504, 3.33  # Angstrom, h-BN lattice constant and layer spacing (experiment, bulk)
+# graphene on hBN in one cell: the mean of the two lattice constants (each sheet strained 0.9 %,
+# the commensurate stand-in for the 14 nm moire) and the distance of the lowest stacking
+# (one C above B, the other above a BN hexagon's centre; Giovannetti et al., PRB 76, 073103 (2007))
+GRAPHENE_HBN_A, GRAPHENE_HBN_D = (GRAPHENE_A + HBN_A) / 2, 3.35
 MOS2_A, MOS2_THICKNESS, MOS2_D = 3.16, 3.17, 6.15  # Angstrom, 2H-MoS2: a, S-S height of a sheet, c/2 (bulk)
 
 AMU_KG = 1.66053906660e-27  # kg per atomic mass unit

@@ -250,6 +250,10 @@ def test_other_materials_pick_the_models_that_know_them(tmp_path):
     assert "reference" in s.system.forces and not s.phonons.no_forces()
     ok, why = s.system.mc_allowed  # no Hamiltonian model knows Mo and S yet (docs/physics.md)
     assert not ok and "not Mo, S" in why
+    s.system.structure = "Graphene on hBN"  # GFN1 knows C, B and N but not this stack (docs/physics.md)
+    assert s.system.summary()["layers"] == 2 and not s.phonons.no_forces()
+    ok, why = s.system.mc_allowed
+    assert not ok and "graphene's Dirac point" in why
     s.system.structure = "AB bilayer"
     s.system.electrons = "GFN1-xTB (reference, slow)"  # the user's choice, which knows B and N
     s.system.structure = "AA′ hBN bilayer"

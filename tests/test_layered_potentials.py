@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
-from mlepi_core.structures import StructureError, bilayer, hbn_bilayer, supercell, tmd_bilayer
+from mlepi_core.structures import StructureError, bilayer, graphene_on_hbn, hbn_bilayer, supercell, tmd_bilayer
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +17,6 @@ def reference():
     ref = EmpiricalForceReference()
     yield ref
     ref.close()
-
-
-def graphene_on_hbn():
-    """Graphene on hBN in one primitive cell (hBN squeezed 1.8 % to graphene's lattice)."""
-    atoms = bilayer("AB")
-    atoms.set_chemical_symbols(["C", "C", "B", "N"])
-    return atoms
 
 
 MATERIALS = {"hBN": hbn_bilayer, "MoS2": tmd_bilayer, "WSe2": lambda: tmd_bilayer("WSe2", a=3.28, thickness=3.34),
@@ -78,6 +71,23 @@ def test_stacking_order(reference):
     assert energy(reference, two_h) < energy(reference, eclipsed)
 
 
+def test_graphene_on_hbn_binds_in_its_known_stacking_at_its_known_distance(reference):
+    """Graphene on hBN: one C above B and the other above a hexagon's centre is the lowest
+    stacking, the eclipsed one (C above B and N) the highest (Giovannetti et al., PRB 76,
+    073103 (2007)); the ILP's minimum lies within 0.1 A of the builder's 3.35 A."""
+    lowest = graphene_on_hbn()
+    a12, top = lowest.cell[:2, :2], lowest.arrays["layer"] == 1
+    stacked = {}
+    for name, shift in {"C on B and centre": 0.0, "C on B and N": 1 / 3, "C on N and centre": 2 / 3}.items():
+        atoms = lowest.copy()
+        atoms.positions[top, :2] += shift * (a12[0] + a12[1])
+        stacked[name] = energy(reference, atoms)
+    assert stacked["C on B and centre"] < stacked["C on N and centre"] < stacked["C on B and N"]
+    d = np.linspace(3.15, 3.55, 9)
+    e = [energy(reference, graphene_on_hbn(d=x)) for x in d]
+    assert abs(d[int(np.argmin(e))] - 3.35) <= 0.1
+
+
 def test_refuses_what_no_recipe_describes(reference):
     graphene_on_mos2 = tmd_bilayer()
     graphene_on_mos2 = graphene_on_mos2[graphene_on_mos2.arrays["layer"] == 0]
@@ -95,3 +105,37 @@ def test_refuses_what_no_recipe_describes(reference):
     gold[0].symbol = "Au"
     with pytest.raises(StructureError, match="element.*Au.*not known"):
         reference.energies_forces([gold])
+
+
+def test_hbn_layers_carry_the_shielded_coulomb_term_of_their_ilp(reference, monkeypatch):
+    """The ILP's B and N pairs come with LAMMPS' coul/shield between layers: the stack's
+    energy minus that without the term equals the term summed here over every interlayer
+    pair within 16 A, V = Tap(r) k q_i q_j / (r^3 + lambda_ij^-3)^(1/3), charges +-0.42 e."""
+    from mlepi_core.reference import lammps_recipes
+    from mlepi_core.reference.lammps_forces import EmpiricalForceReference
+
+    atoms = hbn_bilayer()
+    atoms.positions[2] += [0.3, -0.2, 0.1]  # off the symmetric site: the sum is not a special case
+    term = lammps_recipes.electrostatics(frozenset({"B", "N"}))
+    q = np.array([term.charges[s] for s in atoms.get_chemical_symbols()])
+    lam = {**term.shielding, **{(b, a): v for (a, b), v in term.shielding.items()}}
+    layer, symbols, cell = atoms.arrays["layer"], atoms.get_chemical_symbols(), np.asarray(atoms.cell)
+    cut, coulomb = 16.0, 14.399645  # eV A / e^2, LAMMPS' metal units
+    expected = 0.0
+    for i in range(len(atoms)):
+        for j in np.flatnonzero(layer != layer[i]):
+            for n1 in range(-8, 9):
+                for n2 in range(-8, 9):
+                    r = np.linalg.norm(atoms.positions[j] + n1 * cell[0] + n2 * cell[1] - atoms.positions[i])
+                    if r < cut:
+                        x = r / cut
+                        tap = 20 * x ** 7 - 70 * x ** 6 + 84 * x ** 5 - 35 * x ** 4 + 1
+                        expected += 0.5 * tap * coulomb * q[i] * q[j] / np.cbrt(r ** 3 + lam[symbols[i], symbols[j]] ** -3)
+    with_term = energy(reference, atoms)
+    monkeypatch.setattr(lammps_recipes, "electrostatics", lambda *args, **kwargs: None)
+    without = EmpiricalForceReference()
+    try:
+        assert abs(expected) > 1e-4  # eV per cell: the term counts
+        assert with_term - energy(without, atoms) == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    finally:
+        without.close()

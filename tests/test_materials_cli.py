@@ -38,3 +38,21 @@ def test_hbn_monte_carlo_reports_the_gap(tmp_path):
     assert 3.0 < static < 6.0  # GFN1-xTB's gap of the hBN bilayer (eV)
     assert row["gap_change"] == pytest.approx(row["gap"] - static)
     assert row["gap_se"] > 0
+
+
+def test_graphene_on_hbn_phonons_run_and_gfn1_s_electrons_are_refused_with_the_reason(tmp_path):
+    """Graphene on hBN: its forces (LCBOP, ExTeP and the ILP between) give a stable lattice,
+    while GFN1-xTB, which misplaces hBN's bands next to graphene's, refuses the stack (the
+    CLI says why, before any work); each sheet alone stays GFN1's."""
+    from mlepi_core.reference.tblite_electrons import GFN1Reference
+    from mlepi_core.structures import bilayer, build
+
+    run = mlepi("phonons", "GhBN", "--forces", "empirical", "--supercell", "3", "--out", str(tmp_path / "ph"))
+    assert run.returncode == 0, run.stderr
+    assert "imaginary modes on the path: 0" in run.stdout
+    refused = mlepi("mc", "GhBN", "--electrons", "reference", "--supercell", "3", "--samples", "2",
+                    "--out", str(tmp_path / "mc"))
+    assert refused.returncode != 0 and "GFN1-xTB puts hBN's valence band" in refused.stderr
+    assert not (tmp_path / "mc" / "results.json").exists()
+    gfn1 = GFN1Reference.__new__(GFN1Reference)  # refuses() reads the structure only
+    assert gfn1.refuses(build("GhBN")) and not gfn1.refuses(build("hBN")) and not gfn1.refuses(bilayer("AB"))

@@ -17,6 +17,7 @@ from app.components.context import Context
 from app.components.structure import System
 from app.dask_executor import EXECUTORS, DaskExecutor
 from mlepi_core.run_store import RunStore
+from mlepi_core.structures import dirac_bands
 
 BATCH = 2  # samples per engine batch: frequent updates; results do not depend on it (keyed samples)
 PLOT_PERIOD_S = 1.0  # the live plots redraw at most this often during a run (the status line every batch)
@@ -117,7 +118,7 @@ class MonteCarlo(pn.viewable.Viewer):
     def settings(self):
         from mlepi_core.engine import MCSettings
 
-        n_bands = 2 if len(set(self.system.atoms.arrays["layer"])) == 1 else 4
+        n_bands = dirac_bands(self.system.atoms)
         settings = MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
                               seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
                               sampling=self.sampling, path_points=int(self.path_points),

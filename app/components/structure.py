@@ -142,6 +142,11 @@ class System(pn.viewable.Viewer):
     @property
     def mc_allowed(self) -> tuple[bool, str]:
         why = self.knows_not(self.forces) or self.knows_not(self.electrons)
+        if not why:
+            from app.catalogue import electron_model
+            from mlepi_core.seams import refusal
+
+            why = refusal(electron_model(electron_choices()[self.electrons]), self.atoms)
         if why:
             return False, f"No Monte Carlo for this structure: {why}."
         if len(self.atoms) > MC_MAX_ATOMS:

