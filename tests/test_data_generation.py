@@ -12,6 +12,7 @@ from mlepi_core.data.generate import (ElectronSetConfig, PhononSetConfig, electr
                                       generate_electron_set, generate_phonon_set, split_indices)
 from mlepi_core.reference.lammps_forces import EmpiricalForceReference
 from mlepi_core.reference.tblite_electrons import GFN1Reference
+from mlepi_core.structures import build, supercell
 
 SMALL = PhononSetConfig(n_configs=10, size=2, seed=7, chunk=3)
 
@@ -155,3 +156,34 @@ def test_slater_koster_held_out_twisted_set_reaches_the_magic_angle():
     angles = [twist_angle(m, n) for m, n, _ in TWISTED_TO_MAGIC_ANGLE]
     assert max(angles) == pytest.approx(21.787, abs=1e-3) and min(angles) == pytest.approx(1.0845, abs=1e-4)
     assert set(ElectronSetConfig.twisted) < set(TWISTED_TO_MAGIC_ANGLE)
+
+
+@pytest.mark.parametrize("material, formula, d0", [("hBN", "B8N8", 3.25), ("MoS2", "Mo8S16", 6.28)])
+def test_a_material_s_phonon_set_samples_its_own_bilayer(tmp_path, forces, material, formula, d0):
+    """`mlepi data phonon --material`: the bilayer of that material about its reference's own
+    interlayer distance, with random and ground stackings and rigid-layer frames; the
+    reference labels every frame; graphene's record stays the paper set's."""
+    from mlepi_core.data.generate import material_set, phonon_config
+
+    cfg = material_set(material, n_configs=12, size=2, seed=3, chunk=8, rigid_configs=6)
+    path = generate_phonon_set(tmp_path / material, cfg, forces, progress=False)
+    frames = read_extxyz(path)
+    assert len(frames) == 18 and {f.get_chemical_formula() for f in frames} == {formula}
+    record = json.loads((tmp_path / material / "generation.json").read_text())
+    assert record["material"] == material and record["d0"] == d0
+    for atoms in frames:
+        layer = atoms.arrays["layer"]
+        heights = atoms.positions[layer == 1, 2].mean() - atoms.positions[layer == 0, 2].mean()
+        assert abs(heights - atoms.info["d_a"]) < 0.1  # up to the atomic noise
+        assert cfg.d_range[0] <= atoms.info["d_a"] <= cfg.d_range[1]
+    ground = phonon_config(replace(cfg, shift_fraction=0.0, d_fraction=0.0, max_sigma_a=0.0), 0)
+    ideal = supercell(build(material), 2)  # the ground stacking: the builder's, in-plane
+    assert np.allclose(ground.positions[:, :2], ideal.positions[:, :2])
+    e, f = forces.energies_forces(frames[:1])
+    assert abs(e[0] - frames[0].info["energy"]) < 1e-9
+    graphene = tmp_path / "graphene"
+    generate_phonon_set(graphene, SMALL, forces, progress=False)
+    assert "material" not in json.loads((graphene / "generation.json").read_text())
+    with pytest.raises(ValueError, match="no phonon set for 'Si'"):
+        material_set("Si")
+

@@ -202,6 +202,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="generate training data sets").add_subparsers(dest="set", required=True)
     s = data.add_parser("phonon", help="perturbed 4x4 AB bilayers with energies and forces (extxyz)")
+    s.add_argument("--material", choices=["graphene", "hBN", "MoS2"], default="graphene",
+                   help="the bilayer: graphene (AB, the paper's set), AA' hBN or 2H MoS2, each about its "
+                        "reference's own interlayer distance")
     s.add_argument("--out", default="data/phonon")
     s.add_argument("--n", type=int, default=2000, help="number of configurations")
     s.add_argument("--size", type=int, default=4, help="n x n x 1 supercell")

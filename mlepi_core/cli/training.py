@@ -10,9 +10,10 @@ from ..files import write_text_atomic
 from ..model_names import force_model_from_name
 
 def cmd_data_phonon(args) -> int:
-    from ..data.generate import DEFAULT_RIGID_CONFIGS, PhononSetConfig, generate_phonon_set
+    from ..data.generate import DEFAULT_RIGID_CONFIGS, generate_phonon_set, material_set
 
-    cfg = PhononSetConfig(n_configs=args.n, size=args.size, seed=args.seed, rigid_configs=DEFAULT_RIGID_CONFIGS)
+    cfg = material_set(args.material, n_configs=args.n, size=args.size, seed=args.seed,
+                       rigid_configs=DEFAULT_RIGID_CONFIGS)
     t0 = time.time()
     path = generate_phonon_set(args.out, cfg, force_model_from_name(args.reference))
     size_mb = path.stat().st_size / 1e6

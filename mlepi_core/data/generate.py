@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..files import write_text_atomic
 from ..seams import ForceModel, HamiltonianModel
-from ..structures import bilayer, supercell, twisted_bilayer
+from ..structures import bilayer, build, supercell, twisted_bilayer
 from ..units import BILAYER_D, GRAPHENE_A
 from .deeph import write_deeph, write_split
 from .extxyz import read_extxyz, write_extxyz
@@ -106,10 +106,52 @@ class PhononSetConfig:
     rigid_shift_sigma_a: float = 0.3
     rigid_d_sigma_a: float = 0.07
     rigid_max_sigma_a: float = 0.01
+    material: str = "graphene"  # or a key of MATERIAL_BILAYERS: the bilayer's ground stacking and d0 are its
 
     @property
     def n_total(self) -> int:
         return self.n_configs + self.rigid_configs
+
+
+@dataclass(frozen=True)
+class MaterialBilayer:
+    """A material's phonon set: its bilayer (``structures.build`` name, ground stacking at zero
+    shift), the interlayer distance at its reference's minimum and the range drawn about it
+    (d is the distance between the sheets' mean heights: metal planes for a TMD)."""
+
+    name: str
+    d0: float
+    d_range: tuple[float, float]
+
+
+# the distances are the empirical references' own minima (benchmarks/layered_references.py)
+MATERIAL_BILAYERS = {"hBN": MaterialBilayer("hBN", 3.25, (2.9, 3.8)),
+                     "MoS2": MaterialBilayer("MoS2", 6.28, (5.9, 6.9))}
+
+
+def material_set(material: str, **kwargs) -> PhononSetConfig:
+    """The phonon set of ``material`` ("graphene": the paper's; else MATERIAL_BILAYERS) with
+    its distances; ``kwargs`` set the other fields."""
+    if material == "graphene":
+        return PhononSetConfig(**kwargs)
+    if material not in MATERIAL_BILAYERS:
+        raise ValueError(f"no phonon set for {material!r} (known: graphene, {', '.join(MATERIAL_BILAYERS)})")
+    m = MATERIAL_BILAYERS[material]
+    return PhononSetConfig(material=material, d0=m.d0, d_range=m.d_range, **kwargs)
+
+
+def shifted_bilayer(material: str, shift, d: float) -> Atoms:
+    """The primitive bilayer of ``material`` with layer 2 moved in-plane by ``shift`` (fractions
+    of the lattice vectors, or a named graphene stacking) from its ground stacking and its
+    sheets' mean heights ``d`` Angstrom apart."""
+    if material == "graphene":
+        return bilayer(shift, d=d)
+    atoms = build(MATERIAL_BILAYERS[material].name)
+    top = atoms.arrays["layer"] == 1
+    atoms.positions[top, :2] += np.asarray(shift, dtype=float) @ np.asarray(atoms.cell)[:2, :2]
+    atoms.positions[top, 2] += d - (atoms.positions[top, 2].mean() - atoms.positions[~top, 2].mean())
+    atoms.wrap()
+    return atoms
 
 
 RIGID_SPLIT_NAMES = ("train", "val_interlayer", "test_interlayer")
@@ -122,10 +164,11 @@ def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
     if j >= cfg.n_configs:
         shift, d, sigma = _rigid_draw(cfg, rng)
     else:
-        shift = tuple(rng.uniform(0, 1, 2)) if rng.uniform() < cfg.shift_fraction else "AB"
+        ground = "AB" if cfg.material == "graphene" else (0.0, 0.0)
+        shift = tuple(rng.uniform(0, 1, 2)) if rng.uniform() < cfg.shift_fraction else ground
         d = rng.uniform(*cfg.d_range) if rng.uniform() < cfg.d_fraction else cfg.d0
         sigma = rng.uniform(0, cfg.max_sigma_a)
-    atoms = supercell(bilayer(shift, d=d), cfg.size)
+    atoms = supercell(shifted_bilayer(cfg.material, shift, d), cfg.size)
     atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
     atoms.positions = np.round(atoms.positions, 8)  # label exactly what extxyz stores (%.8f)
     atoms.info.update(config_id=j, sigma_a=sigma, d_a=d,
@@ -141,7 +184,11 @@ def _rigid_draw(cfg: PhononSetConfig, rng: np.random.Generator) -> tuple[tuple[f
         shift = rng.uniform(0, 1, 2)
     else:
         offset = rng.normal(0.0, cfg.rigid_shift_sigma_a, 2)  # Cartesian, A
-        shift = np.array(STACKING_SHIFTS["AB"]) + np.linalg.solve(_primitive_vectors(1.0).T, offset / GRAPHENE_A)
+        if cfg.material == "graphene":
+            ground, a = np.array(STACKING_SHIFTS["AB"]), GRAPHENE_A
+        else:
+            ground, a = np.zeros(2), float(np.linalg.norm(build(MATERIAL_BILAYERS[cfg.material].name).cell[0]))
+        shift = ground + np.linalg.solve(_primitive_vectors(1.0).T, offset / a)
     d = float(np.clip(cfg.d0 + rng.normal(0.0, cfg.rigid_d_sigma_a), *cfg.d_range))
     return (float(shift[0] % 1.0), float(shift[1] % 1.0)), d, float(rng.uniform(0, cfg.rigid_max_sigma_a))
 
@@ -152,7 +199,10 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     out = Path(out)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    _check_or_record_config(out, {"kind": "phonon", **asdict(cfg), "reference": describe(model)})
+    record = asdict(cfg)
+    if cfg.material == "graphene":  # the paper's set, recorded as before materials existed
+        record.pop("material")
+    _check_or_record_config(out, {"kind": "phonon", **record, "reference": describe(model)})
     t0 = time.time()
     starts = range(0, cfg.n_total, cfg.chunk)
     with tqdm(total=cfg.n_total, desc="phonon set", unit="cfg", disable=not progress) as bar:
