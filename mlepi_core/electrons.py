@@ -109,9 +109,7 @@ def _window_solve(h: torch.Tensor, s: torch.Tensor, window: tuple[float, float])
     from scipy.linalg import lapack
 
     hs, ss = h.numpy(), s.numpy()
-    prefix = "c" if hs.dtype == np.complex64 else "z" if hs.dtype == np.complex128 else \
-        "s" if hs.dtype == np.float32 else "d"
-    potrf, hegst = lapack.get_lapack_funcs(("potrf", "hegst" if prefix in "cz" else "sygst"), dtype=hs.dtype)
+    potrf, hegst = lapack.get_lapack_funcs(("potrf", "hegst" if np.iscomplexobj(hs) else "sygst"), dtype=hs.dtype)
     found = []
     for hk, sk in zip(hs, ss):  # one O(M^3) factorisation per k-point
         chol, info = potrf(sk, lower=1, clean=1)
