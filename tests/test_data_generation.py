@@ -187,3 +187,27 @@ def test_a_material_s_phonon_set_samples_its_own_bilayer(tmp_path, forces, mater
     with pytest.raises(ValueError, match="no phonon set for 'Si'"):
         material_set("Si")
 
+
+
+def test_a_material_s_electron_set_holds_out_a_strained_and_a_restacked_bilayer(tmp_path, forces):
+    """`mlepi data electron --material hBN`: thermal samples of the hBN bilayer, and held out
+    the same cell strained by 1.5 % in-plane and in another stacking (each B over a B), each
+    rigid and displaced; graphene's record stays the paper set's."""
+    cfg = ElectronSetConfig(n_configs=4, size=3, material="hBN")
+    bilayers, held_out = electron_configs(cfg, forces)
+    assert [n for n, _ in bilayers] == [f"hbn3_{j:05d}" for j in range(4)]
+    made = {name: make() for name, make in held_out}
+    assert sorted(made) == ["hbn3_stacked_0", "hbn3_stacked_1", "hbn3_strained_0", "hbn3_strained_1"]
+    ground = supercell(build("hBN"), 3)
+    strained = made["hbn3_strained_0"]
+    assert np.allclose(strained.cell[:2, :2], 1.015 * ground.cell[:2, :2]) and strained.cell[2, 2] == ground.cell[2, 2]
+    stacked, layer = made["hbn3_stacked_0"], ground.arrays["layer"]
+    boron = np.array(stacked.get_chemical_symbols()) == "B"
+    top_b = stacked.positions[boron & (layer == 1), :2]
+    bottom_b = stacked.positions[boron & (layer == 0), :2]
+    frac = (top_b[:, None, :] - bottom_b[None, :, :]) @ np.linalg.inv(stacked.cell[:2, :2])
+    assert (np.abs(frac - np.round(frac)).max(axis=-1) < 1e-6).any(axis=1).all()  # each top B above a B
+    assert not np.allclose(made["hbn3_strained_1"].positions, strained.positions)  # the displaced copy
+    cfg_g = ElectronSetConfig(n_configs=0, twisted=())
+    generate_electron_set(tmp_path / "g", cfg_g, forces, GFN1Reference(), progress=False)
+    assert "material" not in json.loads((tmp_path / "g" / "generation.json").read_text())

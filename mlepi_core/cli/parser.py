@@ -213,6 +213,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="force reference: empirical (REBO+KC), gfn1, or module:Class of an ASE calculator")
     s.set_defaults(func=cmd_data_phonon)
     s = data.add_parser("electron", help="thermal 6x6 AB bilayers + twisted cells with H, S (DeepH layout)")
+    s.add_argument("--material", choices=["graphene", "hBN", "MoS2"], default="graphene",
+                   help="the bilayer: graphene (AB; held out: twisted cells) or AA' hBN, 2H MoS2 (held out: "
+                        "the bilayer strained 1.5 %% and in another stacking)")
     s.add_argument("--out", default="data/electron")
     s.add_argument("--n", type=int, default=300, help="number of bilayer configurations")
     s.add_argument("--size", type=int, default=6, help="n x n x 1 supercell")

@@ -30,7 +30,7 @@ def cmd_data_electron(args) -> int:
                                                                                ElectronSetConfig.twisted)
     workers = getattr(args, "workers", None)
     cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
-                            twisted=() if args.no_twisted else twisted)
+                            twisted=() if args.no_twisted else twisted, material=args.material)
     if args.electrons == "gfn1":
         reference = GFN1Reference(r_c=6.0 if args.cutoff is None else args.cutoff)
     elif args.electrons == "slater-koster":

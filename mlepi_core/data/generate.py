@@ -259,6 +259,10 @@ class ElectronSetConfig:
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     twisted: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 3, 2), (3, 4, 1), (4, 5, 1), (6, 7, 1))
     twisted_sigma_a: float = 0.03
+    # another material's bilayer (a key of MATERIAL_BILAYERS) in its ground stacking; its held-out
+    # cells are the same n x n bilayer strained by 1.5 % and in another stacking (layer 2 shifted
+    # by two thirds of a1 + a2: B over B in hBN), each rigid and displaced, instead of twisted graphene
+    material: str = "graphene"
 
 
 # The p_z model labels whole magic-angle cells in seconds, so its held-out twisted set
@@ -279,7 +283,8 @@ def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[l
 
     def sampler() -> ThermalSampler:
         if "sampler" not in cache:  # built on first use: a finished set never needs it
-            primitive = relax_positions(bilayer("AB"), force_model)
+            primitive = relax_positions(shifted_bilayer(cfg.material, "AB" if cfg.material == "graphene"
+                                                        else (0.0, 0.0), _ground_d(cfg.material)), force_model)
             cache["primitive"] = primitive
             cache["sampler"] = ThermalSampler(harmonic_phonons(primitive, force_model, cfg.size),
                                               primitive)
@@ -304,10 +309,33 @@ def electron_configs(cfg: ElectronSetConfig, force_model: ForceModel) -> tuple[l
             atoms.positions += rng.normal(0.0, cfg.twisted_sigma_a, atoms.positions.shape)
         return atoms
 
-    bilayers = [(f"ab{cfg.size}_{j:05d}", lambda j=j: bilayer_sample(j)) for j in range(cfg.n_configs)]
-    twisted = [(f"tbg_{m}_{n}_x{r}_{k}", lambda m=m, n=n, r=r, k=k: twisted_sample(m, n, r, k))
-               for m, n, r in cfg.twisted for k in (0, 1)]
-    return bilayers, twisted
+    def held_out_sample(kind: str, k: int) -> Atoms:
+        if kind == "strained":
+            atoms = shifted_bilayer(cfg.material, (0.0, 0.0), _ground_d(cfg.material))
+            atoms.set_cell(np.asarray(atoms.cell) * [[1.015], [1.015], [1.0]], scale_atoms=True)  # in-plane only
+        else:
+            atoms = shifted_bilayer(cfg.material, (2 / 3, 2 / 3), _ground_d(cfg.material))
+        atoms = supercell(atoms, cfg.size)
+        if k:
+            rng = _rng(cfg.seed, 100 + (kind == "strained"), STACKING_STREAM)
+            atoms.positions += rng.normal(0.0, cfg.twisted_sigma_a, atoms.positions.shape)
+        return atoms
+
+    if cfg.material == "graphene":
+        bilayers = [(f"ab{cfg.size}_{j:05d}", lambda j=j: bilayer_sample(j)) for j in range(cfg.n_configs)]
+        twisted = [(f"tbg_{m}_{n}_x{r}_{k}", lambda m=m, n=n, r=r, k=k: twisted_sample(m, n, r, k))
+                   for m, n, r in cfg.twisted for k in (0, 1)]
+        return bilayers, twisted
+    tag = cfg.material.lower()
+    bilayers = [(f"{tag}{cfg.size}_{j:05d}", lambda j=j: bilayer_sample(j)) for j in range(cfg.n_configs)]
+    held_out = [(f"{tag}{cfg.size}_{kind}_{k}", lambda kind=kind, k=k: held_out_sample(kind, k))
+                for kind in ("strained", "stacked") for k in (0, 1)]
+    return bilayers, held_out
+
+
+def _ground_d(material: str) -> float:
+    """The interlayer distance a material's bilayer starts from (its reference's own minimum)."""
+    return BILAYER_D if material == "graphene" else MATERIAL_BILAYERS[material].d0
 
 
 def _label_one(hamiltonian_model: HamiltonianModel, folder: Path, atoms: Atoms) -> tuple[str, float, float]:
@@ -329,7 +357,10 @@ def generate_electron_set(out: str | Path, cfg: ElectronSetConfig, force_model: 
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_or_record_config(out, {"kind": "electron", **asdict(cfg),
+    record = asdict(cfg)
+    if cfg.material == "graphene":  # the paper's set, recorded as before materials existed
+        record.pop("material")
+    _check_or_record_config(out, {"kind": "electron", **record,
                                   "force_model": describe(force_model),
                                   "hamiltonian_model": describe(hamiltonian_model)})
     bilayers, twisted = electron_configs(cfg, force_model)
