@@ -67,6 +67,18 @@ def click_latency(page, css: str, answer: str) -> float:
     return page.evaluate(CLICK_LATENCY_JS, [css, answer])
 
 
+def phonon_plot_box(page, timeout: float = 60.0) -> dict:
+    """The drawn phonon figure's box once it is on screen: after "force constants" the figure
+    is redrawn, and for a moment (longer on a loaded machine) its canvas has no box."""
+    canvas = page.locator(".mlepi-phonons canvas").first
+    deadline = time.time() + timeout
+    time.sleep(2.0)  # the new dispersion is drawn
+    while (box := canvas.bounding_box()) is None:
+        assert time.time() < deadline, f"no phonon figure on screen after {timeout:.0f} s"
+        time.sleep(0.2)
+    return box
+
+
 def stable_screenshot(page, css: str, settle: float = 0.25, tries: int = 12) -> bytes:
     """A screenshot of ``css`` once two in a row agree (the browser has finished drawing)."""
     shot = page.locator(css).first.screenshot()

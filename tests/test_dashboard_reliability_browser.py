@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 from ase.io import write
 from conftest import SERVER_LOG
-from test_dashboard_browser import pytestmark, text_of, wait_for_text  # noqa: F401  (skipped without Chromium)
+from test_dashboard_browser import phonon_plot_box, pytestmark, text_of, wait_for_text  # noqa: F401  (skipped without Chromium)
 from test_dashboard_reliability import mos2_bilayer
 from test_dashboard_teaching_browser import open_page, run_to_end
 
@@ -78,8 +78,7 @@ def test_the_pages_own_link_restores_every_control_and_v_f(server, browser, tmp_
     page.locator(".mlepi-antithetic input").check()
     page.locator(".mlepi-unit button", has_text="THz").click()
     wait_for_text(page, ".mlepi-phonon-status", lambda t: "force constants" in t, timeout=300)
-    time.sleep(2.0)
-    box = page.locator(".mlepi-phonons canvas").first.bounding_box()
+    box = phonon_plot_box(page)
     page.mouse.click(box["x"] + 0.6 * box["width"], box["y"] + 0.3 * box["height"])
     wait_for_text(page, ".mlepi-mode-text", lambda t: "cm^-1" in t, timeout=120)
     page.locator(".mlepi-reference-toggle input").check()

@@ -13,7 +13,7 @@ import time
 from urllib.parse import parse_qsl, urlparse
 
 from test_dashboard_browser import (  # noqa: F401  (pytestmark: skipped without Chromium)
-    FIGURES, done_of, pytestmark, text_of, wait_for_text)
+    FIGURES, done_of, phonon_plot_box, pytestmark, text_of, wait_for_text)
 
 VF = re.compile(r"⟨v_F⟩ = ([0-9.]+ ± [0-9.]+)")
 
@@ -37,8 +37,7 @@ def run_to_end(page, n: int, temperature: float, timeout: float = 300) -> str:
 def test_a_clicked_phonon_mode_is_named_and_moves(server, browser):
     page = open_page(browser, server + "?supercell=3")
     wait_for_text(page, ".mlepi-phonon-status", lambda t: "force constants" in t, timeout=180)
-    time.sleep(2.0)
-    box = page.locator(".mlepi-phonons canvas").first.bounding_box()
+    box = phonon_plot_box(page)
     page.mouse.click(box["x"] + 0.6 * box["width"], box["y"] + 0.3 * box["height"])  # on the plot frame
     text = wait_for_text(page, ".mlepi-mode-text", lambda t: "cm^-1" in t, timeout=60)
     assert re.search(r"[0-9.]+ cm\^-1", text), text
