@@ -322,3 +322,26 @@ def interlayer_metrics(model: ForceModel, reference: ForceModel, cells: Sequence
     surface = stacking_energies(model, t) - stacking_energies(reference, t)
     out["stacking_energy_mae_mev_per_atom"] = float(np.mean(np.abs(surface)))
     return out
+
+
+def inter_pair_features(structures: Sequence[Atoms], basis, cutoff_a: float) -> np.ndarray:
+    """Per atom, the sum over interlayer pairs (i, j) within ``cutoff_a`` of ``basis(r_ij)``:
+    (n_structures, n_basis). ``basis`` maps (E,) lengths in Angstrom to (E, n_basis)."""
+    from ase.neighborlist import neighbor_list
+
+    rows = []
+    for atoms in structures:
+        labels = layers_of(atoms)
+        i, j, r = neighbor_list("ijd", atoms, cutoff_a)
+        inter = labels[i] != labels[j]
+        rows.append(basis(r[inter]).sum(axis=0) / len(atoms))
+    return np.array(rows)
+
+
+def pair_resolution_fit(energies_mev: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares fit of energies (meV/atom) by a constant plus a pair sum over the
+    features' basis functions: the best any interlayer pair term E = sum_ij f(r_ij) with f
+    in that basis can do. Returns (fitted energies, coefficients)."""
+    design = np.hstack([features, np.ones((len(features), 1))])
+    coef, *_ = np.linalg.lstsq(design, energies_mev, rcond=None)
+    return design @ coef, coef

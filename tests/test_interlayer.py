@@ -157,3 +157,23 @@ def test_rigid_layer_frames_keep_the_set_and_carry_the_sliding_force(tmp_path, r
     assert sliding_share(frames[12:]) > 3 * sliding_share(frames[:12])
     d = np.array([f.info["d_a"] for f in frames[12:]])
     assert np.all(np.abs(d - BILAYER_D) < 0.35)  # breathing at thermal amplitude, not the wide d range
+
+
+def test_pair_resolution_fit_recovers_a_pair_term_and_sees_only_interlayer_pairs():
+    from mlepi_core.interlayer import inter_pair_features, pair_resolution_fit, stacking_path
+
+    def basis(r):
+        return np.stack([np.exp(-((r - c) / 0.3) ** 2) for c in (3.3, 3.6, 3.9, 4.5)], axis=1)
+
+    cells = [bilayer((float(x), float(x)), d=d) for d in (3.3, 3.45) for x in stacking_path(3)]
+    features = inter_pair_features(cells, basis, cutoff_a=6.0)
+    truth = np.array([0.5, -2.0, 1.0, 0.3])
+    energies = features @ truth + 7.0
+    fitted, coef = pair_resolution_fit(energies, features)
+    np.testing.assert_allclose(fitted, energies, atol=1e-9)
+    np.testing.assert_allclose(coef, [*truth, 7.0], atol=1e-6)
+    # the AB and BA stackings are mirror images: the same pair lengths
+    ab, ba = (bilayer(s) for s in ("AB", "BA"))
+    np.testing.assert_allclose(*inter_pair_features([ab, ba], basis, 6.0), atol=1e-12)
+    # widely separated layers have no interlayer pair within the cutoff
+    assert not inter_pair_features([bilayer("AB", d=6.5)], basis, 6.0).any()

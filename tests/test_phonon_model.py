@@ -507,3 +507,20 @@ def test_cli_train_and_evaluate(tmp_path, tiny_set, capsys):
     assert set(table["gamma_modes_cm1"]) | set(table["failed_cells"]) == set(validation_cells())
     assert main(["evaluate", "phonon", str(tmp_path / "nothing")]) == 2  # clear error, no traceback
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_radial_resolution_per_relation(tmp_path):
+    fine = tiny_model(num_bessel={"intra": 4, "inter": 7})
+    widths = {rel: block.radial_mlp.hs[0] for rel, block in fine.layers[0].interactions.items()}
+    assert widths == {"intra": 4, "inter": 7}
+    config = HedgeNetPhononConfig.from_dict(fine.config.to_dict())
+    assert config == fine.config
+    atoms = supercell(bilayer("AB"), 2)
+    rebuilt = HedgeNetPhonon(config).to(torch.float64)
+    rebuilt.load_learned_state_dict(fine.learned_state_dict())
+    a, b = (MLForceModel(m).energies_forces([atoms]) for m in (fine, rebuilt))
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="no count for relation 'inter'"):
+        tiny_model(num_bessel={"intra": 4})
+    with pytest.raises(ValueError, match="positive integer"):
+        tiny_model(num_bessel={"intra": 4, "inter": 0})

@@ -44,6 +44,10 @@ class HedgeNetPhononConfig(Settings):
     for HedgeNet, {"all": ..} for the homogeneous baseline). ``hidden_irreps`` has one
     multiplicity (the channel count); the last layer keeps only its scalars, as in
     MACE. ``max_ell`` is the l_max of the spherical harmonics and of the A-basis.
+    ``num_bessel`` is the radial resolution: one count for every relation, or a count per
+    relation ({"intra": 8, "inter": 32}); the registry dependence of the interlayer energy
+    varies over a tenth of an Angstrom of edge length and needs the finer basis
+    (docs/physics.md#interlayer-phonons).
     ``avg_num_neighbors``, ``atomic_energies_ev`` and ``energy_scale_ev`` are data
     statistics, filled in from the training set before training.
     """
@@ -54,7 +58,7 @@ class HedgeNetPhononConfig(Settings):
     max_ell: int = 2
     num_layers: int = 2
     correlation: int = 3
-    num_bessel: int = 8
+    num_bessel: int | Mapping[str, int] = 8
     envelope_p: int = 5
     radial_hidden: tuple[int, ...] = (32, 32)
     readout_hidden: int = 16
@@ -64,6 +68,19 @@ class HedgeNetPhononConfig(Settings):
 
     SEQUENCES = ("elements", "radial_hidden")
     MAPPINGS = ("cutoffs", "avg_num_neighbors", "atomic_energies_ev")
+
+    def bessel_count(self, relation: str) -> int:
+        """Number of Bessel functions of ``relation``'s radial basis."""
+        if isinstance(self.num_bessel, Mapping):
+            if relation not in self.num_bessel:
+                raise ValueError(f"num_bessel has no count for relation {relation!r}: "
+                                 f"{dict(self.num_bessel)}")
+            n = self.num_bessel[relation]
+        else:
+            n = self.num_bessel
+        if int(n) != n or n < 1:
+            raise ValueError(f"num_bessel must be a positive integer, got {n!r} for {relation!r}")
+        return int(n)
 
 
 class HedgeLayer(nn.Module):
@@ -76,7 +93,7 @@ class HedgeLayer(nn.Module):
         avg = cfg.avg_num_neighbors or {}
         self.interactions = nn.ModuleDict({
             rel: InteractionBlock(node_irreps, a_irreps, cutoffs[rel], sh_lmax=cfg.max_ell,
-                                  num_bessel=cfg.num_bessel, envelope_p=cfg.envelope_p,
+                                  num_bessel=cfg.bessel_count(rel), envelope_p=cfg.envelope_p,
                                   radial_hidden=tuple(cfg.radial_hidden),
                                   avg_num_neighbors=float(avg.get(rel, 1.0)))
             for rel in relations})
