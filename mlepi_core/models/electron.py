@@ -259,7 +259,8 @@ class HedgeNetElectron(nn.Module):
         self.two_centre = None
         if cfg.two_centre:
             self.two_centre = nn.ModuleDict({
-                t: nn.ModuleDict({rel: TwoCentre(out, rc, cfg.two_centre, cfg.sh_lmax)
+                t: nn.ModuleDict({rel: TwoCentre(out, rc, cfg.two_centre, cfg.sh_lmax,
+                                                 n_pairs=len(cfg.elements) ** 2)
                                   for rel, rc in self.cutoffs.items()})
                 for t in self.targets})
             with torch.no_grad():  # the layers start from nothing: the two-centre fit is the whole start
@@ -283,6 +284,10 @@ class HedgeNetElectron(nn.Module):
     def species(self, numbers: torch.Tensor) -> torch.Tensor:
         """Element index of each atom; StructureError for an element the model does not know."""
         return species_index(self.z_to_index, numbers, self.elements)
+
+    def element_pairs(self, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Index of each edge's ordered element pair, ``n_elements * element(i) + element(j)``."""
+        return species[i] * len(self.elements) + species[j]
 
     def check_graph(self, graph: HeteroGraph) -> None:
         """The graph must carry every relation of the model, built with exactly its cutoff
@@ -337,7 +342,7 @@ class HedgeNetElectron(nn.Module):
                 i, j = index[rel]
                 y = heads[rel](e[rel])[:, :, 0]
                 if self.two_centre is not None:
-                    y = y + self.two_centre[t][rel](lengths[rel], sh[rel])
+                    y = y + self.two_centre[t][rel](lengths[rel], sh[rel], self.element_pairs(species, i, j))
                 raw = self.block_map(rows(y, i, j) * norm.edge_scales(r, lengths[rel]))
                 blocks[rel] = 0.5 * (raw + raw[reverse[rel]].transpose(-1, -2))
             out[t] = blocks

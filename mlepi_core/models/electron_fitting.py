@@ -137,6 +137,7 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
     acc = {}
     for batch in batches:
         graph = batch.graph.to(dtype=f64)
+        species = model.species(graph.numbers)
         normals = None
         if model.frame_map is not None:
             normals = local_normals(graph, model.relations, model.config.frame_cut)[:, model.frame_order]
@@ -149,7 +150,9 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
                 vectors = graph.edge_vectors(rel)
                 i, j = graph.edges[rel].index
                 rev = batch.reverse[rel]
-                a = acc.setdefault((t, rel), {"A": 0.0, "b": 0.0, "yy": 0.0, "n": 0})
+                columns = tc.n_pairs * tc.basis.centres.numel() * tc.n_weights
+                a = acc.setdefault((t, rel), {"A": torch.zeros(columns, columns, dtype=f64),
+                                              "b": torch.zeros(columns, dtype=f64), "yy": 0.0, "n": 0})
                 target = batch.targets[t][rel].to(f64)
                 for lo in range(0, len(vectors), chunk):
                     sel = torch.arange(lo, min(lo + chunk, len(vectors)))
@@ -163,18 +166,17 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
                     raw = ((unit * norm.edge_scales(r, lengths).to(f64)[:, None, :]) @ bm_matrix).view(
                         len(both), -1, n, n)
                     m = len(sel)
-                    sym = 0.5 * (raw[:m] + raw[m:].transpose(-1, -2))
-                    design = (sym.flatten(-2) @ bm_matrix.T)[..., keep] / scale[keep]  # (m, Q, K)
+                    # the block is 0.5 (edge + reverse^T): each half reads its own pair's table
+                    halves = [(0.5 * h.flatten(-2) @ bm_matrix.T)[..., keep] / scale[keep]  # (m, Q, K)
+                              for h in (raw[:m], raw[m:].transpose(-1, -2))]
+                    pairs = model.element_pairs(species, i[both], j[both]).view(2, m)
                     phi = tc.basis(lengths[:m])  # (m, G)
                     y = (target[sel].flatten(-2) @ bm_matrix.T)[:, keep] / scale[keep]  # (m, K)
-                    # design matrix rows (edge, k), columns (g, q): D = phi_g design_qk; its
-                    # Gram matrix from the per-edge (Q, Q) products, G x cheaper than D^T D
-                    gram = design @ design.transpose(1, 2)  # (m, Q, Q)
-                    outer = (phi[:, :, None] * phi[:, None, :]).reshape(m, -1)  # (m, G G)
-                    g_, q_ = phi.shape[1], design.shape[1]
-                    a["A"] = a["A"] + (outer.T @ gram.reshape(m, -1)).view(g_, g_, q_, q_).permute(
-                        0, 2, 1, 3).reshape(g_ * q_, g_ * q_)
-                    a["b"] = a["b"] + torch.einsum("eg,eq->gq", phi, (design @ y[:, :, None])[..., 0]).reshape(-1)
+                    for pf, pb in torch.unique(pairs, dim=1).T.tolist():
+                        e = (pairs[0] == pf) & (pairs[1] == pb)
+                        blocks = ([(pf, halves[0][e] + halves[1][e])] if pf == pb
+                                  else [(pf, halves[0][e]), (pb, halves[1][e])])
+                        _accumulate(a, tc, phi[e], y[e], blocks)
                     a["yy"] += float((y * y).sum())
                     a["n"] += y.numel()
     if not acc:
@@ -182,14 +184,38 @@ def fit_two_centre(model: HedgeNetElectron, batches: Iterable, chunk: int = 4096
     residual = {}
     for (t, rel), a in acc.items():
         tc = model.two_centre[t][rel]
-        curvature = torch.kron(tc.curvature(), torch.eye(tc.n_weights, dtype=f64))  # (g, q) order
+        g_ = tc.basis.centres.numel()
+        curvature = torch.kron(torch.eye(tc.n_pairs, dtype=f64),
+                               torch.kron(tc.curvature(), torch.eye(tc.n_weights, dtype=f64)))  # (p, g, q)
         lam = smoothing * float(a["A"].diagonal().sum() / curvature.diagonal().sum())
         # pseudo-inverse: directions neither data nor curvature fix (e.g. the 0e and 2e tables
-        # of in-plane pairs between flat layers, which only tilts tell apart) stay at zero
+        # of in-plane pairs between flat layers, which only tilts tell apart; a pair of
+        # elements the data never has) stay at zero
         w, v = torch.linalg.eigh(a["A"] + lam * curvature)
         good = w > 1e-12 * w.max()
         c = v[:, good] @ ((v[:, good].T @ a["b"]) / w[good])
-        tc.table.weight.copy_(c.view(tc.table.in_features, tc.n_weights).T.to(tc.table.weight.dtype))
+        tc.table.weight.copy_(c.view(tc.n_pairs, g_, tc.n_weights).permute(0, 2, 1).reshape(-1, g_)
+                              .to(tc.table.weight.dtype))
         left = (a["yy"] - 2 * float(c @ a["b"]) + float(c @ a["A"] @ c)) / max(a["n"], 1)
         residual.setdefault(t, {})[rel] = max(left, 0.0) ** 0.5
     return residual
+
+
+def _accumulate(a: dict, tc, phi: torch.Tensor, y: torch.Tensor, blocks: list) -> None:
+    """Add to the normal equations (``a["A"]``, ``a["b"]``, columns (pair, g, q)) the edges
+    whose hopping is sum_b phi_g design_b,qk c[pair_b, g, q] with targets y (e, K): the design
+    rows (edge, k), columns (g, b, q), with the Gram matrix from per-edge (bQ, bQ) products,
+    G x cheaper than D^T D."""
+    design = torch.cat([d for _, d in blocks], dim=1)  # (e, bQ, K)
+    g_, q_ = phi.shape[1], design.shape[1]
+    gram = design @ design.transpose(1, 2)  # (e, bQ, bQ)
+    outer = (phi[:, :, None] * phi[:, None, :]).reshape(len(phi), -1)  # (e, G G)
+    local = (outer.T @ gram.reshape(len(phi), -1)).view(g_, g_, q_, q_).permute(0, 2, 1, 3).reshape(
+        g_ * q_, g_ * q_)
+    rhs = torch.einsum("eg,eq->gq", phi, (design @ y[:, :, None])[..., 0]).reshape(-1)
+    g = torch.arange(g_)[:, None, None]
+    q = torch.arange(tc.n_weights)[None, None, :]
+    p = torch.tensor([pair for pair, _ in blocks])[None, :, None]
+    cols = (p * g_ * tc.n_weights + g * tc.n_weights + q).reshape(-1)  # (g, b, q) -> global
+    a["A"][cols[:, None], cols[None, :]] += local
+    a["b"][cols] += rhs

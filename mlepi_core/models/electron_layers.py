@@ -370,11 +370,15 @@ class TwoCentre(nn.Module):
     (1e: no Y_l) or with l above the harmonics get nothing. Output rows (E, rows) in the
     layout of ``out_segments``. The radial functions are linear in a Gaussian basis (a
     learnt Slater-Koster table, as DFTB tabulates its integrals), so the best table for
-    given data is a least-squares problem (``HedgeNetElectron.fit_two_centre``).
+    given data is a least-squares problem (``HedgeNetElectron.fit_two_centre``). Each
+    ordered element pair (row atom's element, column atom's) has its own table, as
+    Slater-Koster files are per pair: B-N's sp-sigma is not N-B's, nor C-C's.
     """
 
-    def __init__(self, out_segments: Segments, r_max: float, num_gaussians: int, sh_lmax: int):
+    def __init__(self, out_segments: Segments, r_max: float, num_gaussians: int, sh_lmax: int,
+                 n_pairs: int = 1):
         super().__init__()
+        self.n_pairs = int(n_pairs)
         self.basis = GaussianBasis(r_max, num_gaussians)
         self.plan = []  # (row start, l, copies) of each type a two-centre term fills
         base = 0
@@ -384,8 +388,9 @@ class TwoCentre(nn.Module):
             base += ir.dim * k
         self.rows = base
         self.n_weights = sum(k for *_, k in self.plan)
-        # fitted by least squares (``fit_two_centre``), not by gradient descent: frozen
-        self.table = nn.Linear(num_gaussians, self.n_weights, bias=False).requires_grad_(False)
+        # rows (pair, weight); fitted by least squares (``fit_two_centre``), not by gradient
+        # descent: frozen
+        self.table = nn.Linear(num_gaussians, self.n_pairs * self.n_weights, bias=False).requires_grad_(False)
 
     def curvature(self, points: int = 4) -> torch.Tensor:
         """(G, G) float64: c^T K c = integral over [0, cutoff] of f''(r)^2 dr (A^-3) for the
@@ -408,9 +413,12 @@ class TwoCentre(nn.Module):
                 q += 1
         return out
 
-    def forward(self, lengths: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-        """(E,) lengths in A and (E, (l_max + 1)^2) harmonics of the bond -> (E, rows)."""
+    def forward(self, lengths: torch.Tensor, sh: torch.Tensor, pair: torch.Tensor | None = None) -> torch.Tensor:
+        """(E,) lengths in A, (E, (l_max + 1)^2) harmonics of the bond and (E,) element-pair
+        indices (``n_elements * row element + column element``; None with one pair) -> (E, rows)."""
         w = self.table(self.basis(lengths))
+        if self.n_pairs > 1:
+            w = w.view(len(w), self.n_pairs, self.n_weights)[torch.arange(len(w), device=w.device), pair]
         out = sh.new_zeros(len(lengths), self.rows)
         start = 0
         for base, l, k in self.plan:  # rows (m, copy): Y_lm times the weight of each copy
