@@ -40,19 +40,23 @@ def force_choices() -> dict[str, str]:
 
 GFN1_ML = "HedgeNet-Electron, GFN1-trained (ML)"
 SK_ML = "HedgeNet-Electron, Slater-Koster-trained (ML)"
+HBN_ML = "HedgeNet-Electron, hBN, GFN1-trained (ML)"
 # The shipped networks' short names in links ("ml" stays the GFN1-trained electron model).
-ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk"}
+ML_CODES = {"phonon": "ml", "electron": "ml", "electron_sk": "ml-sk", "electron_hbn": "ml-hbn"}
 
 
 def electron_choices() -> dict[str, str]:
     """Label -> model name for ``mlepi_core.model_names.hamiltonian_model_from_name``; ML first: the
     GFN1-trained network (s, p with overlap; the bilayer EPI demo's default, docs/models.md#how-it-got-here) and the
-    Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default)."""
+    Slater-Koster-trained one (p_z, realistic interlayer coupling; twisted cells' default), then
+    the hBN network (B, N: what an hBN bilayer picks, ``System._pick_models``)."""
     out = {}
     if (MODELS / "electron" / "metadata.json").is_file():
         out[GFN1_ML] = str(MODELS / "electron")
     if (MODELS / "electron_sk" / "metadata.json").is_file():
         out[SK_ML] = str(MODELS / "electron_sk")
+    if (MODELS / "electron_hbn" / "metadata.json").is_file():
+        out[HBN_ML] = str(MODELS / "electron_hbn")
     out["GFN1-xTB (reference, slow)"] = "reference"
     out["Slater-Koster p_z (reference, fast; γ₁ 0.31 eV)"] = "slater-koster"
     return out

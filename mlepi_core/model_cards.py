@@ -61,7 +61,7 @@ def model_card(name: str) -> str:
             lines.append(f"H MAE against {ref}: {m['test']['h_mae_mev']:.3f} meV on "
                          f"{m['test'].get('n_structures', 'the')} held-out test cells"
                          + (f", {m['twisted']['h_mae_mev']:.3f} meV on {m['twisted'].get('n_structures', 'the')} "
-                           f"twisted cells" if m.get("twisted") else "")
+                           f"{_held_out_kind(m['twisted'])}" if m.get("twisted") else "")
                          + ".")
         if m.get("mc_sample_300K") and m.get("pristine"):
             p = m["pristine"]
@@ -69,6 +69,15 @@ def model_card(name: str) -> str:
                          f"{m['mc_sample_300K']['band_max_err_mev']:.1f} meV; pristine v_F "
                          f"{100 * p['vf_rel_diff']:+.2f} %, γ₁ {100 * p['gamma1_rel_diff']:+.2f} %.")
     return " ".join([head, *lines])
+
+
+def _held_out_kind(split: dict) -> str:
+    """What the data set's held-out ("twisted") split holds, from its structures' names:
+    graphene's twisted cells, or another material's strained and restacked bilayers."""
+    names = list(split.get("by_structure") or ())
+    if names and all(n.startswith("tbg") for n in names):
+        return "twisted cells"
+    return "held-out cells (strained, restacked)" if names else "held-out cells"
 
 
 def _interlayer_lines(m: dict) -> list[str]:

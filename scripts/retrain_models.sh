@@ -3,7 +3,7 @@
 # README.md and docs/models.md come from this script's output (assets/models/*/metrics.json, assets/figures/).
 #
 #   bash scripts/retrain_models.sh            # everything, resumable: run it again after a stop
-#   STAGE=phonon bash scripts/retrain_models.sh   # or electron, or sk: one family only
+#   STAGE=phonon bash scripts/retrain_models.sh   # or electron, hbn, or sk: one family only
 #
 # Cost on the 2-core CPU of our machines: phonon set 1 min, electron set ~20 min; each phonon
 # network ~2-10 min per epoch (60 epochs, then 20 of stage three), each electron network
@@ -61,6 +61,15 @@ if [ "$STAGE" = all ] || [ "$STAGE" = electron ]; then
     --ablation homogeneous_3_without_two_centre=runs/electron_homogeneous_3 \
     --ablation homogeneous_6_without_two_centre=runs/electron_homogeneous_6 \
     --physics --figure assets/figures/electron_bands_ml_vs_ref.png --out assets/models/electron/metrics.json
+fi
+
+if [ "$STAGE" = all ] || [ "$STAGE" = hbn ]; then
+  # hBN (issue 31): GFN1-xTB labels of 300 thermal 6x6 AA' bilayers, ~40 min; 20 epochs ~2 min each
+  [ -f data/electron_hbn/split.json ] || $MLEPI data electron --material hBN --out data/electron_hbn
+  $MLEPI train electron configs/electron_hedgenet_hbn.yaml --no-progress
+  ship electron_hedgenet_hbn electron_hbn
+  $MLEPI evaluate electron assets/models/electron_hbn --splits test,twisted --dtype float32 \
+    --out assets/models/electron_hbn/metrics.json
 fi
 
 if [ "$STAGE" = all ] || [ "$STAGE" = sk ]; then

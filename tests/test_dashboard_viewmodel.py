@@ -230,16 +230,17 @@ def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
 
 
 def test_other_materials_pick_the_models_that_know_them(tmp_path):
-    """hBN and MoS2 (gallery or upload) switch to the models that know their elements (the
-    references: no network does), and graphene returns to the shipped networks; a model the
-    user picked that knows the elements stays."""
-    from app.catalogue import GFN1_ML
+    """hBN and MoS2 (gallery or upload) switch to the models that know their elements (hBN's
+    own electron network; the references where no network knows them), and graphene returns
+    to the shipped networks; a model the user picked that knows the elements stays."""
+    from app.catalogue import GFN1_ML, HBN_ML
 
     s = Session()
     first_forces = s.system.forces
     s.system.structure = "AA′ hBN bilayer"
     assert s.system.atoms.get_chemical_formula() == "B2N2"
-    assert "reference" in s.system.forces and s.system.electrons.startswith("GFN1-xTB (reference")
+    assert "reference" in s.system.forces and s.system.electrons == HBN_ML
+    assert s.to_query()["electrons"] == "ml-hbn"
     assert s.system.mc_allowed[0] and not s.phonons.no_forces()
     s.system.structure = "AB bilayer"
     assert s.system.forces == first_forces and s.system.electrons == GFN1_ML

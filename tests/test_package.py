@@ -36,7 +36,7 @@ def test_shipped_models_resolve_by_name_from_the_package():
     from mlepi_core import shipped_model, shipped_model_names
     from mlepi_core.model_names import model_identity
 
-    assert {"phonon", "electron", "electron_sk"} <= set(shipped_model_names())
+    assert {"phonon", "electron", "electron_sk", "electron_hbn"} <= set(shipped_model_names())
     assert shipped_model("electron").parent.name == "shipped_models"
     assert model_identity("phonon") == model_identity(str(shipped_model("phonon")))
     assert model_identity("phonon").startswith("weights sha256 ")

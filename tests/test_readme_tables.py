@@ -125,3 +125,23 @@ def test_the_headline_would_catch_a_changed_figure(monkeypatch):
     monkeypatch.setitem(globals(), "README", README.replace(shown, wrong))
     with pytest.raises(AssertionError):
         test_readme_headline_is_the_monte_carlo_run()
+
+
+def test_models_doc_quotes_the_hbn_network_metrics():
+    """docs/models.md's hBN electron network sentence is its shipped metrics.json, digit for digit."""
+    text = " ".join((ROOT / "docs" / "models.md").read_text().split())
+    t, held = metrics("electron_hbn")["test"], metrics("electron_hbn")["twisted"]
+    assert (f"H MAE against GFN1-xTB {t['h_mae_mev']:.3f} meV on {t['n_structures']} test cells (on-site blocks "
+            f"{t['h_mae_mev_onsite']:.2f}, in-plane pairs {t['h_mae_mev_intra']:.2f}, interlayer pairs "
+            f"{t['h_mae_mev_inter']:.3f} meV) and {held['h_mae_mev']:.3f} meV on the {held['n_structures']} "
+            f"held-out cells") in text
+
+
+def test_gap_anchor_rows_are_the_materials_results():
+    """docs/physics.md's mlepi rows of the gap anchors are assets/results/materials.json."""
+    text = " ".join((ROOT / "docs" / "physics.md").read_text().split())
+    rows = {r["material"]: r for r in json.loads((ROOT / "assets" / "results" / "materials.json").read_text())}
+    z = rows["hBN"]["gap_zpr_mev"]
+    assert f"**{z['reference']:+.1f} ± {z['reference_se']:.1f} meV** (static {rows['hBN']['gap_static_ev']:.4f} eV)" in text
+    assert f"{z['ml']:+.1f} ± {z['ml_se']:.1f} meV (static {rows['hBN']['gap_static_ev_ml']:.4f} eV)" in text
+    assert f"by {z['paired_difference']:.1f} ± {z['paired_se']:.1f} meV at 0 K" in text
