@@ -28,16 +28,22 @@ def test_hbn_phonons_from_the_name(tmp_path):
 
 @pytest.mark.integration
 def test_hbn_monte_carlo_reports_the_gap(tmp_path):
-    run = mlepi("mc", "hBN", "--forces", "empirical", "--electrons", "reference", "--temperature", "0",
-                "--samples", "2", "--supercell", "6", "--out", str(tmp_path))
+    """GFN1-xTB and the shipped hBN network on the same samples: each reports the gap, its
+    change from the static lattice and its error (the progress bar too), and the network's
+    static gap is GFN1's within the meV its on-site errors allow."""
+    run = mlepi("mc", "hBN", "--forces", "empirical", "--electrons", "reference", "electron_hbn",
+                "--temperature", "0", "--samples", "2", "--supercell", "6", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert "reference gap" in run.stdout and "K -> K" in run.stdout
+    assert "gap=" in run.stderr and "vF=" not in run.stderr  # the bar's running estimate is the gap
     result = json.loads((tmp_path / "results.json").read_text())
     row = result["temperatures"][0]["reference"]
     static = result["static"]["gap_reference"]
     assert 3.0 < static < 6.0  # GFN1-xTB's gap of the hBN bilayer (eV)
     assert row["gap_change"] == pytest.approx(row["gap"] - static)
     assert row["gap_se"] > 0
+    assert result["static"]["gap_ml"] == pytest.approx(static, abs=0.02)
+    assert result["temperatures"][0]["ml"]["gap_change"] == pytest.approx(row["gap_change"], abs=0.01)
 
 
 def test_graphene_on_hbn_phonons_run_and_gfn1_s_electrons_are_refused_with_the_reason(tmp_path):

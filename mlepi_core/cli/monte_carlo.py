@@ -78,7 +78,7 @@ def cmd_mc(args) -> int:
         with stop, tqdm(total=total, initial=min(start, total), desc=f"MC ({label})", unit="sample") as bar:
             for batch in batches:
                 bar.update(len(batch.vf))
-                bar.set_postfix(T=batch.temperature, vF=f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}")
+                bar.set_postfix(T=batch.temperature, **progress_estimate(engine, batch))
                 save_checkpoint(engine, checkpoint, identity, client)
     runs = {n: e for n, e in runs.items() if any(e.per_sample.values())}
     if stop.stopped and not runs:
@@ -202,3 +202,12 @@ class StopOnSignal:
               file=sys.stderr, flush=True)
         if self.engine is not None:
             self.engine.cancel()
+
+
+def progress_estimate(engine, batch) -> dict[str, str]:
+    """The running estimate a progress bar shows: the gap (eV) of a gapped material, else v_F
+    (10^6 m/s)."""
+    if engine.gap_probe is not None:
+        s = engine.statistics(batch.temperature)
+        return {"gap": f"{s['gap']:.4f}+-{s['gap_se']:.4f} eV"}
+    return {"vF": f"{batch.vf_mean:.4f}+-{batch.vf_se:.4f}"}
