@@ -113,12 +113,14 @@ def test_a_mos2_bilayer_upload_gets_the_reference_phonons_and_no_monte_carlo():
 
 
 def test_hbn_gets_models_that_know_it_and_is_labelled_aa_prime():
+    from app.catalogue import HBN_ML
+
     hbn = bilayer("AA")
     hbn.set_chemical_symbols(["B", "N", "N", "B"])  # each B over an N: AA'
     s = Session(supercell=3)
     assert s.system.load_upload("hbn.extxyz", extxyz(hbn)), s.ctx.message
     assert s.system.summary()["stacking"] == "AA'"
-    assert s.system.mc_allowed[0] and s.system.electrons.startswith("GFN1-xTB")
+    assert s.system.mc_allowed[0] and s.system.electrons == HBN_ML
     s.wait(timeout=120)
     assert not s.phonons.failed and "computing" not in s.phonons.status
     same = bilayer("AA")

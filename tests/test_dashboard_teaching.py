@@ -221,7 +221,8 @@ def test_model_cards_quote_the_shipped_metrics():
             assert f"RMS {m['phonons_6x6']['rms_cm1']:.1f} cm⁻¹" in card
         else:
             assert f"{m['test']['h_mae_mev']:.3f} meV on" in card and f"{m['twisted']['h_mae_mev']:.3f} meV on" in card
-            assert f"max error {m['mc_sample_300K']['band_max_err_mev']:.1f} meV" in card
+            if "mc_sample_300K" in m:  # the band check of `mlepi evaluate --physics` (graphene's networks)
+                assert f"max error {m['mc_sample_300K']['band_max_err_mev']:.1f} meV" in card
 
 
 def test_the_gap_exercise_on_graphene_points_to_hbn_and_computes_on_a_gapped_toy(monkeypatch):

@@ -47,7 +47,7 @@ class HedgeNetPhononConfig(Settings):
     ``num_bessel`` is the radial resolution: one count for every relation, or a count per
     relation ({"intra": 8, "inter": 32}); the registry dependence of the interlayer energy
     varies over a tenth of an Angstrom of edge length and needs the finer basis
-    (docs/physics.md#interlayer-phonons).
+    (docs/physics.md#the-interlayer-interaction).
     ``avg_num_neighbors``, ``atomic_energies_ev`` and ``energy_scale_ev`` are data
     statistics, filled in from the training set before training.
     """
