@@ -66,12 +66,15 @@ def results_vf(page, tmp_path, name: str) -> float:
 
 
 def test_the_pages_own_link_restores_every_control_and_v_f(server, browser, tmp_path):
+    from app.catalogue import electron_choices
+
     page = open_page(browser, server, accept_downloads=True)
     page.locator(".mlepi-structure select").select_option("AA bilayer")
     wait_for_text(page, ".mlepi-summary", lambda t: "stacking: AA" in t)
     page.locator(".mlepi-supercell select").select_option("3")
     page.locator(".mlepi-forces select").select_option(index=1)  # the reference force field
-    page.locator(".mlepi-electrons select").select_option(index=3)  # the Slater-Koster reference: fast
+    sk = next(label for label, name in electron_choices().items() if name == "slater-koster")
+    page.locator(".mlepi-electrons select").select_option(label=sk)  # the Slater-Koster reference: fast
     for css, value in ((".mlepi-temperature input", "150"), (".mlepi-samples input", "4"), (".mlepi-seed input", "11")):
         page.locator(css).fill(value)
         page.locator(css).press("Tab")  # the typed value counts once the field is left
