@@ -25,6 +25,7 @@ GALLERY = {
     "Graphene on hBN": "GhBN",
     "2H MoS₂ bilayer": "MoS2",
     **{f"Twisted bilayer {twist_angle(m, n):.1f}°": f"tbg:{m},{n}" for m, n in ((1, 2), (2, 3), (3, 4), (4, 5))},
+    f"Twisted hBN {twist_angle(1, 2):.1f}°": "thbn:1,2",
 }
 UPLOADED = "Uploaded file"
 

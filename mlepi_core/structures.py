@@ -172,8 +172,9 @@ def twist_angle(m: int, n: int) -> float:
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
-def _lattice_sites(a12: np.ndarray, basis: np.ndarray, cell_xy: np.ndarray) -> np.ndarray:
-    """All sites of the lattice (a12, basis) inside the supercell cell_xy (rows)."""
+def _lattice_sites(a12: np.ndarray, basis: np.ndarray, cell_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All sites of the lattice (a12, basis) inside the supercell cell_xy (rows): their xy
+    positions and the index of the basis site (sublattice) each one is a copy of."""
     inv = np.linalg.inv(cell_xy)
     # Corners of the supercell in lattice coordinates bound the integer range needed.
     corners = np.array([[0, 0], cell_xy[0], cell_xy[1], cell_xy[0] + cell_xy[1]]) @ np.linalg.inv(a12)
@@ -182,16 +183,23 @@ def _lattice_sites(a12: np.ndarray, basis: np.ndarray, cell_xy: np.ndarray) -> n
     i, j = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
     points = np.stack([i.ravel(), j.ravel()], axis=1) @ a12
     sites = (points[:, None, :] + basis[None, :, :]).reshape(-1, 2)
+    sublattice = np.tile(np.arange(len(basis)), len(points))
     frac = sites @ inv
     eps = 1e-8
     inside = np.all((frac >= -eps) & (frac < 1 - eps), axis=1)
     frac = np.mod(frac[inside] + eps, 1.0) - eps
-    return np.clip(frac, 0.0, None) @ cell_xy
+    return np.clip(frac, 0.0, None) @ cell_xy, sublattice[inside]
 
 
-def twisted_bilayer(m: int, n: int, d: float = BILAYER_D, a: float = GRAPHENE_A,
-                    vacuum: float = VACUUM_A) -> Atoms:
-    """Commensurate twisted bilayer graphene (m, n), AA-aligned at the origin.
+# Species of the two sublattices of each layer of a twisted bilayer, bottom then top: at zero
+# twist graphene is AA and hBN AA' (each B over an N), the stackings the rotation starts from.
+TWISTED_SPECIES = {"graphene": (("C", "C"), ("C", "C")), "hBN": (("B", "N"), ("N", "B"))}
+
+
+def twisted_bilayer(m: int, n: int, d: float | None = None, a: float | None = None,
+                    vacuum: float = VACUUM_A, material: str = "graphene") -> Atoms:
+    """Commensurate twisted bilayer (m, n) of graphene or hBN (``material``), AA-aligned at the
+    origin (AA' for hBN: B over N); ``d`` and ``a`` default to the material's own.
 
     Layer 1 is unrotated with superlattice vectors T1 = m a1 + n a2,
     T2 = -n a1 + (m + n) a2; layer 2 is layer 1 rotated by ``twist_angle(m, n)``,
@@ -201,6 +209,10 @@ def twisted_bilayer(m: int, n: int, d: float = BILAYER_D, a: float = GRAPHENE_A,
     is already a coincidence vector, and the primitive cell it spans with its
     60-degree rotation holds a third of that.
     """
+    if material not in TWISTED_SPECIES:
+        raise StructureError(f"twisted bilayers are built of {sorted(TWISTED_SPECIES)}, got {material!r}")
+    d = (BILAYER_D if material == "graphene" else HBN_D) if d is None else d
+    a = (GRAPHENE_A if material == "graphene" else HBN_A) if a is None else a
     if m < 1 or n < 1 or m == n:
         raise StructureError(f"twisted bilayer needs positive m != n, got ({m}, {n})")
     if gcd(m, n) != 1:
@@ -221,8 +233,8 @@ def twisted_bilayer(m: int, n: int, d: float = BILAYER_D, a: float = GRAPHENE_A,
     sign = np.sign(v[0] * t1[1] - v[1] * t1[0]) or 1.0
     c, s = np.cos(sign * theta), np.sin(sign * theta)
     rot = np.array([[c, -s], [s, c]])
-    bottom = _lattice_sites(a12, basis, cell_xy)
-    top = _lattice_sites(a12 @ rot.T, basis @ rot.T, cell_xy)
+    bottom, bottom_sub = _lattice_sites(a12, basis, cell_xy)
+    top, top_sub = _lattice_sites(a12 @ rot.T, basis @ rot.T, cell_xy)
     n_expected = 2 * (m * m + m * n + n * n)
     if (m - n) % 3 == 0:
         n_expected //= 3
@@ -230,6 +242,8 @@ def twisted_bilayer(m: int, n: int, d: float = BILAYER_D, a: float = GRAPHENE_A,
         raise StructureError(f"twisted ({m}, {n}): found {len(bottom)}/{len(top)} sites per "
                              f"layer, expected {n_expected}")
     atoms = _stack([bottom, top], cell_xy, d, vacuum)
+    species = TWISTED_SPECIES[material]
+    atoms.set_chemical_symbols([species[0][k] for k in bottom_sub] + [species[1][k] for k in top_sub])
     atoms.info["twist_mn"] = (m, n)
     atoms.info["twist_deg"] = twist_angle(m, n)
     return atoms
@@ -245,8 +259,8 @@ def supercell(atoms: Atoms, n1: int, n2: int | None = None) -> Atoms:
 
 def build(name: str, size: int = 1, **kwargs) -> Atoms:
     """Build a named structure: graphene's 'monolayer', 'AA', 'AB', 'BA', 'SP' or 'tbg:m,n',
-    the AA' hBN bilayer 'hBN', graphene on hBN 'GhBN', or a 2H TMD bilayer 'MoS2' (also
-    'WSe2', ...).
+    the AA' hBN bilayer 'hBN', twisted hBN 'thbn:m,n', graphene on hBN 'GhBN', or a 2H TMD
+    bilayer 'MoS2' (also 'WSe2', ...).
 
     ``size`` gives an n x n x 1 supercell.
     """
@@ -259,12 +273,13 @@ def build(name: str, size: int = 1, **kwargs) -> Atoms:
         atoms = graphene_on_hbn(**kwargs)
     elif key[:2] == "Mo" or key[:1] == "W":
         atoms = tmd_bilayer(key, **kwargs)
-    elif key.lower().startswith("tbg:"):
+    elif key.lower().startswith(("tbg:", "thbn:")):
+        prefix, _, mn = key.partition(":")
         try:
-            m, n = (int(x) for x in key[4:].split(","))
+            m, n = (int(x) for x in mn.split(","))
         except ValueError:
-            raise StructureError(f"twisted bilayer is written 'tbg:m,n', got {name!r}") from None
-        atoms = twisted_bilayer(m, n, **kwargs)
+            raise StructureError(f"twisted bilayer is written '{prefix}:m,n', got {name!r}") from None
+        atoms = twisted_bilayer(m, n, material="hBN" if prefix.lower() == "thbn" else "graphene", **kwargs)
     else:
         atoms = bilayer(key, **kwargs)
     return supercell(atoms, size) if size > 1 else atoms

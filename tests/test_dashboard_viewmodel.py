@@ -251,6 +251,11 @@ def test_other_materials_pick_the_models_that_know_them(tmp_path):
     assert "reference" in s.system.forces and not s.phonons.no_forces()
     ok, why = s.system.mc_allowed  # no Hamiltonian model knows Mo and S yet (docs/physics.md)
     assert not ok and "not Mo, S" in why
+    s.system.structure = "Twisted hBN 21.8°"  # the moire cell picks what knows B and N too
+    assert s.system.atoms.get_chemical_formula() == "B14N14" and s.system.summary()["layers"] == 2
+    assert "reference" in s.system.forces and s.system.electrons == HBN_ML and not s.phonons.no_forces()
+    ok, why = s.system.mc_allowed  # like twisted graphene's: phonons here, bands from `mlepi mc`
+    assert not ok and "this cell has 28" in why
     s.system.structure = "Graphene on hBN"  # GFN1 knows C, B and N but not this stack (docs/physics.md)
     assert s.system.summary()["layers"] == 2 and not s.phonons.no_forces()
     ok, why = s.system.mc_allowed

@@ -27,7 +27,7 @@ from mlepi_core.structures import (
     twisted_bilayer,
     validate,
 )
-from mlepi_core.units import BILAYER_D, GRAPHENE_A
+from mlepi_core.units import BILAYER_D, GRAPHENE_A, HBN_A, HBN_D
 
 BOND_A = GRAPHENE_A / np.sqrt(3)  # C-C bond, 1.420 A
 TWISTS = {  # (m, n): twist angle in degrees (Lopes dos Santos et al. 2012, Table I)
@@ -270,6 +270,30 @@ def test_magic_angle_cell():
            - _bond_orientation_deg(D[layer[i] == 0])[0]) % 60
     assert min(rel, 60 - rel) == pytest.approx(1.085, abs=0.001)
     assert len(_pairs(atoms, 1.0)[0]) == 0
+
+
+def test_twisted_hbn_alternates_b_and_n_in_each_layer_and_starts_from_aa_prime():
+    """thbn:m,n: each sheet is stoichiometric hBN whose every B has three N neighbours (no B-B
+    or N-N bond), the top sheet is the bottom one rotated by the twist angle from AA' (an N
+    above the B at the origin), at hBN's own lattice constant and distance."""
+    atoms = build("thbn:2,3")
+    layer = atoms.arrays["layer"]
+    symbols = np.array(atoms.get_chemical_symbols())
+    assert len(atoms) == 76 and atoms.info["twist_mn"] == (2, 3)
+    for ell in (0, 1):
+        assert (symbols[layer == ell] == "B").sum() == (symbols[layer == ell] == "N").sum() == 19
+    i, j, _, D = _pairs(atoms, 1.1 * HBN_A / np.sqrt(3))
+    assert len(i) == 3 * len(atoms)  # three in-plane neighbours each, none across the gap
+    assert np.all(symbols[i] != symbols[j]) and np.all(layer[i] == layer[j])
+    assert np.linalg.norm(D, axis=1) == pytest.approx(HBN_A / np.sqrt(3), abs=1e-9)
+    xy = atoms.positions[:, :2]
+    at_origin = [int(np.flatnonzero((layer == ell) & (np.linalg.norm(xy, axis=1) < 1e-6))[0]) for ell in (0, 1)]
+    assert list(symbols[at_origin]) == ["B", "N"]
+    dz = np.ptp(atoms.positions[:, 2])
+    assert dz == pytest.approx(HBN_D, abs=1e-9)
+    np.testing.assert_array_equal(detect_layers(atoms), layer)
+    with pytest.raises(StructureError, match="twisted bilayers are built of"):
+        twisted_bilayer(1, 2, material="MoS2")
 
 
 def test_build_names():

@@ -134,7 +134,7 @@ def make_parser() -> argparse.ArgumentParser:
                         "survives the server and continues where it stopped (default: ./mlepi-runs)")
     s.set_defaults(func=cmd_dashboard)
 
-    s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n")
+    s = sub.add_parser("build", help="build a structure: monolayer, AA, AB, BA, SP, tbg:m,n (twisted), hBN, thbn:m,n (twisted hBN), GhBN, MoS2")
     s.add_argument("name")
     s.add_argument("-n", "--size", type=SIZE, default=1, help="n x n x 1 supercell")
     s.add_argument("-o", "--output", required=True, help="output file (any format ASE writes)")
@@ -154,7 +154,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("phonons", help="phonon dispersion, DOS and supercell modes (phonopy)")
-    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n, hBN, MoS2)")
+    s.add_argument("structure", help="structure file or name (AB, AA, monolayer, tbg:m,n, hBN, thbn:m,n, GhBN, MoS2)")
     s.add_argument("--forces", default="empirical",
                    help="force model: empirical (LAMMPS: LCBOP+KC for graphene, ExTeP+ILP for hBN, SW+ILP for TMDs), gfn1, module:Class (ASE calculator)")
     s.add_argument("--compare", help="a second force model drawn on the same plot")
