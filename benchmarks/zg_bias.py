@@ -14,6 +14,9 @@ HedgeNet-Phonon's phonons at T = 0 and in +-u pairs (odd orders cancel in each p
 Every sign distribution here has E[s_nu s_nu'] = delta, so the four agree to second order in
 the displacements: a difference is of fourth or higher order. ``scaling`` measures that order
 directly: v_F of three Monte Carlo samples with their displacement scaled by +-eps.
+``amplitude_controls``: how much of the Monte Carlo's variance regression on squared mode
+amplitudes (|z|^2 - <|z|^2>, summed per branch, per q, per frequency octile or in total; mean
+zero) removes, two-fold cross-validated on the 500 cached seed-0 samples.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/zg_bias.py    # ~15 min on one core
 
@@ -43,11 +46,38 @@ def pair_estimate(values: list[float]) -> dict:
             "pair_std": float(p.std(ddof=1))}
 
 
+def amplitude_controls(sampler, vf: np.ndarray) -> dict:
+    """Variance of v_F over that of the regression-adjusted v_F, per grouping of the squared
+    standard normals of the samples (seed 0, j = 0 .. len(vf) - 1); coefficients fitted on one
+    half and applied to the other, both ways."""
+    rd = sampler._rd
+    n = len(vf)
+    ii, ij = rd.draw_standard_normals(n, random_seed=0, first_snapshot=0)  # (q_A, n, b), (q_B, 2, n, b)
+    sq = np.concatenate([ii ** 2 - 1, (ij ** 2).sum(axis=1) - 2], axis=0).transpose(1, 0, 2)  # (n, q, b)
+    moving = rd.frequencies > 1e-3
+    sq = sq * moving[None]
+    freq = rd.frequencies[moving]
+    octile = np.searchsorted(np.quantile(freq, np.linspace(0, 1, 9)[1:-1]), rd.frequencies)
+    groups = {"total": sq.sum(axis=(1, 2))[:, None], "per_branch": sq.sum(axis=1), "per_q": sq.sum(axis=2),
+              "per_frequency_octile": np.stack([(sq * (octile == k)[None]).sum(axis=(1, 2)) for k in range(8)], 1)}
+    out = {}
+    half = n // 2
+    for name, x in groups.items():
+        resid = []
+        for fit, use in ((slice(0, half), slice(half, n)), (slice(half, n), slice(0, half))):
+            beta, *_ = np.linalg.lstsq(np.c_[np.ones(len(vf[fit])), x[fit]], vf[fit], rcond=None)
+            resid.append(vf[use] - x[use] @ beta[1:])
+        out[name] = {"controls": x.shape[1], "variance_ratio": float(vf.var() / np.concatenate(resid).var())}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rademacher", type=int, default=400)
     ap.add_argument("--walsh", type=int, default=32)
     ap.add_argument("--gauss", type=int, default=400)
+    ap.add_argument("--controls-only", action="store_true",
+                    help="add amplitude_controls to an existing zg_bias.json (no electron solves)")
     args = ap.parse_args()
 
     import mlepi_core as mlepi
@@ -83,8 +113,18 @@ def main() -> None:
             out.append(vf_of(zg.displacements(0.0, s[None], gauge=gauge)[0]))
         return out
 
-    rows = {}
     cache = load_cache(RESULTS / "zg_vs_mc_samples.jsonl")
+    plain_vf = np.array([r["vf"] for r in sorted((r for k, r in cache.items() if k[:4] == ("6x6", "electron", "mc", 0.0)),
+                                                  key=lambda r: r["j"])])
+    controls = amplitude_controls(probe.sampler, plain_vf)
+    print("amplitude controls", controls, flush=True)
+    if args.controls_only:
+        path = RESULTS / "zg_bias.json"
+        out = json.loads(path.read_text())
+        out["amplitude_controls"] = controls
+        path.write_text(json.dumps(out, indent=1))
+        return
+    rows = {}
     for sampling in ("mc", "zg"):
         recs = sorted((r for k, r in cache.items() if k[:4] == ("6x6", "electron", sampling, 0.0)), key=lambda r: r["j"])
         m, se, _ = estimate([r["vf"] for r in recs], sampling == "zg")
@@ -123,7 +163,7 @@ def main() -> None:
     out = {"protocol": "6x6 AB bilayer, T = 0 K, HedgeNet-Phonon phonons, GFN1-trained HedgeNet-Electron; +-u pairs",
            "electrons_identity": model_identity("electron"), "forces_identity": model_identity("phonon"),
            "vf_static": v0, "rows": rows, "monte_carlo_combined": {"vf": mc, "vf_se": mc_se}, "minus_mc": diffs,
-           "scaling": scaling, "seconds": time.perf_counter() - t_start, "threads": "OMP_NUM_THREADS=1"}
+           "scaling": scaling, "amplitude_controls": controls, "seconds": time.perf_counter() - t_start, "threads": "OMP_NUM_THREADS=1"}
     (RESULTS / "zg_bias.json").write_text(json.dumps(out, indent=1))
     print(json.dumps({"minus_mc": diffs, "scaling": scaling}, indent=1))
 
