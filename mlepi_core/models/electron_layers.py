@@ -82,8 +82,10 @@ class ChannelLinear(nn.Module):
                 outs.append(x.new_zeros(b, d * k_out, self.c_out))
                 continue
             w = self.weights[key]
-            xs = pieces[n].reshape(b, d, k_in * self.c_in)
-            outs.append((xs @ (w * w.shape[0] ** -0.5)).reshape(b, d * k_out, self.c_out))
+            # one (B d, k_in c_in) matrix: a (B, d, .) view of a split piece is not contiguous,
+            # and matmul would then broadcast w over B small products
+            xs = pieces[n].reshape(b * d, k_in * self.c_in)
+            outs.append((xs @ (w * w.shape[0] ** -0.5)).view(b, d * k_out, self.c_out))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
