@@ -34,9 +34,9 @@ WAIT_POLICY = {"ml": None, "ref": "PASSIVE"}  # None: OpenMP's default (threads 
 
 def maps_in_run(n_samples: int, spectral_every: int) -> int:
     """Samples of an n-sample run that add to the averaged A(k, E) (the engine's schedule)."""
-    from mlepi_core.engine import SPECTRAL_FIRST
+    from mlepi_core.engine import draws_spectrum
 
-    return sum(1 for j in range(n_samples) if j < SPECTRAL_FIRST or j % spectral_every == 0) if spectral_every else 0
+    return sum(draws_spectrum(j, spectral_every) for j in range(n_samples))
 
 
 def run_leg(model_name: str, electron_model: str, sizes: list[int], samples: int, maps: int,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mlepi_core.engine import SPECTRAL_FIRST, MCSettings, MonteCarloEngine
+from mlepi_core.engine import SPECTRAL_FIRST, MCSettings, MonteCarloEngine, draws_spectrum
 from mlepi_core.files import file_sha256, write_text_atomic
 from mlepi_core.model_names import force_model_from_name, hamiltonian_model_from_name
 from mlepi_core.spectral import SpectralMap
@@ -55,8 +55,7 @@ def main():
         sm = SpectralMap(engine.primitive, engine.sampler.ideal, engine.probe.unfolder, engine.probe.sigma,
                          grid=3, points_per_segment=n)
         seconds = best_of(lambda: sm.spectral_function(bt))
-        # samples with a map among the first 500: j < SPECTRAL_FIRST or j % every == 0
-        maps = sum(1 for j in range(500) if j < SPECTRAL_FIRST or j % every == 0)
+        maps = sum(draws_spectrum(j, every) for j in range(500))  # samples with a map among the first 500
         rows.append({"points_per_segment": n, "path_points": len(sm.k_cart), "solves": sm.n_solves,
                      "map_s": seconds, "per_sample_s_at_default": seconds * maps / 500})
     result = {"machine": f"{platform.node()}, {platform.machine()}", "threads": 1, "cell": "6x6 AB",

@@ -42,6 +42,11 @@ if hasattr(threading, "_register_atexit"):
 SPECTRAL_FIRST = 4  # the averaged A(k, E) holds the first samples, a picture from the first batch
 
 
+def draws_spectrum(j: int, spectral_every: int) -> bool:
+    """Whether sample j adds to the averaged A(k, E): j < SPECTRAL_FIRST or every N-th (0: never)."""
+    return bool(spectral_every) and (j < SPECTRAL_FIRST or j % spectral_every == 0)
+
+
 @dataclass(frozen=True)
 class MCSettings:
     """What a Monte Carlo run samples: temperatures (K), samples per temperature, seed,
@@ -301,7 +306,7 @@ class MonteCarloEngine:
                 t = time.perf_counter()
                 out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
                 seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
-            if s.spectral_every and (j < SPECTRAL_FIRST or j % s.spectral_every == 0):
+            if draws_spectrum(j, s.spectral_every):
                 t = time.perf_counter()
                 if self.n_layers > 1:  # A and its layer parts from one solve
                     out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
