@@ -125,7 +125,23 @@ def create_app(session: Session | None = None):
     apply_presentation()
     urls = URLState(vm, pn.state.location)
     animator = pn.state.add_periodic_callback(phonons.animate, period=80, start=False)
-    pn.state.onload(lambda: (phonons.compute(), animator.start()))
+
+    loaded = []
+
+    def animate_while_shown(*_):
+        """The 80 ms frame clock runs only while a mode or sample is shown (once the page has
+        loaded): each tick costs the server and the browser work even with nothing to move."""
+        shown = bool(loaded) and "frames" in (phonons.mode_view or {})
+        if shown != animator.running:
+            animator.start() if shown else animator.stop()
+
+    def on_load():
+        loaded.append(True)
+        phonons.compute()
+        animate_while_shown()
+
+    phonons.param.watch(animate_while_shown, "mode_view")
+    pn.state.onload(on_load)
     if pn.state.curdoc is not None:
         pn.state.on_session_destroyed(lambda _ctx: vm.close())
     template = pn.template.FastListTemplate(

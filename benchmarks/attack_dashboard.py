@@ -62,12 +62,21 @@ def graphene(n: int, a: float = 2.46) -> bytes:
     return buf.getvalue().encode()
 
 
-def start_server(log: Path) -> tuple[str, subprocess.Popen]:
+def server_env(wait_policy: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return env if wait_policy is None else {**env, "OMP_WAIT_POLICY": wait_policy}
+
+
+def start_server(log: Path, wait_policy: str | None = "PASSIVE", args: tuple[str, ...] = ()
+                 ) -> tuple[str, subprocess.Popen]:
+    """`mlepi dashboard` on a free localhost port, its output in ``log``; ``wait_policy``: the
+    server's OMP_WAIT_POLICY (None: OpenMP's default, as scripts/start.sh serves it); ``args``:
+    more of its flags."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port)], cwd=ROOT,
-                            env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), stdout=log.open("w"),
+    proc = subprocess.Popen([sys.executable, "-m", "mlepi_core.cli", "dashboard", "--port", str(port), *args], cwd=ROOT,
+                            env=server_env(wait_policy), stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/"
     deadline = time.time() + 180

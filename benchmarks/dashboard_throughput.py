@@ -4,9 +4,10 @@ The 6x6 AB bilayer at 300 K, LCBOP + KC phonons, the shipped GFN1-trained HedgeN
 each side with its default batch size and spectral-map schedule: `mlepi mc` as a user
 types it (its progress lines are time-stamped as they arrive), then `mlepi dashboard` driven
 by Debian's Chromium through Playwright from a link with the same settings (Run clicked,
-the progress line read every 0.1 s). Setup (phonons, the static lattice) is left out on
+the progress line read every 0.5 s). Setup (phonons, the static lattice) is left out on
 both sides: the rate is counted from the first report of at least ``--from`` finished
-samples to the last sample. Writes benchmarks/results/dashboard_throughput.json.
+samples to the last sample. The CPU seconds the computing process and the whole machine
+used in that window show where the rest of the machine's time went (the browser). Writes benchmarks/results/dashboard_throughput.json.
 
     .venv/bin/python benchmarks/dashboard_throughput.py [--samples 96]
 """
@@ -26,33 +27,46 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
-from attack_dashboard import start_server  # noqa: E402
+from attack_dashboard import server_env, start_server  # noqa: E402
 from conftest import BROWSER_ARGS, CHROMIUM  # noqa: E402
 from test_dashboard_browser import done_of, text_of, wait_for_text  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "dashboard_throughput.json"
+POLL_S = 0.5  # the page's progress line is read this often (each read costs the browser a little)
 ELECTRONS = ROOT / "assets" / "models" / "electron"
 
 
-def rate(reports: list[tuple[float, int]], start: int, total: int) -> dict:
-    """Samples/s from the first report with at least ``start`` samples to the one with ``total``."""
-    first = next((t, k) for t, k in reports if k >= start)
-    last = next((t, k) for t, k in reports if k >= total)
-    return {"samples_per_s": (last[1] - first[1]) / (last[0] - first[0]), "from_sample": first[1],
-            "to_sample": last[1], "seconds": last[0] - first[0]}
+def rate(reports: list[tuple], start: int, total: int) -> dict:
+    """Samples/s from the first report with at least ``start`` samples to the one with ``total``;
+    reports are (time, finished samples, CPU seconds: whole machine, the computing process)."""
+    first = next(r for r in reports if r[1] >= start)
+    last = next(r for r in reports if r[1] >= total)
+    wall = last[0] - first[0]
+    return {"samples_per_s": (last[1] - first[1]) / wall, "from_sample": first[1], "to_sample": last[1],
+            "seconds": wall, "cpu_s_machine": last[2] - first[2], "cpu_s_process": last[3] - first[3]}
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the whole machine (all cores) and by process ``pid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:]
+    busy = sum(int(x) for i, x in enumerate(fields) if i not in (3, 4))  # all but idle, iowait
+    proc = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return busy / tick, (int(proc[11]) + int(proc[12])) / tick  # utime, stime
 
 
 def cli_reports(samples: int, out: Path) -> list[tuple[float, int]]:
     """(time, finished samples) of each progress line of an `mlepi mc` run."""
     cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--forces", "empirical", "--electrons", str(ELECTRONS),
            "--supercell", "6", "--samples", str(samples), "--temperature", "300", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=server_env(None))
     reports, buf = [], b""
     while chunk := proc.stderr.read1(4096):
         now = time.perf_counter()
         buf += chunk
         *lines, buf = re.split(rb"[\r\n]", buf)
-        reports += [(now, int(m.group(1))) for line in lines if (m := re.search(rb"\| *(\d+)/\d+ \[", line))]
+        cpu = cpu_seconds(proc.pid)
+        reports += [(now, int(m.group(1)), *cpu) for line in lines if (m := re.search(rb"\| *(\d+)/\d+ \[", line))]
     if proc.wait() != 0:
         raise SystemExit(f"mlepi mc failed: {buf.decode(errors='replace')[-2000:]}")
     return reports
@@ -62,7 +76,8 @@ def dashboard_reports(samples: int, log: Path) -> list[tuple[float, int]]:
     """(time, finished samples) read off the dashboard's progress line during one run."""
     from playwright.sync_api import sync_playwright
 
-    url, proc = start_server(log)
+    url, proc = start_server(log, wait_policy=None,  # as scripts/start.sh serves it, on an empty runs directory
+                             args=("--runs", str(log.parent / "runs")))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
@@ -76,8 +91,8 @@ def dashboard_reports(samples: int, log: Path) -> list[tuple[float, int]]:
             while done < samples and time.time() < deadline:
                 done = done_of(text_of(page, ".mlepi-progress"))
                 if not reports or done != reports[-1][1]:
-                    reports.append((time.perf_counter(), done))
-                time.sleep(0.1)
+                    reports.append((time.perf_counter(), done, *cpu_seconds(proc.pid)))
+                time.sleep(POLL_S)
             browser.close()
     finally:
         proc.terminate()
@@ -105,9 +120,10 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json.tmp").write_text(json.dumps(result, indent=1))
     OUT.with_suffix(".json.tmp").replace(OUT)
-    print(f"{'':<10} {'samples/s':>10} {'samples':>10} {'seconds':>8}")
+    print(f"{'':<10} {'samples/s':>10} {'samples':>10} {'seconds':>8} {'CPU s: process':>15} {'machine':>8}")
     for name, r in (("mlepi mc", cli), ("dashboard", dash)):
-        print(f"{name:<10} {r['samples_per_s']:10.3f} {r['from_sample']:>4}-{r['to_sample']:<5} {r['seconds']:8.1f}")
+        print(f"{name:<10} {r['samples_per_s']:10.3f} {r['from_sample']:>4}-{r['to_sample']:<5} {r['seconds']:8.1f} "
+              f"{r['cpu_s_process']:15.1f} {r['cpu_s_machine']:8.1f}")
     print(f"dashboard / CLI: {result['dashboard_over_cli']:.2f}; wrote {OUT}")
 
 

@@ -129,3 +129,35 @@ def test_a_sample_checked_against_the_reference_and_the_layer_views(server, brow
     time.sleep(3.0)
     page.locator(".mlepi-layers").first.screenshot(path=str(FIGURES / "dashboard_layers.png"))
     page.close()
+
+
+def websocket_frames(page, seconds: float) -> int:
+    """Messages the page receives from the server in ``seconds`` (its Bokeh websocket)."""
+    count = [0]
+    page.evaluate("() => 0")  # the page's socket is open once it has answered
+    page.wait_for_timeout(200)
+    for ws in SOCKETS.get(id(page), []):
+        ws.on("framereceived", lambda _frame: count.__setitem__(0, count[0] + 1))
+    page.wait_for_timeout(int(1000 * seconds))
+    return count[0]
+
+
+SOCKETS: dict[int, list] = {}
+
+
+def test_an_idle_page_gets_no_messages_and_a_shown_mode_animates(server, browser):
+    """Nothing moves on the page, so the server sends it nothing; once a mode is shown its
+    frames arrive (the animation's 80 ms clock runs only while there is something to move)."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.on("websocket", lambda ws: SOCKETS.setdefault(id(page), []).append(ws))
+    page.goto(server + "?supercell=3", wait_until="load", timeout=120_000)
+    wait_for_text(page, ".mlepi-phonon-status", lambda t: "force constants" in t, timeout=180)
+    page.wait_for_timeout(3000)  # the dispersion is drawn
+    idle = websocket_frames(page, 3.0)
+    box = phonon_plot_box(page)
+    page.mouse.click(box["x"] + 0.6 * box["width"], box["y"] + 0.3 * box["height"])
+    wait_for_text(page, ".mlepi-mode-text", lambda t: "cm^-1" in t, timeout=60)
+    moving = websocket_frames(page, 3.0)
+    page.close()
+    assert idle <= 2, f"an idle page received {idle} messages in 3 s"
+    assert moving >= 15, f"an animated mode sent only {moving} frames in 3 s"

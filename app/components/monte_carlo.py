@@ -454,7 +454,7 @@ class MonteCarlo(pn.viewable.Viewer):
     @param.depends("snapshot", "status", watch=True)
     def _draw(self):
         """The live plots follow the snapshot at most once per PLOT_PERIOD_S while sampling
-        (each redraw costs the browser a repaint of three figures), and at once when the run ends."""
+        (each redraw costs the browser a repaint of four figures), and at once when the run ends."""
         if not hasattr(self, "live") or self.snapshot is self._drawn:
             return
         wait = self._drawn_at + PLOT_PERIOD_S - time.perf_counter()
@@ -466,6 +466,7 @@ class MonteCarlo(pn.viewable.Viewer):
         self._drawn, self._drawn_at, self._redraws = self.snapshot, time.perf_counter(), self._redraws + 1
         for name in ("vf", "spectral", "near_k"):
             self.live[name].update(_fields(self.snapshot))
+        self.live["vft"].update(self.history)
         self.counters.object = f"plot updates: {self._redraws}"
 
     def _draw_due(self):
@@ -474,7 +475,8 @@ class MonteCarlo(pn.viewable.Viewer):
 
     @param.depends("history", watch=True)
     def _draw_history(self):
-        if hasattr(self, "live"):
+        """v_F(T) when the history changes outside a run (during one, ``_draw`` paces it)."""
+        if hasattr(self, "live") and not self.busy:
             self.live["vft"].update(self.history)
 
     @param.depends("pins", watch=True)
