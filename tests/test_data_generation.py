@@ -47,6 +47,38 @@ def test_phonon_set_labels_and_split(tmp_path, forces):
     assert not (tmp_path / "p" / "parts").exists()
 
 
+def test_multilayer_frames_are_trilayers_and_strained_bilayers_with_their_own_splits(tmp_path, forces):
+    from mlepi_core.interlayer import layers_of
+
+    cfg = replace(SMALL, rigid_configs=3, multilayer_configs=12, strain_range=(-0.02, 0.02))
+    path = generate_phonon_set(tmp_path / "m", cfg, forces, progress=False)
+    frames = read_extxyz(path)
+    assert len(frames) == cfg.n_total == 25
+    extra = frames[cfg.n_configs + cfg.rigid_configs:]
+    kinds = {f.info["frame"] for f in extra}
+    assert kinds == {"trilayer", "strained"}
+    a0 = np.linalg.norm(frames[0].cell[0])
+    for f in extra:
+        if f.info["frame"] == "trilayer":
+            assert len(f) == 6 * cfg.size ** 2 and sorted(set(layers_of(f))) == [0, 1, 2]
+            z = [f.positions[layers_of(f) == k, 2].mean() for k in range(3)]
+            assert np.allclose(np.diff(z), f.info["d_a"], atol=0.05)
+        else:  # the in-plane cell scaled by 1 + strain, drawn inside the range
+            assert len(f) == 4 * cfg.size ** 2 and -0.02 <= f.info["strain"] <= 0.02
+            assert np.isclose(np.linalg.norm(f.cell[0]), a0 * (1 + f.info["strain"]), rtol=1e-9)
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    ids = set(range(cfg.n_configs + cfg.rigid_configs, cfg.n_total))
+    held = set(meta["split"]["val_multilayer"]) | set(meta["split"]["test_multilayer"])
+    assert held and held <= ids and ids - held <= set(meta["split"]["train"])
+    # the first frames are those of the set without the extra ones, labels included
+    plain = read_extxyz(generate_phonon_set(tmp_path / "p", replace(cfg, multilayer_configs=0), forces,
+                                            progress=False))
+    assert all(np.array_equal(a.positions, b.positions) and a.info["energy"] == b.info["energy"]
+               for a, b in zip(plain, frames))
+    recorded = json.loads((tmp_path / "p" / "generation.json").read_text())
+    assert "multilayer_configs" not in recorded and "rigid_configs" in recorded  # as recorded before they existed
+
+
 def test_phonon_set_resumes_after_interruption(tmp_path):
     flaky = EmpiricalForceReference()
     calls = []

@@ -209,6 +209,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=2000, help="number of configurations")
     s.add_argument("--size", type=int, default=4, help="n x n x 1 supercell")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--multilayer", type=integer(0, 10**6), default=0,
+                   help="graphene: this many more frames, half trilayers, half bilayers strained by up to 2 %%")
     s.add_argument("--reference", default="empirical",
                    help="force reference: empirical (REBO+KC), gfn1, or module:Class of an ASE calculator")
     s.set_defaults(func=cmd_data_phonon)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..files import write_text_atomic
 from ..seams import ForceModel, HamiltonianModel
-from ..structures import bilayer, build, supercell, twisted_bilayer
+from ..structures import VACUUM_A, bilayer, build, supercell, twisted_bilayer
 from ..units import BILAYER_D, GRAPHENE_A
 from .deeph import write_deeph, write_split
 from .extxyz import read_extxyz, write_extxyz
@@ -90,6 +90,16 @@ class PhononSetConfig:
     K = 16 x 0.304 eV/A^2: 0.073 A); atomic noise sigma uniform in [0, ``rigid_max_sigma_a``].
     They are split by ``fractions`` into train / val_interlayer / test_interlayer, so the
     first n_configs frames keep their splits.
+
+    Then ``multilayer_configs`` frames (graphene; ids after the rigid ones) of what a bilayer at
+    one lattice constant cannot teach: half are trilayers, layer 2 over layer 1 and layer 3
+    over layer 2 each in a ground stacking (AB or BA over its neighbour: ABA, ABC and their
+    images) or, with probability ``shift_fraction``, a random shift, so that the coupling of
+    layers 1 and 3 through layer 2 is labelled; half are bilayers under a biaxial strain
+    uniform in ``strain_range`` (the interlayer force constants change with the lattice
+    constant: LCBOP + KC's shear mode falls from 18.8 to 12.9 cm^-1 at +1.5 %). Distances and
+    atomic noise are drawn as for the first frames. Split into train / val_multilayer /
+    test_multilayer.
     """
 
     n_configs: int = 2000
@@ -106,11 +116,13 @@ class PhononSetConfig:
     rigid_shift_sigma_a: float = 0.3
     rigid_d_sigma_a: float = 0.07
     rigid_max_sigma_a: float = 0.01
+    multilayer_configs: int = 0
+    strain_range: tuple[float, float] = (-0.02, 0.02)
     material: str = "graphene"  # or a key of MATERIAL_BILAYERS: the bilayer's ground stacking and d0 are its
 
     @property
     def n_total(self) -> int:
-        return self.n_configs + self.rigid_configs
+        return self.n_configs + self.rigid_configs + self.multilayer_configs
 
 
 @dataclass(frozen=True)
@@ -155,12 +167,15 @@ def shifted_bilayer(material: str, shift, d: float) -> Atoms:
 
 
 RIGID_SPLIT_NAMES = ("train", "val_interlayer", "test_interlayer")
+MULTILAYER_SPLIT_NAMES = ("train", "val_multilayer", "test_multilayer")
 DEFAULT_RIGID_CONFIGS = 400  # what `mlepi data phonon` adds to the paper's 2,000 frames
 
 
 def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
     """Configuration j of the phonon set (unlabelled); j >= n_configs are the rigid-layer frames."""
     rng = _rng(cfg.seed, j, CONFIG_STREAM)
+    if j >= cfg.n_configs + cfg.rigid_configs:
+        return _multilayer_config(cfg, j, rng)
     if j >= cfg.n_configs:
         shift, d, sigma = _rigid_draw(cfg, rng)
     else:
@@ -173,6 +188,41 @@ def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
     atoms.positions = np.round(atoms.positions, 8)  # label exactly what extxyz stores (%.8f)
     atoms.info.update(config_id=j, sigma_a=sigma, d_a=d,
                       stacking=shift if isinstance(shift, str) else f"{shift[0]:.6f},{shift[1]:.6f}")
+    return atoms
+
+
+def _multilayer_config(cfg: PhononSetConfig, j: int, rng: np.random.Generator) -> Atoms:
+    """Frame j of the multilayer family: a trilayer or a strained bilayer (see PhononSetConfig)."""
+    from ..interlayer import strained
+    from ..structures import STACKING_SHIFTS, _layer_basis, _primitive_vectors, _stack
+
+    if cfg.material != "graphene":
+        raise ValueError("multilayer frames are built for graphene only")
+    d = rng.uniform(*cfg.d_range) if rng.uniform() < cfg.d_fraction else cfg.d0
+    sigma = rng.uniform(0, cfg.max_sigma_a)
+    ground = np.array(STACKING_SHIFTS["AB"])
+
+    def next_shift():  # of a layer over the one below it
+        if rng.uniform() < cfg.shift_fraction:
+            return rng.uniform(0, 1, 2)
+        return ground if rng.uniform() < 0.5 else -ground
+
+    if rng.uniform() < 0.5:
+        s2 = next_shift()
+        s3 = s2 + next_shift()
+        a12, basis = _primitive_vectors(GRAPHENE_A), _layer_basis(GRAPHENE_A)
+        cell = _stack([basis + s @ a12 for s in (np.zeros(2), s2, s3)], a12, d, VACUUM_A)
+        kind, strain = "trilayer", 0.0
+        stacking = f"{s2[0] % 1:.6f},{s2[1] % 1:.6f};{s3[0] % 1:.6f},{s3[1] % 1:.6f}"
+    else:
+        shift = next_shift() % 1.0
+        strain = rng.uniform(*cfg.strain_range)
+        cell = strained(bilayer(tuple(shift), d=d), strain)
+        kind, stacking = "strained", f"{shift[0]:.6f},{shift[1]:.6f}"
+    atoms = supercell(cell, cfg.size)
+    atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
+    atoms.positions = np.round(atoms.positions, 8)
+    atoms.info.update(config_id=j, sigma_a=sigma, d_a=d, stacking=stacking, frame=kind, strain=strain)
     return atoms
 
 
@@ -202,6 +252,8 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     record = asdict(cfg)
     if cfg.material == "graphene":  # the paper's set, recorded as before materials existed
         record.pop("material")
+    if not cfg.multilayer_configs:  # a set without them, recorded as before they existed
+        record.pop("multilayer_configs"), record.pop("strain_range")
     _check_or_record_config(out, {"kind": "phonon", **record, "reference": describe(model)})
     t0 = time.time()
     starts = range(0, cfg.n_total, cfg.chunk)
@@ -221,6 +273,9 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     rigid = split_indices(cfg.rigid_configs, cfg.fractions, cfg.seed + 1, RIGID_SPLIT_NAMES)
     for name, ids in rigid.items():
         split[name] = sorted(split.get(name, []) + [cfg.n_configs + j for j in ids])
+    multilayer = split_indices(cfg.multilayer_configs, cfg.fractions, cfg.seed + 2, MULTILAYER_SPLIT_NAMES)
+    for name, ids in multilayer.items():
+        split[name] = sorted(split.get(name, []) + [cfg.n_configs + cfg.rigid_configs + j for j in ids])
     which = {j: name for name, ids in split.items() for j in ids}
     frames = [f for c0 in starts for f in read_extxyz(parts / f"configs_{c0:06d}.xyz")]
     for atoms in frames:
