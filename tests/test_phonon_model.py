@@ -15,7 +15,7 @@ import torch
 from ase.calculators.morse import MorsePotential
 from e3nn import o3
 
-from mlepi_core.data.extxyz import write_extxyz
+from mlepi_core.data.extxyz import read_extxyz, write_extxyz
 from mlepi_core.graph import build_graph
 from mlepi_core.models import (HedgeNetPhonon, HedgeNetPhononConfig, MLForceModel, ModelFormatError,
                                count_parameters, load_model, save_model)
@@ -435,6 +435,27 @@ def test_init_from_starts_at_the_saved_weights_and_huber_is_the_force_loss(tmp_p
     again = Trainer(tiny_train_config(tiny_set, tmp_path / "b", max_epochs=1, init_from=str(tmp_path / "a" / "model"),
                                       force_loss="huber", huber_delta=0.05))
     assert again.resumed and all(torch.equal(p, cont.model.state_dict()[n]) for n, p in again.model.state_dict().items())
+    assert again.task.model_config == cont.task.model_config
+
+
+@pytest.mark.integration  # trains, or runs a subprocess
+def test_a_continuation_on_other_data_keeps_the_statistics_of_the_network_it_starts_from(tmp_path, tiny_set):
+    """The reference energies, neighbour counts and scale a training split fits belong to the
+    network: a continuation on another data set (more frames, other cells) keeps the saved ones."""
+    first = Trainer(tiny_train_config(tiny_set, tmp_path / "a", max_epochs=1))
+    first.run()
+    saved = load_model(tmp_path / "a" / "model").network
+    frames = read_extxyz(tiny_set)
+    for atoms in frames:  # other data: energies shifted by 1 eV per atom, so the fit would differ
+        atoms.info["energy"] += len(atoms)
+    shifted = tmp_path / "shifted.xyz"
+    write_extxyz(shifted, frames)
+    fresh = Trainer(tiny_train_config(shifted, tmp_path / "f", max_epochs=1))
+    assert fresh.task.model_config.atomic_energies_ev != saved.config.atomic_energies_ev
+    cont = Trainer(tiny_train_config(shifted, tmp_path / "b", max_epochs=1, init_from=str(tmp_path / "a" / "model")))
+    assert cont.task.model_config.to_dict() == saved.config.to_dict()
+    for name, p in saved.state_dict().items():
+        assert torch.equal(p, cont.model.state_dict()[name]), name
 
 
 @pytest.mark.integration  # trains, or runs a subprocess

@@ -45,6 +45,7 @@ class ElectronTask(Task):
     """
 
     kind = "electron"
+    fitted = ("avg_num_neighbors",)  # from the training split
 
     def __init__(self, cfg: TrainConfig):
         from ..data.deeph import read_split

@@ -42,6 +42,7 @@ class PhononTask(Task):
     """
 
     kind = "phonon"
+    fitted = ("atomic_energies_ev", "avg_num_neighbors", "energy_scale_ev")  # from the training split
     metric_names = ("energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_mev_per_a",
                     "force_rmse_mev_per_a", "layer_force_rmse_mev_per_a")
 

@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -63,6 +64,8 @@ class Trainer:
             torch.set_num_threads(cfg.num_threads)
         self.task = task if task is not None else TASKS[cfg.task](cfg)
         torch.manual_seed(cfg.seed)
+        if cfg.init_from:
+            self._adopt_statistics(Path(cfg.init_from), resume)
         self.model = self.task.build_model().to(self.device, self.dtype)
         if cfg.init_from and not (resume and (self.out / CHECKPOINT_FILE).is_file()):
             self._init_weights(Path(cfg.init_from))  # (a resumed run takes its checkpoint's weights)
@@ -91,6 +94,20 @@ class Trainer:
     @property
     def weights(self) -> tuple[float, float]:
         return self.task.loss_weights(self.cfg, self.state["stage"])
+
+    def _adopt_statistics(self, model_dir: Path, resume: bool) -> None:
+        """A continuation keeps the network it starts from on any data: the settings a training
+        split fits (``task.fitted``: reference energies, neighbour counts, scales) are the
+        saved model's (a resumed run's: its checkpoint's), unless the configuration names them."""
+        checkpoint = self.out / CHECKPOINT_FILE
+        if resume and checkpoint.is_file():
+            source = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_config"]
+        else:
+            from ..models.io import load_model
+
+            source = load_model(model_dir, kind=self.task.kind).network.config.to_dict()
+        keep = {k: source[k] for k in self.task.fitted if k not in self.cfg.model}
+        self.task.model_config = replace(self.task.model_config, **keep)
 
     def _init_weights(self, model_dir: Path) -> None:
         """Start from the weights of a saved model (``init_from``) of the same network."""
