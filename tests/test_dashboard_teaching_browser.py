@@ -131,18 +131,16 @@ def test_a_sample_checked_against_the_reference_and_the_layer_views(server, brow
     page.close()
 
 
+SOCKETS: dict[int, list] = {}  # id(page) -> the websockets it opened
+
+
 def websocket_frames(page, seconds: float) -> int:
     """Messages the page receives from the server in ``seconds`` (its Bokeh websocket)."""
     count = [0]
-    page.evaluate("() => 0")  # the page's socket is open once it has answered
-    page.wait_for_timeout(200)
     for ws in SOCKETS.get(id(page), []):
         ws.on("framereceived", lambda _frame: count.__setitem__(0, count[0] + 1))
     page.wait_for_timeout(int(1000 * seconds))
     return count[0]
-
-
-SOCKETS: dict[int, list] = {}
 
 
 def test_an_idle_page_gets_no_messages_and_a_shown_mode_animates(server, browser):
