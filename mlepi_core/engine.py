@@ -24,9 +24,10 @@ from ase import Atoms
 from .band_edges import GAPPED_EV, GapProbe
 from .checkpoints import read_checkpoint, write_checkpoint
 from .layers import orbital_layers
+from .mode_curvature import ModeCurvature
 from .observables import BandProbe
 from .spectral import SpectralMap
-from .statistics import RunningStats, estimator_units
+from .statistics import RunningStats, control_variate_mean, estimator_units
 from .phonons import harmonic_phonons, relax_positions
 from .sampling import ThermalSampler
 from .seams import ForceModel, HamiltonianModel, refusal
@@ -39,6 +40,9 @@ if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_EXITING.set)
 
 
+# the curvature estimator regresses on 13 controls (C and the 12 Gamma normals of a bilayer):
+# below this many samples it reports the plain mean
+CURVATURE_MIN_SAMPLES = 24
 SPECTRAL_FIRST = 4  # the averaged A(k, E) holds the first samples, a picture from the first batch
 
 
@@ -71,6 +75,9 @@ class MCSettings:
     spectral_every: int = 32
     path_points: int = 30
     sampling: str = "mc"  # "mc": Monte Carlo; "zg": special displacements
+    # "plain": sample means; "curvature": the same samples regressed on the mode-curvature and
+    # Gamma-point control variates (mode_curvature.py), the same answer with a smaller error
+    estimator: str = "plain"
 
     def __post_init__(self):
         if not all(np.isfinite(t) and t >= 0 for t in self.temperatures):
@@ -92,6 +99,11 @@ class MCSettings:
             raise ValueError(f"sampling must be 'mc' or 'zg', got {self.sampling!r}")
         if self.sampling == "zg" and self.antithetic:
             raise ValueError("ZG configurations come in +u, -u pairs already; drop antithetic")
+        if self.estimator not in ("plain", "curvature"):
+            raise ValueError(f"estimator must be 'plain' or 'curvature', got {self.estimator!r}")
+        if self.estimator == "curvature" and (self.sampling != "mc" or self.antithetic):
+            raise ValueError("the curvature estimator takes plain Monte Carlo samples (sampling 'mc', "
+                             "no antithetic pairs)")
         if self.sampling == "zg" and self.n_samples > 1 and self.n_samples % 2:
             raise ValueError("ZG sampling takes 1 configuration or an even number (pairs +u, -u)")
 
@@ -174,6 +186,8 @@ class MonteCarloEngine:
         self._go.set()
         self._cancel = threading.Event()
         self._held = threading.Event()  # set while a paused run waits between batches
+        self._curvature: ModeCurvature | None = None
+        self._controls: dict[float, dict[int, dict]] = {}  # T -> j -> {observable: C_j(T)}
 
     # --- control, from any thread ----------------------------------------------------
     def reset(self) -> None:
@@ -183,6 +197,7 @@ class MonteCarloEngine:
         self.near_k.clear()
         self.spectra.clear()
         self.layer_spectra.clear()
+        self._controls.clear()
 
     # --- checkpoints --------------------------------------------------------------------
     def state(self) -> dict:
@@ -275,21 +290,29 @@ class MonteCarloEngine:
         """Observables of samples first .. first+count-1 at ``temperature``, changing no state:
         the unit of work a worker does (``absorb`` merges it). With ``displacements`` the
         result also holds each sample's displacements from the ideal supercell (Angstrom)."""
-        s = self.settings
-        seconds = {}
         t = time.perf_counter()
         atoms = self._sample_batch(temperature, first, count)
-        seconds["sampling"] = time.perf_counter() - t
+        sampling = time.perf_counter() - t
+        out = {"T": float(temperature), "first": first, **self.observe(atoms, first)}
+        out["seconds"] = {"sampling": sampling, **out["seconds"]}
+        if displacements:
+            out["displacements_a"] = {first + k: a.positions - self.sampler.ideal.positions
+                                      for k, a in enumerate(atoms)}
+        return out
+
+    def observe(self, atoms: list[Atoms], first: int = 0, spectra: bool = True) -> dict:
+        """The observables of displaced supercells ``atoms`` (samples first, first + 1, ...):
+        v_F, gamma_1, the gap of a gapped material, the near-K bands and, for the samples
+        ``draws_spectrum`` picks (``spectra``), A(k, E); with the seconds of each stage."""
+        s = self.settings
+        seconds = {}
         t = time.perf_counter()
         blocks = self.hamiltonian_model.blocks(atoms)
         seconds["hamiltonian"] = time.perf_counter() - t
         for key in ("bloch", "eig", "unfold", "fit", "spectral"):
             seconds[key] = 0.0
-        out = {"T": float(temperature), "first": first, "vf": [], "gamma1": [], "gaps": [], "near_k": {},
-               "spectra": {}, "layer_spectra": {}, "seconds": seconds}
-        if displacements:
-            out["displacements_a"] = {first + k: a.positions - self.sampler.ideal.positions
-                                      for k, a in enumerate(atoms)}
+        out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "spectra": {}, "layer_spectra": {},
+               "seconds": seconds}
         for k, b in enumerate(blocks):
             j = first + k
             bt = self.probe.tensors(b)
@@ -306,7 +329,7 @@ class MonteCarloEngine:
                 t = time.perf_counter()
                 out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
                 seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
-            if draws_spectrum(j, s.spectral_every):
+            if spectra and draws_spectrum(j, s.spectral_every):
                 t = time.perf_counter()
                 if self.n_layers > 1:  # A and its layer parts from one solve
                     out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
@@ -361,6 +384,8 @@ class MonteCarloEngine:
     def run(self, temperature: float) -> Iterator[BatchResult]:
         """Sample ``temperature`` until ``n_samples`` are done, yielding after each batch."""
         self._cancel.clear()
+        if self.settings.estimator == "curvature" and self.mode_curvature() is None:
+            return
         for first, count in self.pending(temperature):
             self._hold()
             if self._cancel.is_set():
@@ -373,6 +398,50 @@ class MonteCarloEngine:
             yield from self.run(temperature)
             if self._cancel.is_set():
                 return
+
+    def mode_curvature(self, progress=None) -> ModeCurvature | None:
+        """The curvatures of v_F, gamma_1 (and a gap) along every moving mode of the supercell
+        (``mode_curvature.py``), computed on first use: one solve per mode, in batches, each
+        reported to ``progress(done, total)``. None if the run is cancelled meanwhile."""
+        if self._curvature is not None:
+            return self._curvature
+        curvature = ModeCurvature(self.sampler)
+        probes = curvature.probes()
+        names = ["vf", "gamma1"] + (["gap"] if self.gap_probe is not None else [])
+        values = {name: [] for name in names}
+        step = max(self.settings.batch_size, 8)
+        for first in range(0, len(probes), step):
+            if self._cancel.is_set():
+                return None
+            atoms = []
+            for u in curvature.displacements(probes[first:first + step]):
+                a = self.sampler.ideal.copy()
+                a.positions += u
+                atoms.append(a)
+            out = self.observe(atoms, spectra=False)
+            for name in names:
+                values[name] += out["gaps" if name == "gap" else name]
+            if progress is not None:
+                progress(min(first + step, len(probes)), len(probes))
+        curvature.fit({name: self.static[name] for name in names}, values)
+        self._curvature = curvature
+        return curvature
+
+    def controls(self, temperature: float, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """{observable: (n, 1 + 3 n_primitive)} the control variates of samples ``idx`` at
+        ``temperature`` for the curvature estimator: the observable's C_j(T), then the sample's
+        standard normals at q = Gamma. Each has mean exactly zero."""
+        t = float(temperature)
+        cache = self._controls.setdefault(t, {})
+        todo = np.array([j for j in idx if j not in cache], dtype=int)
+        if len(todo):
+            seed = self.settings.seed
+            c = self._curvature.controls(t, todo, seed)
+            lo = int(todo.min())
+            z = self.sampler.gamma_normals(lo, int(todo.max()) - lo + 1, seed)[todo - lo]
+            for k, j in enumerate(todo):
+                cache[int(j)] = {name: np.r_[v[k], z[k]] for name, v in c.items()}
+        return {name: np.array([cache[int(j)][name] for j in idx]) for name in self._curvature.curvature}
 
     # --- statistics ---------------------------------------------------------------------
     def near_k_bands(self, bands: np.ndarray) -> np.ndarray:
@@ -431,8 +500,12 @@ class MonteCarloEngine:
         """Running mean and standard error of v_F and gamma_1 at ``temperature``."""
         out = {"T": float(temperature)}
         observables = [("vf", 0), ("gamma1", 1)] + ([("gap", "gap")] if self.gap_probe is not None else [])
+        curvature = self.settings.estimator == "curvature" and self._curvature is not None
         for name, which in observables:
             idx, values = self.sample_values(temperature, which)
+            if curvature and len(idx) >= CURVATURE_MIN_SAMPLES and np.isfinite(values).all():
+                out[name], out[name + "_se"] = control_variate_mean(values, self.controls(temperature, idx)[name])
+                continue
             stats = RunningStats()
             for v in self.estimator_units(idx, values):
                 stats.add(v)
@@ -452,6 +525,13 @@ class MonteCarloEngine:
             i1, v1 = self.sample_values(t1, which)
             i2, v2 = self.sample_values(t2, which)
             common, a, b = np.intersect1d(i1, i2, return_indices=True)
+            d = v2[b] - v1[a]
+            if (self.settings.estimator == "curvature" and self._curvature is not None
+                    and len(common) >= CURVATURE_MIN_SAMPLES and np.isfinite(d).all()):
+                c1, c2 = self.controls(t1, common)[name[1:]], self.controls(t2, common)[name[1:]]
+                mean, se = control_variate_mean(d, np.c_[c2[:, :1] - c1[:, :1], c1[:, 1:]])
+                out.update({name: mean, name + "_se": se, "pairs": len(common)})
+                continue
             stats = RunningStats()
             for d in self.estimator_units(common, v2[b] - v1[a]):
                 stats.add(d)

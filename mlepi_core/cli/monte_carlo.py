@@ -35,7 +35,7 @@ def cmd_mc(args) -> int:
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
                           supercell=args.supercell, n_bands=dirac_bands(atoms),
                           spectral_every=args.spectral_every, path_points=args.path_points,
-                          sampling=args.sampling)
+                          sampling=args.sampling, estimator=args.estimator)
     forces = force_model_from_name(args.forces)
     hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
     runs = {}
@@ -68,6 +68,11 @@ def cmd_mc(args) -> int:
                 raise ValueError(f"{checkpoint} belongs to another run ({ {k: saved.get(k) for k in identity} })")
             start = engine.load_checkpoint(checkpoint)
             print(f"resuming {label}: {start} samples already done", flush=True)
+        if settings.estimator == "curvature":
+            with stop, tqdm(desc=f"mode curvatures ({label})", unit="solve") as bar:
+                engine.mode_curvature(progress=lambda done, n: (setattr(bar, "total", n), bar.update(done - bar.n)))
+            if stop.stopped:
+                break
         total = len(settings.temperatures) * settings.n_samples
         if client is not None:
             from ..distributed import RunSpec, run_all_distributed

@@ -177,6 +177,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
     s.add_argument("--sampling", choices=["mc", "zg"], default="mc",
                    help="mc: Monte Carlo; zg: special displacements, --samples ZG configurations (1 or pairs)")
+    s.add_argument("--estimator", choices=["plain", "curvature"], default="plain",
+                   help="plain: sample means; curvature: the same samples regressed on control variates from "
+                        "each mode's curvature (one solve per mode first), several times smaller errors")
     s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 sampling supercell (3 | n)")
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],
