@@ -40,9 +40,10 @@ if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_EXITING.set)
 
 
-# the curvature estimator regresses on 13 controls (C and the 12 Gamma normals of a bilayer):
-# below this many samples it reports the plain mean
-CURVATURE_MIN_SAMPLES = 24
+# below this many samples the curvature estimator reports the plain mean (its two regression
+# coefficients come from the samples themselves)
+CURVATURE_MIN_SAMPLES = 8
+TARGET_MIN_SAMPLES = 32  # a standard error from fewer samples is itself too uncertain to stop on
 SPECTRAL_FIRST = 4  # the averaged A(k, E) holds the first samples, a picture from the first batch
 
 
@@ -78,6 +79,9 @@ class MCSettings:
     # "plain": sample means; "curvature": the same samples regressed on the mode-curvature and
     # Gamma-point control variates (mode_curvature.py), the same answer with a smaller error
     estimator: str = "plain"
+    # stop a temperature once its v_F (a gapped material's gap) has this standard error
+    # (10^6 m/s or eV; 0: run all n_samples), after at least TARGET_MIN_SAMPLES samples
+    target_se: float = 0.0
 
     def __post_init__(self):
         if not all(np.isfinite(t) and t >= 0 for t in self.temperatures):
@@ -99,6 +103,8 @@ class MCSettings:
             raise ValueError(f"sampling must be 'mc' or 'zg', got {self.sampling!r}")
         if self.sampling == "zg" and self.antithetic:
             raise ValueError("ZG configurations come in +u, -u pairs already; drop antithetic")
+        if not (np.isfinite(self.target_se) and self.target_se >= 0):
+            raise ValueError(f"target_se must be >= 0 (0: off), got {self.target_se}")
         if self.estimator not in ("plain", "curvature"):
             raise ValueError(f"estimator must be 'plain' or 'curvature', got {self.estimator!r}")
         if self.estimator == "curvature" and (self.sampling != "mc" or self.antithetic):
@@ -387,10 +393,21 @@ class MonteCarloEngine:
         if self.settings.estimator == "curvature" and self.mode_curvature() is None:
             return
         for first, count in self.pending(temperature):
+            if self.reached_target(temperature):
+                return
             self._hold()
             if self._cancel.is_set():
                 return
             yield self.absorb(self.compute_batch(temperature, first, count))
+
+    def reached_target(self, temperature: float) -> bool:
+        """Whether ``temperature`` has at least TARGET_MIN_SAMPLES samples and its observable
+        (v_F; a gapped material's gap) a standard error at or below ``settings.target_se``."""
+        s = self.settings
+        if s.target_se <= 0 or len(self.per_sample.get(float(temperature), {})) < TARGET_MIN_SAMPLES:
+            return False
+        name = "gap" if self.gap_probe is not None else "vf"
+        return bool(self.statistics(temperature)[name + "_se"] <= s.target_se)
 
     def run_all(self) -> Iterator[BatchResult]:
         """All temperatures of the settings, one after the other."""
@@ -428,19 +445,15 @@ class MonteCarloEngine:
         return curvature
 
     def controls(self, temperature: float, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """{observable: (n, 1 + 3 n_primitive)} the control variates of samples ``idx`` at
-        ``temperature`` for the curvature estimator: the observable's C_j(T), then the sample's
-        standard normals at q = Gamma. Each has mean exactly zero."""
+        """{observable: (n, 2)} the control variates C(T) and L(T) of samples ``idx`` at
+        ``temperature`` for the curvature estimator (``ModeCurvature.controls``), cached."""
         t = float(temperature)
         cache = self._controls.setdefault(t, {})
         todo = np.array([j for j in idx if j not in cache], dtype=int)
         if len(todo):
-            seed = self.settings.seed
-            c = self._curvature.controls(t, todo, seed)
-            lo = int(todo.min())
-            z = self.sampler.gamma_normals(lo, int(todo.max()) - lo + 1, seed)[todo - lo]
+            c = self._curvature.controls(t, todo, self.settings.seed)
             for k, j in enumerate(todo):
-                cache[int(j)] = {name: np.r_[v[k], z[k]] for name, v in c.items()}
+                cache[int(j)] = {name: v[k] for name, v in c.items()}
         return {name: np.array([cache[int(j)][name] for j in idx]) for name in self._curvature.curvature}
 
     # --- statistics ---------------------------------------------------------------------
@@ -529,7 +542,7 @@ class MonteCarloEngine:
             if (self.settings.estimator == "curvature" and self._curvature is not None
                     and len(common) >= CURVATURE_MIN_SAMPLES and np.isfinite(d).all()):
                 c1, c2 = self.controls(t1, common)[name[1:]], self.controls(t2, common)[name[1:]]
-                mean, se = control_variate_mean(d, np.c_[c2[:, :1] - c1[:, :1], c1[:, 1:]])
+                mean, se = control_variate_mean(d, c2 - c1)
                 out.update({name: mean, name + "_se": se, "pairs": len(common)})
                 continue
             stats = RunningStats()

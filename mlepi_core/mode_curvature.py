@@ -1,25 +1,25 @@
 """Mode curvatures of the observables: control variates that cut the Monte Carlo's variance.
 
 To second order in the displacements, an observable O (v_F, gamma_1, a gap) of a thermal
-sample is
+sample with standard normal mode amplitudes eta_nu is
 
-    O(eta) = O_0 + g . eta + 1/2 sum_nu D_nu(T) (|eta_nu|^2 - <|eta_nu|^2>) + <O> - O_0 + cross terms,
+    O = <O> + sum_nu g_nu(T) eta_nu + 1/2 sum_nu D_nu(T) (|eta_nu|^2 - <|eta_nu|^2>) + cross terms,
 
-with eta_nu the sample's standard normal mode amplitudes and D_nu(T) = sigma_nu(T)^2 d^2O/dQ_nu^2
-the curvature along mode nu scaled by its thermal variance. Nearly all of the sample-to-sample
-scatter of v_F in a 6x6 AB bilayer comes from the scatter of the squared amplitudes, not from the
-signs (benchmarks/results/zg_bias.json): the sum
+with D_nu(T) = sigma_nu(T)^2 d^2O/dQ_nu^2 the curvature along mode nu scaled by its thermal
+variance and g_nu(T) = sigma_nu(T) dO/dQ_nu, non-zero only at q = Gamma (crystal momentum: O is
+invariant under the primitive translations). Nearly all of the sample-to-sample scatter of
+v_F in a 6x6 AB bilayer comes from the scatter of the squared amplitudes, not from the signs
+(benchmarks/results/zg_bias.json). The two sums
 
-    C(T) = 1/2 sum_nu D_nu(T) (|eta_nu|^2 - <|eta_nu|^2>)
+    C(T) = 1/2 sum_nu D_nu(T) (|eta_nu|^2 - <|eta_nu|^2>),   L(T) = sum_nu g_nu(T) eta_nu
 
-has mean exactly zero, is known for every sample from its normals, and follows O closely, so
-regressing O on it (``statistics.control_variate_mean``) removes most of the variance and no
-bias. The linear term needs no curvature: by crystal momentum it is carried by the Gamma
-normals alone (``ThermalSampler.gamma_normals``), the other control.
+have mean exactly zero, are known for every sample from its normals and follow O closely, so
+regressing O on them (``statistics.control_variate_mean``) removes most of the variance and
+no bias.
 
 The curvatures come from finite differences, once per structure and model: each moving mode
 of the supercell displaced alone by one thermal standard deviation at ``REFERENCE_T`` (one
-solve; two, +- the displacement, at q = Gamma, where the linear term is not zero by symmetry).
+solve; two, +- the displacement, at q = Gamma, which also give the slopes g).
 They are exact coefficients of nothing: any error in them costs variance, never bias.
 Modes are phonopy's (``RandomDisplacements`` with ``sampling_matrix="eigenvector"``): set A
 (q = -q + G) one real normal each, set B (pairs q, -q) a complex normal whose real and
@@ -44,7 +44,8 @@ class ModeCurvature:
 
     ``probes()`` lists the single-mode displacements to evaluate, ``displacements(probes)``
     gives them (Angstrom), ``fit(static, values)`` takes the observables there; after it,
-    ``controls(temperature, index, seed)`` returns each observable's C(T) for those samples.
+    ``controls(temperature, index, seed)`` returns each observable's C(T) and L(T) for those
+    samples.
     """
 
     def __init__(self, sampler):
@@ -61,7 +62,8 @@ class ModeCurvature:
         gamma = np.all(np.abs(self.rd.qpoints[: self.n_a]) < 1e-12, axis=1)
         self.two_sided = np.zeros_like(self.moving)
         self.two_sided[: self.n_a][gamma] = True
-        self.curvature: dict[str, np.ndarray] = {}  # observable -> (n_A + n_B, n_bands), at REFERENCE_T
+        self.curvature: dict[str, np.ndarray] = {}  # observable -> D (n_A + n_B, n_bands), at REFERENCE_T
+        self.slope: dict[str, np.ndarray] = {}  # observable -> g, non-zero at q = Gamma only
 
     def probes(self) -> list[tuple[int, int, float]]:
         """(row, band, sign) of every finite-difference displacement: row < n_A is a set-A
@@ -84,16 +86,21 @@ class ModeCurvature:
         return np.array(self.rd.u)
 
     def fit(self, static: dict[str, float], values: dict[str, np.ndarray]) -> None:
-        """Curvatures from the observables ``values[name]`` (len(probes()),) at the probes and
-        their static values: D = 2 (O(+1) - O_0), or O(+1) + O(-1) - 2 O_0 where two-sided."""
+        """Curvatures and slopes from the observables ``values[name]`` (len(probes()),) at the
+        probes and their static values: D = 2 (O(+1) - O_0), or O(+1) + O(-1) - 2 O_0 and
+        g = (O(+1) - O(-1)) / 2 where two-sided."""
         probes = self.probes()
+        rows = np.array([p[0] for p in probes])
+        bands = np.array([p[1] for p in probes])
+        signs = np.array([p[2] for p in probes])
         for name, v in values.items():
-            total = np.zeros(self.moving.shape)
-            count = np.zeros(self.moving.shape)
-            for (row, band, _), x in zip(probes, np.asarray(v, dtype=float)):
-                total[row, band] += x - static[name]
-                count[row, band] += 1
-            self.curvature[name] = np.where(count > 0, 2.0 * total / np.maximum(count, 1), 0.0)
+            shift = np.asarray(v, dtype=float) - static[name]
+            d = np.zeros(self.moving.shape)
+            g = np.zeros(self.moving.shape)
+            np.add.at(d, (rows, bands), shift)
+            np.add.at(g, (rows, bands), 0.5 * signs * shift)
+            self.curvature[name] = np.where(self.two_sided, d, 2.0 * d)
+            self.slope[name] = np.where(self.two_sided, g, 0.0)
 
     def thermal_scale(self, temperature: float) -> np.ndarray:
         """sigma_nu(T)^2 / sigma_nu(REFERENCE_T)^2 = (n_B(T) + 1/2) / (n_B(REFERENCE_T) + 1/2)."""
@@ -101,25 +108,31 @@ class ModeCurvature:
         occupation = lambda t: bose_einstein_dist(f, t) if t > 0 else np.zeros_like(f)
         return np.where(self.moving, (occupation(temperature) + 0.5) / (occupation(REFERENCE_T) + 0.5), 0.0)
 
-    def squared_amplitudes(self, index: np.ndarray, seed: int) -> np.ndarray:
-        """(n, n_A + n_B, n_bands): |eta|^2 - <|eta|^2> of samples ``index`` (the Monte Carlo's
-        keyed normals, sampler.displacements), mean zero."""
+    def amplitudes(self, index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mode amplitudes eta of samples ``index`` (the Monte Carlo's keyed normals,
+        ``ThermalSampler.displacements``): set A (n, n_A, n_bands), real, and set B
+        (n, n_B, n_bands), complex with <|eta|^2> = 2."""
         index = np.asarray(index, dtype=int)
         lo, hi = int(index.min()), int(index.max())
         ii, ij = self.sampler._rd.draw_standard_normals(hi - lo + 1, random_seed=seed, first_snapshot=lo)
         pick = index - lo
-        ea, eb = self.rd._eigvecs_ii, self.rd._eigvecs_ij
-        eta_a = np.einsum("qnc,qcb->qnb", ii[:, pick], np.conj(np.asarray(ea)))
-        z = ij[:, 0, pick] + 1j * ij[:, 1, pick]
-        eta_b = np.einsum("qnc,qcb->qnb", z, np.conj(np.asarray(eb)))
-        sq = np.concatenate([np.abs(eta_a) ** 2 - 1.0, np.abs(eta_b) ** 2 - 2.0], axis=0)
-        return sq.transpose(1, 0, 2) * self.moving[None]
+        ea, eb = np.asarray(self.rd._eigvecs_ii), np.asarray(self.rd._eigvecs_ij)
+        eta_a = np.einsum("qnc,qcb->nqb", ii[:, pick], ea.conj()).real  # E real at q = -q + G
+        eta_b = np.einsum("qnc,qcb->nqb", ij[:, 0, pick] + 1j * ij[:, 1, pick], eb.conj())
+        return eta_a, eta_b
 
     def controls(self, temperature: float, index: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        """{observable: (n,)} the control variates C(T) of samples ``index`` (mean exactly zero)."""
-        sq = self.squared_amplitudes(index, seed)
+        """{observable: (n, 2)} the control variates C(T) and L(T) of samples ``index`` (mean
+        exactly zero)."""
+        eta_a, eta_b = self.amplitudes(index, seed)
+        sq = np.concatenate([eta_a ** 2 - 1.0, np.abs(eta_b) ** 2 - 2.0], axis=1) * self.moving[None]
         scale = self.thermal_scale(temperature)
-        return {name: 0.5 * np.einsum("nqb,qb->n", sq, d * scale) for name, d in self.curvature.items()}
+        out = {}
+        for name, d in self.curvature.items():
+            c = 0.5 * np.einsum("nqb,qb->n", sq, d * scale)
+            linear = np.einsum("nqb,qb->n", eta_a, (self.slope[name] * np.sqrt(scale))[: self.n_a])
+            out[name] = np.stack([c, linear], axis=1)
+        return out
 
     def second_order_shift(self, temperature: float) -> dict[str, float]:
         """<O>(T) - O_0 to second order from the diagonal curvatures alone (a rough guide: the

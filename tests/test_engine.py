@@ -152,3 +152,24 @@ def test_results_are_written_side_by_side(engine, tmp_path):
     assert row["ml"]["vf"] == row["reference"]["vf"] == result["temperatures"][0]["ml"]["vf"]
     assert on_disk["static"]["vf_ml"] == engine.static["vf"]
     assert (tmp_path / "vf_vs_T.png").stat().st_size > 10_000 and (tmp_path / "vf_vs_T.csv").exists()
+
+
+def test_a_temperature_stops_at_its_target_standard_error():
+    """With ``target_se`` a temperature stops at the first batch boundary where v_F's standard
+    error is at or below it, and never before 32 samples; an unreachable target runs all samples."""
+    from mlepi_core.engine import TARGET_MIN_SAMPLES
+
+    def samples(target: float) -> tuple[int, float]:
+        settings = MCSettings(temperatures=(300.0,), n_samples=48, batch_size=8, supercell=3, spectral_every=0,
+                              target_se=target)
+        engine = MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), SlaterKosterPz(), settings)
+        for _ in engine.run_all():
+            pass
+        return len(engine.per_sample[300.0]), engine.statistics(300.0)["vf_se"]
+
+    n, se = samples(1.0)
+    assert n == TARGET_MIN_SAMPLES == 32 and se <= 1.0
+    n, se = samples(1e-9)
+    assert n == 48 and se > 1e-9
+    with pytest.raises(ValueError, match="target_se"):
+        MCSettings(target_se=-1.0)

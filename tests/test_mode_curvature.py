@@ -1,10 +1,12 @@
 """Mode curvatures and the curvature estimator (mode_curvature.py, MCSettings.estimator).
 
 The harmonic potential energy E(u) = 1/2 u.Phi.u is diagonal in the phonon modes, so its
-finite-difference curvatures are exact and its control variate C(T) must reproduce every
-sample's E - <E> to rounding: that checks the modes, the set-B pairs (one curvature for
-the cos and sin modes) and the map from the Monte Carlo's normals to mode amplitudes.
-Its thermal mean is the virial theorem's sum_nu hbar omega_nu (n_B + 1/2) / 2."""
+finite-difference curvatures are exact, and so are the slopes of the interlayer distance,
+linear in u and translation invariant. For O = E + a (mean z of layer 1 - mean z of layer 0)
+the control variates C(T) + L(T) must reproduce every sample's O - <O> to rounding: that checks
+the modes, the set-B pairs (one curvature for the cos and sin modes), the slopes at Gamma and
+the map from the Monte Carlo's normals to mode amplitudes. The thermal mean of E is the virial
+theorem's sum_nu hbar omega_nu (n_B + 1/2) / 2."""
 
 import dataclasses
 
@@ -30,23 +32,28 @@ def harmonic():
     n = len(sampler.ideal)
     phi = phonon.force_constants.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)  # eV/A^2
 
-    def energy(u: np.ndarray) -> np.ndarray:
+    layer = sampler.ideal.arrays["layer"]
+    assert set(np.unique(layer)) == {0, 1}
+
+    def observable(u: np.ndarray) -> np.ndarray:
         flat = u.reshape(len(u), -1)
-        return 0.5 * np.einsum("si,ij,sj->s", flat, phi, flat)
+        energy = 0.5 * np.einsum("si,ij,sj->s", flat, phi, flat)
+        return energy + 3.0 * (u[:, layer == 1, 2].mean(axis=1) - u[:, layer == 0, 2].mean(axis=1))
 
     curvature = ModeCurvature(sampler)
-    curvature.fit({"E": 0.0}, {"E": energy(curvature.displacements(curvature.probes()))})
-    return sampler, curvature, energy
+    curvature.fit({"E": 0.0}, {"E": observable(curvature.displacements(curvature.probes()))})
+    return sampler, curvature, observable
 
 
-def test_harmonic_energy_is_its_own_control_variate(harmonic):
-    sampler, curvature, energy = harmonic
+def test_quadratic_plus_linear_observable_is_its_own_control_variate(harmonic):
+    sampler, curvature, observable = harmonic
     for t in (0.0, 300.0):
-        e = energy(sampler.displacements(t, 0, 40, seed=3))
+        o = observable(sampler.displacements(t, 0, 40, seed=3))
         mean = curvature.second_order_shift(t)["E"]
         c = curvature.controls(t, np.arange(40), seed=3)["E"]
-        np.testing.assert_allclose(e - mean, c, atol=1e-9 * np.abs(e).max())
-        assert e.std() > 10 * 1e-9 * np.abs(e).max()  # the samples do scatter
+        assert np.abs(c[:, 1]).max() > 0.1 * np.abs(c[:, 0]).max()  # both parts matter
+        np.testing.assert_allclose(o - mean, c.sum(axis=1), atol=1e-9 * np.abs(o).max())
+        assert o.std() > 10 * 1e-9 * np.abs(o).max()  # the samples do scatter
 
 
 def test_harmonic_energy_mean_is_the_virial_theorem(harmonic):
@@ -67,7 +74,7 @@ def test_controls_are_keyed_and_mean_zero(harmonic):
     _, curvature, _ = harmonic
     c = curvature.controls(300.0, np.arange(2000), seed=1)["E"]
     np.testing.assert_array_equal(curvature.controls(300.0, np.array([17, 5]), seed=1)["E"], c[[17, 5]])
-    assert abs(c.mean()) < 4 * c.std() / np.sqrt(len(c))
+    assert np.all(np.abs(c.mean(axis=0)) < 4 * c.std(axis=0) / np.sqrt(len(c)))
 
 
 def test_curvature_estimator_agrees_with_the_plain_mean_at_a_smaller_error():

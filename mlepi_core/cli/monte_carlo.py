@@ -35,7 +35,8 @@ def cmd_mc(args) -> int:
                           seed=args.seed, batch_size=args.batch_size, antithetic=args.antithetic,
                           supercell=args.supercell, n_bands=dirac_bands(atoms),
                           spectral_every=args.spectral_every, path_points=args.path_points,
-                          sampling=args.sampling, estimator=args.estimator)
+                          sampling=args.sampling, estimator=args.estimator,
+                          target_se=args.target_se)
     forces = force_model_from_name(args.forces)
     hamiltonians = {name: hamiltonian_model_from_name(name) for name in args.electrons}  # bad names: no work done
     runs = {}

@@ -180,6 +180,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--estimator", choices=["plain", "curvature"], default="plain",
                    help="plain: sample means; curvature: the same samples regressed on control variates from "
                         "each mode's curvature (one solve per mode first), several times smaller errors")
+    s.add_argument("--target-se", type=number(0.0), default=0.0,
+                   help="stop each temperature once v_F (a gapped material: the gap, eV) has this standard "
+                        "error, after at least 32 samples; --samples is then the most (0: off)")
     s.add_argument("--supercell", type=SIZE, default=6, help="n x n x 1 sampling supercell (3 | n)")
     s.add_argument("--forces", default="empirical", help="force model for the phonons")
     s.add_argument("--electrons", nargs="+", default=["reference"],

@@ -1,0 +1,115 @@
+"""Time to the Fig. 4f curve (issue 29): v_F of the 6x6 AB bilayer at the paper's six
+temperatures (0, 60, ..., 300 K), each with at most the standard error of 500 plain Monte
+Carlo samples, from the CLI, in one run on one machine:
+
+- plain: ``mlepi mc`` with 500 samples per temperature (the paper's protocol, seed 0);
+- curvature: ``mlepi mc --estimator curvature --target-se S`` (seed 1, independent samples),
+  S the smallest of the plain run's six standard errors; each temperature stops at its first
+  batch with a standard error at or below S.
+
+Both with the shipped HedgeNet-Phonon phonons and GFN1-trained HedgeNet-Electron, the CLI's
+defaults otherwise (batches of 4, A(k, E) every 32nd sample at 30 points per segment), the
+wall time of each whole command (model loading, phonons, curvatures, samples, writing).
+The ZG rows and the loop speeds are those measured by benchmarks/zg_vs_mc.py and
+benchmarks/dashboard_throughput.py, copied with their sources.
+
+    .venv/bin/python benchmarks/time_to_answer.py            # ~30 min here, on a quiet machine
+    .venv/bin/python benchmarks/time_to_answer.py --reuse-plain   # the plain run already in --work
+
+Writes benchmarks/results/time_to_answer.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+TEMPERATURES = (0.0, 60.0, 120.0, 180.0, 240.0, 300.0)
+PLAIN_SAMPLES = 500
+
+
+def mc(out: Path, *extra: str) -> float:
+    """Run ``mlepi mc`` on the 6x6 AB bilayer into ``out``; its wall time in seconds."""
+    cmd = [str(ROOT / ".venv" / "bin" / "mlepi"), "mc", "AB", "--forces", "phonon", "--electrons", "electron",
+           "--supercell", "6", "--temperature", *[f"{t:g}" for t in TEMPERATURES], "--out", str(out), *extra]
+    print(" ".join(cmd), flush=True)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def rows(out: Path) -> dict[float, dict]:
+    return {row["T"]: row["ml"] for row in json.loads((out / "results.json").read_text())["temperatures"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(ROOT / "results" / "time_to_answer"))
+    ap.add_argument("--reuse-plain", action="store_true", help="take the plain run (and its time) from --work")
+    args = ap.parse_args()
+    from mlepi_core.engine import MCSettings
+    from mlepi_core.model_names import model_identity
+
+    work = Path(args.work)
+    plain_dir, curvature_dir = work / "plain", work / "curvature"
+    timing = work / "plain_seconds.json"
+    if args.reuse_plain and timing.is_file():
+        plain_s = json.loads(timing.read_text())["seconds"]
+    else:
+        plain_s = mc(plain_dir, "--samples", str(PLAIN_SAMPLES), "--seed", "0")
+        timing.write_text(json.dumps({"seconds": plain_s}))
+    plain = rows(plain_dir)
+    target = min(r["vf_se"] for r in plain.values())
+    curvature_s = mc(curvature_dir, "--samples", str(PLAIN_SAMPLES), "--seed", "1", "--estimator", "curvature",
+                     "--target-se", f"{target:.8f}")
+    fast = rows(curvature_dir)
+    per_t = []
+    for t in TEMPERATURES:
+        f, p = fast[t], plain[t]
+        per_t.append({"T": t, "vf": f["vf"], "vf_se": f["vf_se"], "samples_or_configs": f["samples"],
+                      "vf_plain": p["vf"], "vf_plain_se": p["vf_se"], "plain_samples": p["samples"],
+                      "difference_in_combined_se": (f["vf"] - p["vf"]) / (f["vf_se"] ** 2 + p["vf_se"] ** 2) ** 0.5,
+                      "gamma1": f["gamma1"], "gamma1_se": f["gamma1_se"],
+                      "gamma1_plain": p["gamma1"], "gamma1_plain_se": p["gamma1_se"]})
+    zg = json.loads((RESULTS / "zg_vs_mc.json").read_text())
+    loop = json.loads((RESULTS / "dashboard_throughput.json").read_text())
+    out = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "protocol": "6 T x SE of 500 samples", "temperatures": list(TEMPERATURES),
+        "plain_mc_s": plain_s, "best_s": curvature_s, "speedup": plain_s / curvature_s,
+        "estimator": "curvature (mlepi mc --estimator curvature --target-se)", "target_se": target,
+        "per_T": per_t,
+        "zg_vs_mc": [{"cell": r["cell"], "electrons": r["electrons"], "T": r["T"], "vf_zg": r["vf_zg"],
+                      "vf_mc": r["vf_mc"], "vf_mc_se": r["vf_mc_se"], "n_zg": r["n_zg"], "n_mc": r["n_mc"]}
+                     for r in zg["rows"]],
+        "zg_source": "benchmarks/results/zg_vs_mc.json",
+        "loop_samples_per_s": {"cli": loop["cli"]["samples_per_s"], "dashboard": loop["dashboard"]["samples_per_s"]},
+        "loop_source": "benchmarks/results/dashboard_throughput.json",
+        "spectral_points_per_segment": MCSettings().path_points,
+        "forces_identity": model_identity("phonon"), "electrons_identity": model_identity("electron"),
+        "commands": {"plain": f"mlepi mc AB --forces phonon --electrons electron --supercell 6 --temperature "
+                              f"{' '.join(f'{t:g}' for t in TEMPERATURES)} --samples 500 --seed 0",
+                     "curvature": "... --samples 500 --seed 1 --estimator curvature --target-se <target_se>"},
+    }
+    (RESULTS / "time_to_answer.json").write_text(json.dumps(out, indent=1))
+    lines = ["| T (K) | v_F curvature (10^6 m/s) | samples | v_F plain, 500 samples | difference / combined SE |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['T']:g} | {r['vf']:.5f} ± {r['vf_se']:.5f} | {r['samples_or_configs']} | "
+              f"{r['vf_plain']:.5f} ± {r['vf_plain_se']:.5f} | {r['difference_in_combined_se']:+.2f} |" for r in per_t]
+    lines += ["", f"Wall time: plain {plain_s:.0f} s, curvature {curvature_s:.0f} s ({plain_s / curvature_s:.1f}x); "
+                  f"target standard error {target:.6f}."]
+    (RESULTS / "time_to_answer.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
