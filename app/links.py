@@ -14,7 +14,7 @@ from app.catalogue import GALLERY, UPLOADED, electron_choices, force_choices, la
 # each linked parameter and the panel of a Session that owns it
 OWNERS = {"structure": "system", "supercell": "system", "forces": "system", "electrons": "system",
           "temperature": "monte_carlo", "samples": "monte_carlo", "seed": "monte_carlo",
-          "antithetic": "monte_carlo", "sampling": "monte_carlo", "path_points": "monte_carlo", "unit": "phonons", "show_reference": "phonons", "mode": "phonons",
+          "antithetic": "monte_carlo", "sampling": "monte_carlo", "estimator": "monte_carlo", "path_points": "monte_carlo", "unit": "phonons", "show_reference": "phonons", "mode": "phonons",
           "presentation": "ctx", "show_layers": "ctx", "opened": "runs"}
 
 
@@ -34,6 +34,8 @@ def view_query(session) -> dict[str, str]:
         q["mode"] = f"{ph.mode[0]},{ph.mode[1]}"
     if mc.sampling != "mc":
         q["sampling"] = mc.sampling
+    if mc.estimator != mc.param.estimator.default:
+        q["estimator"] = mc.estimator
     if mc.path_points != mc.param.path_points.default:
         q["path"] = str(mc.path_points)
     if session.runs.opened:
@@ -101,6 +103,7 @@ def parse_query(query: dict, parameters) -> tuple[dict, list[str]]:
         "mode": ("mode", mode),
         "runs": ("opened", lambda v: [x for x in v.split(",") if x]),
         "sampling": ("sampling", str),
+        "estimator": ("estimator", str),
         "path": ("path_points", int),
     }
     for key, (name, convert) in converters.items():

@@ -101,7 +101,7 @@ def create_app(session: Session | None = None):
     tabs = pn.Tabs(("Explore", explore), ("Lesson", lesson), ("Runs", vm.runs.__panel__()), dynamic=False,
                    css_classes=["mlepi-tabs"])
     # hidden in presentation mode
-    advanced = [mc.seed_input, mc.antithetic_box, mc.executor_buttons, mc.run_on, mc.counters, *downloads[1:],
+    advanced = [mc.seed_input, mc.antithetic_box, mc.estimator_buttons, mc.executor_buttons, mc.run_on, mc.counters, *downloads[1:],
                 system.force_card, system.electron_card, equations]
     texts = [*mc.texts, system.summary_pane, phonons.note, phonons.mode_text, vm.check.text]
     figures = [*[f.figure for f in mc.live.values()], *[f.figure for f in vm.layers.figures],

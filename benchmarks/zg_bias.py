@@ -15,8 +15,10 @@ Every sign distribution here has E[s_nu s_nu'] = delta, so the four agree to sec
 the displacements: a difference is of fourth or higher order. ``scaling`` measures that order
 directly: v_F of three Monte Carlo samples with their displacement scaled by +-eps.
 ``amplitude_controls``: how much of the Monte Carlo's variance regression on squared mode
-amplitudes (|z|^2 - <|z|^2>, summed per branch, per q, per frequency octile or in total; mean
-zero) removes, two-fold cross-validated on the 500 cached seed-0 samples.
+amplitudes (|eta|^2 - <|eta|^2>, eta = E^dagger xi the mode amplitudes of the samples' normals,
+summed per branch, per q, per frequency octile or in total; mean zero) removes, two-fold
+cross-validated on the 500 cached seed-0 samples (the per-mode version of this is the curvature
+estimator, mode_curvature.py).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/zg_bias.py    # ~15 min on one core
 
@@ -50,12 +52,14 @@ def amplitude_controls(sampler, vf: np.ndarray) -> dict:
     """Variance of v_F over that of the regression-adjusted v_F, per grouping of the squared
     standard normals of the samples (seed 0, j = 0 .. len(vf) - 1); coefficients fitted on one
     half and applied to the other, both ways."""
+    from mlepi_core.mode_curvature import ModeCurvature
+
     rd = sampler._rd
     n = len(vf)
-    ii, ij = rd.draw_standard_normals(n, random_seed=0, first_snapshot=0)  # (q_A, n, b), (q_B, 2, n, b)
-    sq = np.concatenate([ii ** 2 - 1, (ij ** 2).sum(axis=1) - 2], axis=0).transpose(1, 0, 2)  # (n, q, b)
-    moving = rd.frequencies > 1e-3
-    sq = sq * moving[None]
+    modes = ModeCurvature(sampler)
+    eta_a, eta_b = modes.amplitudes(np.arange(n), seed=0)  # mode amplitudes, (n, q, b)
+    moving = modes.moving
+    sq = np.concatenate([eta_a ** 2 - 1, np.abs(eta_b) ** 2 - 2], axis=1) * moving[None]
     freq = rd.frequencies[moving]
     octile = np.searchsorted(np.quantile(freq, np.linspace(0, 1, 9)[1:-1]), rd.frequencies)
     groups = {"total": sq.sum(axis=(1, 2))[:, None], "per_branch": sq.sum(axis=1), "per_q": sq.sum(axis=2),

@@ -3,6 +3,7 @@ results equal to the CLI's, uploads, and sessions that share nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def cli_run_of(session, out: Path) -> dict:
               else "empirical")
     cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--supercell", str(session.system.supercell),
            "--samples", str(mc.samples), "--temperature", f"{mc.temperature:g}", "--seed", str(mc.seed),
-           "--sampling", mc.sampling, "--forces", forces, "--electrons", str(ROOT / "assets" / "models" / "electron"),
+           "--sampling", mc.sampling, "--estimator", mc.estimator, "--forces", forces, "--electrons", str(ROOT / "assets" / "models" / "electron"),
            "--batch-size", str(BATCH), "--out", str(out)]
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
     return json.loads((out / "results.json").read_text())["temperatures"][0]["ml"]
@@ -493,6 +494,36 @@ def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
     odd.monte_carlo.sampling = "zg"
     odd.monte_carlo._act(odd.monte_carlo.run)  # the Run button: refused with the method's reason
     assert odd.monte_carlo.status == "idle" and "ZG" in odd.ctx.message
+
+
+def test_the_curvature_estimator_runs_in_the_page_as_in_the_cli(tmp_path):
+    """Estimator "curvature": the page measures the mode curvatures first (its status says so),
+    names the estimator in its link, and gives the CLI's `mlepi mc --estimator curvature`
+    v_F and error for the same samples, an error other than the plain mean's."""
+    s = Session(**{**FAST, "samples": 12}, seed=2)
+    s.monte_carlo.estimator = "curvature"
+    assert s.to_query()["estimator"] == "curvature"
+    seen = []
+    s.ctx.param.watch(lambda e: seen.append(e.new), "message")
+    s.monte_carlo.run()
+    s.wait(timeout=300)
+    assert s.monte_carlo.status == "done", s.ctx.message
+    assert any("mode curvatures" in (m or "") for m in seen)
+    snap = s.monte_carlo.snapshot
+    cli = cli_run_of(s, tmp_path / "curvature")
+    assert cli["samples"] == snap.n_done == 12
+    assert cli["vf"] == pytest.approx(snap.vf, rel=1e-9, abs=0)
+    assert cli["vf_se"] == pytest.approx(snap.vf_se, rel=1e-6, abs=0)
+    engine = s.monte_carlo.engine
+    engine.settings = dataclasses.replace(engine.settings, estimator="plain")
+    assert engine.statistics(300.0)["vf_se"] != pytest.approx(snap.vf_se, rel=1e-3)
+    linked = Session()
+    assert linked.apply_query({"estimator": "curvature"}) == [] and linked.monte_carlo.estimator == "curvature"
+    assert linked.apply_query({"estimator": "magic"}) != []
+    both = Session(**FAST)
+    both.monte_carlo.param.update(estimator="curvature", antithetic=True)
+    both.monte_carlo._act(both.monte_carlo.run)  # refused with the reason
+    assert both.monte_carlo.status == "idle" and "curvature" in both.ctx.message
 
 
 @pytest.mark.integration  # starts a Dask cluster

@@ -79,6 +79,45 @@ def test_multilayer_frames_are_trilayers_and_strained_bilayers_with_their_own_sp
     assert "multilayer_configs" not in recorded and "rigid_configs" in recorded  # as recorded before they existed
 
 
+def test_rigid_multilayer_frames_sample_sliding_and_breathing_about_the_ground_stackings(tmp_path, forces):
+    """The rigid multilayer family: ABA / ABC trilayers and strained AB bilayers whose layers are
+    offset from their ground stacking by thermal amounts (0.3 A rms, each distance its own),
+    with little atomic noise; after the other families, in the multilayer splits."""
+    from mlepi_core.interlayer import layers_of
+    from mlepi_core.structures import STACKING_SHIFTS, _primitive_vectors
+
+    cfg = replace(SMALL, rigid_configs=2, multilayer_configs=2, rigid_multilayer_configs=40)
+    frames = read_extxyz(generate_phonon_set(tmp_path / "r", cfg, forces, progress=False))
+    first = cfg.n_configs + cfg.rigid_configs + cfg.multilayer_configs
+    extra = frames[first:]
+    assert len(extra) == 40 and {f.info["frame"] for f in extra} == {"rigid_trilayer", "rigid_strained"}
+    a12 = _primitive_vectors(np.linalg.norm(frames[0].cell[0]) / cfg.size)
+    ground = np.array(STACKING_SHIFTS["AB"])
+    offsets, gaps, stackings = [], [], set()
+    for f in extra:
+        layer = layers_of(f)
+        z = [f.positions[layer == k, 2].mean() for k in range(layer.max() + 1)]
+        gaps += list(np.diff(z))
+        stacking = f.info["stacking"]  # extxyz reads "x,y" back as numbers
+        shifts = ([np.array(s.split(","), dtype=float) for s in stacking.split(";")] if isinstance(stacking, str)
+                  else [np.asarray(stacking, dtype=float)])
+        if f.info["frame"] == "rigid_trilayer":
+            assert len(f) == 6 * cfg.size ** 2
+            third = shifts[1] - shifts[0]
+            to_aba, to_abc = (np.linalg.norm(((third + g + 0.5) % 1 - 0.5) @ a12) for g in (ground, -ground))
+            stackings.add("ABA" if to_aba < to_abc else "ABC")
+        for s in shifts[:1]:  # layer 2 over layer 1: AB plus a Cartesian offset
+            offsets.append(((s - ground + 0.5) % 1 - 0.5) @ a12)
+        assert f.info["sigma_a"] <= cfg.rigid_max_sigma_a
+    offsets = np.array(offsets)
+    assert 0.15 < offsets.std() < 0.45 and np.abs(offsets).max() < 1.5  # about 0.3 A rms, never far
+    assert np.std(gaps) > 0.02 and np.all(np.abs(np.array(gaps) - cfg.d0) < 0.4)
+    assert stackings == {"ABA", "ABC"}
+    meta = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    held = set(meta["split"]["val_multilayer"]) | set(meta["split"]["test_multilayer"])
+    assert held & set(range(first, cfg.n_total))
+
+
 def test_phonon_set_resumes_after_interruption(tmp_path):
     flaky = EmpiricalForceReference()
     calls = []

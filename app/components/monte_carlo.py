@@ -85,6 +85,9 @@ class MonteCarlo(pn.viewable.Viewer):
     antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
     sampling = param.Selector(objects=["mc", "zg"], default="mc",
                               doc="mc: Monte Carlo draws; zg: special displacements (ZG pairs +u, -u), a few suffice")
+    estimator = param.Selector(objects=["plain", "curvature"], default="plain",
+                               doc="plain: sample means; curvature: the same samples regressed on control variates "
+                                   "from each mode's curvature (one solve per mode first), several times smaller errors")
     path_points = param.Selector(objects=[0, 15, 30, 60], default=30,
                                  doc="points per segment of the spectral map, one eigen-solve each (0: coarse)")
     executor = param.Selector(objects=list(EXECUTORS), default="local",
@@ -121,7 +124,7 @@ class MonteCarlo(pn.viewable.Viewer):
         n_bands = dirac_bands(self.system.atoms)
         settings = MCSettings(temperatures=(float(self.temperature),), n_samples=int(self.samples),
                               seed=int(self.seed), batch_size=BATCH, antithetic=bool(self.antithetic),
-                              sampling=self.sampling, path_points=int(self.path_points),
+                              sampling=self.sampling, estimator=self.estimator, path_points=int(self.path_points),
                               supercell=int(self.system.supercell), n_bands=n_bands)
         source = self.continue_from
         if source and self._identity(settings) == source["identity"]:  # its spectra came every n-th sample
@@ -228,6 +231,9 @@ class MonteCarlo(pn.viewable.Viewer):
             if self.status == "stopping":
                 self._report("stopped", "stopped")
                 return
+            if settings.estimator == "curvature" and not self._mode_curvature(engine):
+                self._report("stopped", "stopped while measuring the mode curvatures; Run continues")
+                return
             t = settings.temperatures[0]
             self._report("running", f"sampling {t:g} K ...")
             self._t_start = time.perf_counter()
@@ -248,6 +254,15 @@ class MonteCarlo(pn.viewable.Viewer):
                 self._report("stopped", f"stopped after {stats['samples']} samples; Run continues")
         except Exception as err:
             self._report("error", f"the run failed: {type(err).__name__}: {err}")
+
+    def _mode_curvature(self, engine) -> bool:
+        """The curvature estimator's one solve per mode (``MonteCarloEngine.mode_curvature``),
+        with its progress in the status line; False if the run was stopped meanwhile."""
+        if engine._curvature is None:
+            self._report("preparing", "mode curvatures: one solve per phonon mode of the supercell ...")
+            engine.mode_curvature(progress=lambda done, n: self._report(
+                "preparing", f"mode curvatures: {done} of {n} solves (once per structure and models)"))
+        return engine._curvature is not None
 
     def _batches(self, engine, settings, t: float):
         """The run at ``t``, in this process or as tasks on the server's Dask cluster (the same
@@ -377,6 +392,10 @@ class MonteCarlo(pn.viewable.Viewer):
         self.sampling_buttons = w.RadioButtonGroup.from_param(
             self.param.sampling, name="Sampling", button_type="light",
             options={"Monte Carlo": "mc", "special displacements (ZG)": "zg"}, css_classes=["mlepi-sampling"])
+        self.estimator_buttons = w.RadioButtonGroup.from_param(
+            self.param.estimator, name="Estimator", button_type="light",
+            options={"plain mean": "plain", "curvature control variates": "curvature"},
+            css_classes=["mlepi-estimator"])
         self.path_select = w.Select.from_param(self.param.path_points, name="Spectral map: points per segment",
                                                css_classes=["mlepi-path-points"])
         self.executor_buttons = w.RadioButtonGroup.from_param(self.param.executor, name="Run on",
@@ -389,7 +408,8 @@ class MonteCarlo(pn.viewable.Viewer):
                                         css_classes=["mlepi-temperature"]),
                 w.IntInput.from_param(self.param.samples, name="Samples", start=2, end=5000,
                                       css_classes=["mlepi-samples"]),
-                self.sampling_buttons, self.seed_input, self.antithetic_box, self.path_select, self.run_on,
+                self.sampling_buttons, self.estimator_buttons, self.seed_input, self.antithetic_box,
+                self.path_select, self.run_on,
                 self.executor_buttons,
                 pn.Row(self.run_btn, self.pause_btn, self.stop_btn), pn.Row(pin, clear)]
 
@@ -411,7 +431,7 @@ class MonteCarlo(pn.viewable.Viewer):
         self.pause_btn.name = "Resume" if self.status == "paused" else "Pause"
         self.stop_btn.disabled = not busy
         for widget in (self.seed_input, self.antithetic_box, self.executor_buttons, self.sampling_buttons,
-                       self.path_select):
+                       self.estimator_buttons, self.path_select):
             widget.disabled = busy
 
     def status_panel(self) -> pn.Column:

@@ -217,6 +217,9 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--multilayer", type=integer(0, 10**6), default=0,
                    help="graphene: this many more frames, half trilayers, half bilayers strained by up to 2 %%")
+    s.add_argument("--rigid-multilayer", type=integer(0, 10**6), default=0,
+                   help="graphene: this many more frames sampling the sliding and breathing of ABA / ABC "
+                        "trilayers and strained AB bilayers at thermal amplitudes")
     s.add_argument("--reference", default="empirical",
                    help="force reference: empirical (REBO+KC), gfn1, or module:Class of an ASE calculator")
     s.set_defaults(func=cmd_data_phonon)

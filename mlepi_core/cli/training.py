@@ -13,12 +13,14 @@ def cmd_data_phonon(args) -> int:
     from ..data.generate import DEFAULT_RIGID_CONFIGS, generate_phonon_set, material_set
 
     cfg = material_set(args.material, n_configs=args.n, size=args.size, seed=args.seed,
-                       rigid_configs=DEFAULT_RIGID_CONFIGS, multilayer_configs=args.multilayer)
+                       rigid_configs=DEFAULT_RIGID_CONFIGS, multilayer_configs=args.multilayer,
+                       rigid_multilayer_configs=args.rigid_multilayer)
     t0 = time.time()
     path = generate_phonon_set(args.out, cfg, force_model_from_name(args.reference))
     size_mb = path.stat().st_size / 1e6
     print(f"phonon set: {cfg.n_configs} configurations + {cfg.rigid_configs} rigid-layer ones + "
-          f"{cfg.multilayer_configs} trilayers and strained bilayers -> {path} ({size_mb:.1f} MB, "
+          f"{cfg.multilayer_configs} trilayers and strained bilayers + {cfg.rigid_multilayer_configs} rigid "
+          f"ones -> {path} ({size_mb:.1f} MB, "
           f"{time.time() - t0:.0f} s)")
     return 0
 

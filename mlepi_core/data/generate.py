@@ -100,6 +100,15 @@ class PhononSetConfig:
     constant: LCBOP + KC's shear mode falls from 18.8 to 12.9 cm^-1 at +1.5 %). Distances and
     atomic noise are drawn as for the first frames. Split into train / val_multilayer /
     test_multilayer.
+
+    Then ``rigid_multilayer_configs`` frames (graphene; ids after those) that sample the sliding
+    and breathing coordinates of the same cells at thermal amplitudes, as the rigid frames do
+    for the bilayer: half are ABA or ABC trilayers with each layer offset from its ground
+    stacking over the layer below by a Gaussian of ``rigid_shift_sigma_a`` and each interlayer
+    distance d0 + N(0, ``rigid_d_sigma_a``) on its own (the middle layer's two neighbours
+    couple its shear and breathing, and layers 1 and 3 couple only through it), half are AB
+    bilayers strained as above with the same offsets; atomic noise uniform in
+    [0, ``rigid_max_sigma_a``]. Split into train / val_multilayer / test_multilayer.
     """
 
     n_configs: int = 2000
@@ -118,11 +127,12 @@ class PhononSetConfig:
     rigid_max_sigma_a: float = 0.01
     multilayer_configs: int = 0
     strain_range: tuple[float, float] = (-0.02, 0.02)
+    rigid_multilayer_configs: int = 0
     material: str = "graphene"  # or a key of MATERIAL_BILAYERS: the bilayer's ground stacking and d0 are its
 
     @property
     def n_total(self) -> int:
-        return self.n_configs + self.rigid_configs + self.multilayer_configs
+        return self.n_configs + self.rigid_configs + self.multilayer_configs + self.rigid_multilayer_configs
 
 
 @dataclass(frozen=True)
@@ -172,8 +182,11 @@ DEFAULT_RIGID_CONFIGS = 400  # what `mlepi data phonon` adds to the paper's 2,00
 
 
 def phonon_config(cfg: PhononSetConfig, j: int) -> Atoms:
-    """Configuration j of the phonon set (unlabelled); j >= n_configs are the rigid-layer frames."""
+    """Configuration j of the phonon set (unlabelled): the bilayer frames, then the rigid-layer,
+    multilayer and rigid multilayer families (PhononSetConfig)."""
     rng = _rng(cfg.seed, j, CONFIG_STREAM)
+    if j >= cfg.n_configs + cfg.rigid_configs + cfg.multilayer_configs:
+        return _rigid_multilayer_config(cfg, j, rng)
     if j >= cfg.n_configs + cfg.rigid_configs:
         return _multilayer_config(cfg, j, rng)
     if j >= cfg.n_configs:
@@ -226,6 +239,44 @@ def _multilayer_config(cfg: PhononSetConfig, j: int, rng: np.random.Generator) -
     return atoms
 
 
+def _rigid_multilayer_config(cfg: PhononSetConfig, j: int, rng: np.random.Generator) -> Atoms:
+    """Frame j of the rigid multilayer family: an ABA / ABC trilayer or a strained AB bilayer
+    with Gaussian rigid offsets and distances about the ground stacking (see PhononSetConfig)."""
+    from ..interlayer import strained
+    from ..structures import STACKING_SHIFTS, _layer_basis, _primitive_vectors, _stack
+
+    if cfg.material != "graphene":
+        raise ValueError("multilayer frames are built for graphene only")
+    ground = np.array(STACKING_SHIFTS["AB"])
+    a12 = _primitive_vectors(GRAPHENE_A)
+
+    def offset():  # fractional, from a Cartesian Gaussian offset in A
+        return np.linalg.solve(a12.T, rng.normal(0.0, cfg.rigid_shift_sigma_a, 2))
+
+    def distance():
+        return float(np.clip(cfg.d0 + rng.normal(0.0, cfg.rigid_d_sigma_a), *cfg.d_range))
+
+    if rng.uniform() < 0.5:
+        s2 = ground + offset()
+        s3 = s2 + (ground if rng.uniform() < 0.5 else -ground) + offset()  # ABC or ABA
+        d12, d23 = distance(), distance()
+        cell = _stack([_layer_basis(GRAPHENE_A) + s @ a12 for s in (np.zeros(2), s2, s3)], a12, d12, VACUUM_A)
+        cell.positions[cell.arrays["layer"] == 2, 2] += d23 - d12
+        kind, strain, d = "rigid_trilayer", 0.0, d12
+        stacking = f"{s2[0] % 1:.6f},{s2[1] % 1:.6f};{s3[0] % 1:.6f},{s3[1] % 1:.6f}"
+    else:
+        shift = (ground + offset()) % 1.0
+        strain, d = rng.uniform(*cfg.strain_range), distance()
+        cell = strained(bilayer(tuple(shift), d=d), strain)
+        kind, stacking = "rigid_strained", f"{shift[0]:.6f},{shift[1]:.6f}"
+    sigma = rng.uniform(0, cfg.rigid_max_sigma_a)
+    atoms = supercell(cell, cfg.size)
+    atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
+    atoms.positions = np.round(atoms.positions, 8)
+    atoms.info.update(config_id=j, sigma_a=sigma, d_a=d, stacking=stacking, frame=kind, strain=strain)
+    return atoms
+
+
 def _rigid_draw(cfg: PhononSetConfig, rng: np.random.Generator) -> tuple[tuple[float, float], float, float]:
     """(fractional shift of layer 2, d in A, atomic sigma in A) of a rigid-layer frame."""
     from ..structures import STACKING_SHIFTS, _primitive_vectors
@@ -254,6 +305,8 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
         record.pop("material")
     if not cfg.multilayer_configs:  # a set without them, recorded as before they existed
         record.pop("multilayer_configs"), record.pop("strain_range")
+    if not cfg.rigid_multilayer_configs:
+        record.pop("rigid_multilayer_configs")
     _check_or_record_config(out, {"kind": "phonon", **record, "reference": describe(model)})
     t0 = time.time()
     starts = range(0, cfg.n_total, cfg.chunk)
@@ -276,6 +329,10 @@ def generate_phonon_set(out: str | Path, cfg: PhononSetConfig, model: ForceModel
     multilayer = split_indices(cfg.multilayer_configs, cfg.fractions, cfg.seed + 2, MULTILAYER_SPLIT_NAMES)
     for name, ids in multilayer.items():
         split[name] = sorted(split.get(name, []) + [cfg.n_configs + cfg.rigid_configs + j for j in ids])
+    first = cfg.n_configs + cfg.rigid_configs + cfg.multilayer_configs
+    rigid_multilayer = split_indices(cfg.rigid_multilayer_configs, cfg.fractions, cfg.seed + 3, MULTILAYER_SPLIT_NAMES)
+    for name, ids in rigid_multilayer.items():
+        split[name] = sorted(split.get(name, []) + [first + j for j in ids])
     which = {j: name for name, ids in split.items() for j in ids}
     frames = [f for c0 in starts for f in read_extxyz(parts / f"configs_{c0:06d}.xyz")]
     for atoms in frames:
