@@ -6,7 +6,9 @@ Layout: ``header`` (JSON: format, the run's settings, the caller's extras, the t
 in order) and, for the i-th temperature, ``{part}_samples_{i}`` (sample indices) beside
 ``{part}_{i}`` (their values): ``values`` (v_F, gamma_1), ``gaps``, ``near_k``
 (n, n_q, n_bands) and the spectral sums ``spectra`` and ``layer_spectra`` with the samples
-they hold. Floats keep every bit, so a continued run equals one that never stopped.
+they hold; with the curvature estimator, the mode curvatures and slopes per observable
+(``curvature__vf``, ``slope__vf``, ...) and the frequencies they belong to. Floats keep every
+bit, so a continued run equals one that never stopped.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ def write_checkpoint(path: str | Path, state: dict, extra: dict | None = None) -
             arrays[f"{part}_samples_{i}"] = np.array(sorted(acc["samples"]), dtype=np.int64)
             arrays[f"{part}_{i}"] = np.asarray(acc["sum"])
 
+    curvature = state.get("mode_curvature")
+    if curvature:  # the curvature estimator's one solve per mode, kept for a continued run
+        arrays["curvature_frequencies_thz"] = np.asarray(curvature["frequencies_thz"])
+        for part in ("curvature", "slope"):
+            for name, values in curvature[part].items():
+                arrays[f"{part}__{name}"] = np.asarray(values)
+
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -74,6 +83,10 @@ def read_checkpoint(path: str | Path) -> dict:
                 held = arrays[f"{part}_samples_{i}"].tolist()
                 if held:
                     state[part][t] = {"sum": arrays[f"{part}_{i}"], "samples": held}
+        if "curvature_frequencies_thz" in arrays:
+            state["mode_curvature"] = {"frequencies_thz": arrays["curvature_frequencies_thz"],
+                                       **{part: {k.split("__", 1)[1]: v for k, v in arrays.items()
+                                                 if k.startswith(part + "__")} for part in ("curvature", "slope")}}
         return {**dict(header["extra"]), **state}
     except CheckpointError:
         raise

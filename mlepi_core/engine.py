@@ -212,7 +212,10 @@ class MonteCarloEngine:
                 "near_k": self.near_k,
                 "spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])} for t, a in self.spectra.items()},
                 "layer_spectra": {t: {"sum": a["sum"], "samples": sorted(a["samples"])}
-                                  for t, a in self.layer_spectra.items()}}
+                                  for t, a in self.layer_spectra.items()},
+                **({"mode_curvature": {"frequencies_thz": self._curvature.frequencies_thz,
+                                       "curvature": self._curvature.curvature, "slope": self._curvature.slope}}
+                   if self._curvature is not None else {})}
 
     def load_state(self, state: dict) -> None:
         """Continue from ``state()`` of a run with the same seed, sampling and cell."""
@@ -231,6 +234,13 @@ class MonteCarloEngine:
         # checkpoints written before the layer parts existed hold none
         self.layer_spectra = {float(t): {"sum": a["sum"], "samples": set(a["samples"])}
                               for t, a in state.get("layer_spectra", {}).items()}
+        saved = state.get("mode_curvature")
+        if saved and self._curvature is None:  # the same phonons: the curvatures are this run's
+            curvature = ModeCurvature(self.sampler)
+            if np.array_equal(np.asarray(saved["frequencies_thz"]), curvature.frequencies_thz):
+                curvature.curvature = {k: np.asarray(v) for k, v in saved["curvature"].items()}
+                curvature.slope = {k: np.asarray(v) for k, v in saved["slope"].items()}
+                self._curvature = curvature
 
     def save_checkpoint(self, path, extra: dict | None = None) -> None:
         """Write the finished samples atomically (``checkpoints.py``: plain arrays, no pickle)."""

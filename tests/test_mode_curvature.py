@@ -113,3 +113,23 @@ def test_curvature_estimator_refuses_samples_it_cannot_use():
         MCSettings(estimator="curvature", sampling="zg", n_samples=2)
     with pytest.raises(ValueError, match="estimator"):
         MCSettings(estimator="magic")
+
+
+def test_a_checkpoint_keeps_the_curvatures(tmp_path):
+    """A continued run takes the curvatures from its checkpoint (no solve) and gives the same
+    estimate as the run that wrote it."""
+    settings = MCSettings(temperatures=(300.0,), n_samples=16, batch_size=8, supercell=3, spectral_every=0,
+                          estimator="curvature")
+    first = MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), SlaterKosterPz(), settings)
+    for _ in first.run_all():
+        pass
+    first.save_checkpoint(tmp_path / "run.npz")
+    second = MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), SlaterKosterPz(), settings)
+    assert second.load_checkpoint(tmp_path / "run.npz") == 16
+    solves = []
+    second.mode_curvature(progress=lambda done, n: solves.append(done))
+    assert solves == []
+    for name in ("vf", "gamma1"):
+        np.testing.assert_array_equal(second._curvature.curvature[name], first._curvature.curvature[name])
+        np.testing.assert_array_equal(second._curvature.slope[name], first._curvature.slope[name])
+    assert second.statistics(300.0) == first.statistics(300.0)
