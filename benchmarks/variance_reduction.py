@@ -7,6 +7,9 @@ Estimators, all on the same keyed samples (seed 0) that benchmarks/zg_vs_mc.py c
   whose mean is exactly zero; by crystal momentum they carry the whole first-order response of a
   translation-invariant observable (``statistics.control_variate_mean``);
 - cv-gamma2: the same plus z_i^2 - 1 (second order at Gamma, mean zero too);
+- curvature: regression on the mode-curvature controls C(T) and L(T) (``mode_curvature.py``,
+  the estimator of ``mlepi mc --estimator curvature``), with "variance_ratio_cv": the plain
+  variance over that of the residuals with coefficients fitted on the other half (two-fold);
 - zg: ZG pairs (special displacements), one unit per pair of configurations.
 Samples needed = 500 * var(estimator per sample) / var(plain per sample), each variance from
 the n samples at hand (the standard error times sqrt(n)).
@@ -43,10 +46,25 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from zg_vs_mc import load_cache
 
+    from mlepi_core.engine import MCSettings, MonteCarloEngine
+    from mlepi_core.model_names import hamiltonian_model_from_name
+
     cache = load_cache(Path(args.cache))
     cell = f"{args.cell}x{args.cell}"
-    prim, phonon = prepare_lattice(mlepi.build("AB"), force_model_from_name("phonon"), args.cell)
+    forces = force_model_from_name("phonon")
+    lattice = prepare_lattice(mlepi.build("AB"), forces, args.cell)
+    prim, phonon = lattice
     sampler = ThermalSampler(phonon, prim)
+    engines = {}
+
+    def curvature_engine(electrons: str) -> MonteCarloEngine:
+        """An engine on the cached samples' structure and models, its curvatures measured."""
+        if electrons not in engines:
+            engines[electrons] = MonteCarloEngine(
+                mlepi.build("AB"), forces, hamiltonian_model_from_name(electrons),
+                MCSettings(supercell=args.cell, spectral_every=0, estimator="curvature", batch_size=8), lattice=lattice)
+            engines[electrons].mode_curvature()
+        return engines[electrons]
     rows = []
     for electrons, t in sorted({(k[1], k[3]) for k in cache if k[0] == cell}):
         mc = sorted((r for k, r in cache.items() if k[:4] == (cell, electrons, "mc", t)), key=lambda r: r["j"])
@@ -73,6 +91,14 @@ def main() -> None:
             add("cv-gamma", a, se, n, 1)
             a, se = control_variate_mean(y, np.hstack([z, z ** 2 - 1]))
             add("cv-gamma2", a, se, n, 1)
+            x = curvature_engine(electrons).controls(t, idx)[name]
+            a, se = control_variate_mean(y, x)
+            add("curvature", a, se, n, 1)
+            half, resid = n // 2, []
+            for fit, use in ((slice(0, half), slice(half, n)), (slice(half, n), slice(0, half))):
+                beta, *_ = np.linalg.lstsq(np.c_[np.ones(len(y[fit])), x[fit]], y[fit], rcond=None)
+                resid.append(y[use] - x[use] @ beta[1:])
+            out["estimators"]["curvature"]["variance_ratio_cv"] = float(y.var(ddof=1) / np.concatenate(resid).var(ddof=1))
             if len(zg) >= 4:
                 v = np.array([r[name] for r in zg])
                 pairs = v[: len(v) // 2 * 2].reshape(-1, 2).mean(axis=1)
