@@ -81,7 +81,7 @@ def test_curvature_estimator_agrees_with_the_plain_mean_at_a_smaller_error():
     """6x6 AB bilayer, Slater-Koster electrons, 96 samples: at 300 K the curvature estimator's
     v_F and gamma_1 agree with the plain means of the same samples within their errors, at
     smaller errors (measured: 0.64x for v_F, 0.43x for gamma_1; with the GFN1-trained network
-    0.3x, benchmarks/results/time_to_answer.json), and so does the paired difference to 0 K."""
+    0.3x, benchmarks/results/variance_reduction.json), and so does the paired difference to 0 K."""
     settings = MCSettings(temperatures=(0.0, 300.0), n_samples=96, batch_size=16, supercell=6,
                           spectral_every=0, estimator="curvature")
     engine = MonteCarloEngine(bilayer("AB"), EmpiricalForceReference(), SlaterKosterPz(), settings)
