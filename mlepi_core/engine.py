@@ -548,16 +548,16 @@ class MonteCarloEngine:
             i1, v1 = self.sample_values(t1, which)
             i2, v2 = self.sample_values(t2, which)
             common, a, b = np.intersect1d(i1, i2, return_indices=True)
-            d = v2[b] - v1[a]
+            diff = v2[b] - v1[a]
             if (self.settings.estimator == "curvature" and self._curvature is not None
-                    and len(common) >= CURVATURE_MIN_SAMPLES and np.isfinite(d).all()):
+                    and len(common) >= CURVATURE_MIN_SAMPLES and np.isfinite(diff).all()):
                 c1, c2 = self.controls(t1, common)[name[1:]], self.controls(t2, common)[name[1:]]
-                mean, se = control_variate_mean(d, c2 - c1)
+                mean, se = control_variate_mean(diff, c2 - c1)
                 out.update({name: mean, name + "_se": se, "pairs": len(common)})
                 continue
             stats = RunningStats()
-            for d in self.estimator_units(common, v2[b] - v1[a]):
-                stats.add(d)
+            for unit in self.estimator_units(common, diff):
+                stats.add(unit)
             out.update({name: stats.mean, name + "_se": stats.std_error, "pairs": stats.n})
         return out
 
