@@ -2,7 +2,8 @@
 
 Forces from the shipped HedgeNet-Phonon; electrons from the GFN1-trained HedgeNet-Electron
 ("electron") and the Slater-Koster p_z reference ("slater-koster"), at 0 and 300 K. Per
-(cell, electrons): ZG pairs (different sign patterns) and Monte Carlo samples (seed 0,
+(cell, electrons): ZG pairs with amplitudes +-sigma ("zg", the method's own), ZG blocks with
+Gauss-Hermite amplitudes ("zg-gh", exact to fourth order) and Monte Carlo samples (seed 0,
 keyed), taken in rounds so that a stopped run holds balanced partial results. Every sample
 is appended to a cache (JSON lines) as it finishes, with its seconds; a rerun skips what the
 cache holds, so the script is resumable:
@@ -36,13 +37,17 @@ def load_cache(path: Path) -> dict:
     return out
 
 
-def estimate(values: np.ndarray, pairs: bool) -> tuple[float, float, int]:
-    """Mean, standard error and number of independent units (pair means for ZG)."""
-    v = np.asarray(values, dtype=float)
-    if pairs:
-        v = v[: len(v) // 2 * 2].reshape(-1, 2).mean(axis=1) if len(v) >= 2 else v
+RULE_UNIT = {"zg": 2, "zg-gh": 6}  # configurations per independent unit
+SUFFIX = {"zg": "zg", "zg-gh": "zggh", "mc": "mc"}  # sampling -> column suffix
+
+
+def estimate(values: np.ndarray, sampling: str) -> tuple[float, float, int]:
+    """Mean, standard error and number of independent units (the engine's: ZG pair or block means)."""
+    from mlepi_core.statistics import estimator_units
+
+    v = estimator_units(np.arange(len(values)), values, sampling=sampling)
     se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    return float(np.mean(v)) if len(v) else float("nan"), se, len(v)
+    return float(np.mean(values)) if len(v) else float("nan"), se, len(v)
 
 
 def summarise(cache: dict, static: dict) -> list[dict]:
@@ -50,33 +55,38 @@ def summarise(cache: dict, static: dict) -> list[dict]:
     keys = sorted({k[:2] + (k[3],) for k in cache})
     for cell, electrons, t in keys:
         row = {"cell": cell, "electrons": electrons, "T": t, **static.get(f"{cell}/{electrons}", {})}
-        for sampling in ("zg", "mc"):
+        for sampling, suffix in SUFFIX.items():
             recs = sorted((r for k, r in cache.items() if k[:4] == (cell, electrons, sampling, t)),
                           key=lambda r: r["j"])
             for name in ("vf", "gamma1"):
-                m, se, n = estimate([r[name] for r in recs], sampling == "zg")
-                row[f"{name}_{sampling}"], row[f"{name}_{sampling}_se"] = m, se
-            row[f"n_{sampling}"] = len(recs)
-            row[f"seconds_{sampling}"] = float(sum(r["seconds"] for r in recs))
-            if sampling == "zg":
-                row["zg_error_function"] = [r.get("zg_error") for r in recs[::2]]
+                m, se, n = estimate([r[name] for r in recs], sampling)
+                row[f"{name}_{suffix}"], row[f"{name}_{suffix}_se"] = m, se
+            row[f"n_{suffix}"] = len(recs)
+            row[f"seconds_{suffix}"] = float(sum(r["seconds"] for r in recs))
+            if sampling != "mc":
+                row[f"{suffix}_error_function"] = [r.get("zg_error") for r in recs[::RULE_UNIT[sampling]]]
         for name in ("vf", "gamma1"):
-            d = row[f"{name}_zg"] - row[f"{name}_mc"]
-            row[f"{name}_diff_in_mc_se"] = d / row[f"{name}_mc_se"] if row[f"{name}_mc_se"] > 0 else float("nan")
+            for suffix in ("zg", "zggh"):
+                d = row[f"{name}_{suffix}"] - row[f"{name}_mc"]
+                row[f"{name}_{suffix}_diff_in_mc_se"] = d / row[f"{name}_mc_se"] if row[f"{name}_mc_se"] > 0 else float("nan")
         rows.append(row)
     return rows
 
 
 def write(rows: list[dict], meta: dict) -> None:
     (RESULTS / "zg_vs_mc.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
-    lines = ["| cell | electrons | T (K) | v_F ZG (10^6 m/s) | v_F MC | (ZG-MC)/SE | gamma_1 ZG (eV) | gamma_1 MC | "
-             "(ZG-MC)/SE | ZG configs, s | MC samples, s |", "|" + "---|" * 11]
+    lines = ["| cell | electrons | T (K) | ZG rule | v_F ZG (10^6 m/s) | v_F MC | (ZG-MC)/SE | gamma_1 ZG (eV) | "
+             "gamma_1 MC | (ZG-MC)/SE | ZG configs, s | MC samples, s |", "|" + "---|" * 12]
     for r in rows:
-        lines.append(f"| {r['cell']} | {r['electrons']} | {r['T']:.0f} | {r['vf_zg']:.5f} ± {r['vf_zg_se']:.5f} | "
-                     f"{r['vf_mc']:.5f} ± {r['vf_mc_se']:.5f} | {r['vf_diff_in_mc_se']:+.2f} | "
-                     f"{r['gamma1_zg']:.5f} ± {r['gamma1_zg_se']:.5f} | {r['gamma1_mc']:.5f} ± {r['gamma1_mc_se']:.5f} | "
-                     f"{r['gamma1_diff_in_mc_se']:+.2f} | {r['n_zg']}, {r['seconds_zg']:.0f} | "
-                     f"{r['n_mc']}, {r['seconds_mc']:.0f} |")
+        for suffix, rule in (("zg", "+-sigma"), ("zggh", "Gauss-Hermite")):
+            if not r[f"n_{suffix}"]:
+                continue
+            lines.append(f"| {r['cell']} | {r['electrons']} | {r['T']:.0f} | {rule} | "
+                         f"{r[f'vf_{suffix}']:.5f} ± {r[f'vf_{suffix}_se']:.5f} | "
+                         f"{r['vf_mc']:.5f} ± {r['vf_mc_se']:.5f} | {r[f'vf_{suffix}_diff_in_mc_se']:+.2f} | "
+                         f"{r[f'gamma1_{suffix}']:.5f} ± {r[f'gamma1_{suffix}_se']:.5f} | "
+                         f"{r['gamma1_mc']:.5f} ± {r['gamma1_mc_se']:.5f} | {r[f'gamma1_{suffix}_diff_in_mc_se']:+.2f} | "
+                         f"{r[f'n_{suffix}']}, {r[f'seconds_{suffix}']:.0f} | {r['n_mc']}, {r['seconds_mc']:.0f} |")
     (RESULTS / "zg_vs_mc.md").write_text("\n".join(lines) + "\n")
 
 
@@ -86,6 +96,7 @@ def main() -> None:
     ap.add_argument("--electrons", nargs="+", default=["electron", "slater-koster"])
     ap.add_argument("--temperatures", type=float, nargs="+", default=[0.0, 300.0])
     ap.add_argument("--zg", type=int, default=8, help="ZG configurations (4 pairs of sign patterns)")
+    ap.add_argument("--zg-gh", type=int, default=48, help="Gauss-Hermite ZG configurations (8 blocks of six)")
     ap.add_argument("--mc", type=int, default=500, help="Monte Carlo samples")
     ap.add_argument("--round", type=int, default=20, help="Monte Carlo samples per (electrons, T) per round")
     ap.add_argument("--cache", default=str(RESULTS / "zg_vs_mc_samples.jsonl"))
@@ -112,8 +123,9 @@ def main() -> None:
         res = engine.compute_batch(t, j, 1)
         r = {"cell": cell, "electrons": electrons, "sampling": sampling, "T": t, "j": j,
              "vf": res["vf"][0], "gamma1": res["gamma1"][0], "seconds": time.perf_counter() - t0}
-        if sampling == "zg":
-            r["zg_error"] = engine.sampler.special.configuration(t, engine.settings.seed, j // 2).error
+        if sampling != "mc":
+            rule = {"zg": "sign", "zg-gh": "gauss-hermite"}[sampling]
+            r["zg_error"] = engine.sampler.special.configuration(t, engine.settings.seed, j // 2, rule).error
         cache[key] = r
         with cache_path.open("a") as fh:
             fh.write(json.dumps(r) + "\n")
@@ -126,8 +138,8 @@ def main() -> None:
         print(f"{cell}: lattice {time.perf_counter() - t0:.0f} s", flush=True)
         engines = {}
         for electrons in args.electrons:
-            for sampling in ("zg", "mc"):
-                settings = MCSettings(temperatures=tuple(args.temperatures), n_samples=args.mc, supercell=n,
+            for sampling in SUFFIX:
+                settings = MCSettings(temperatures=tuple(args.temperatures), n_samples=6 * max(args.mc, args.zg, args.zg_gh), supercell=n,
                                       spectral_every=0, sampling=sampling)
                 engines[electrons, sampling] = MonteCarloEngine(atoms, forces, hamiltonian_model_from_name(electrons),
                                                                 settings, lattice=lattice)
@@ -135,10 +147,12 @@ def main() -> None:
             static[f"{cell}/{electrons}"] = {"vf_static": e.static["vf"], "gamma1_static": e.static["gamma1"]}
         for electrons in args.electrons:  # ZG first: a few configurations each
             for t in args.temperatures:
-                t0 = time.perf_counter()
-                for j in range(args.zg):
-                    record(engines[electrons, "zg"], cell, electrons, "zg", t, j)
-                print(f"{cell} {electrons} {t:.0f} K: ZG {args.zg} configs ({time.perf_counter() - t0:.0f} s)", flush=True)
+                for sampling, count in (("zg", args.zg), ("zg-gh", args.zg_gh)):
+                    t0 = time.perf_counter()
+                    for j in range(count):
+                        record(engines[electrons, sampling], cell, electrons, sampling, t, j)
+                    print(f"{cell} {electrons} {t:.0f} K: {sampling} {count} configs "
+                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
         write(summarise(cache, static), meta)
         for first in range(0, args.mc, args.round):
             for electrons in args.electrons:

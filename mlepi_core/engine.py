@@ -29,7 +29,7 @@ from .observables import BandProbe
 from .spectral import SpectralMap
 from .statistics import RunningStats, control_variate_mean, estimator_units
 from .phonons import harmonic_phonons, relax_positions
-from .sampling import ThermalSampler
+from .sampling import SAMPLINGS, ThermalSampler
 from .seams import ForceModel, HamiltonianModel, refusal
 
 # Set when the interpreter begins to exit, before thread pools join their threads (threading's
@@ -58,7 +58,8 @@ class MCSettings:
     batch size, antithetic pairs, the n x n supercell, and ``displacement_scale``
     (1 = thermal; 0 reproduces the static lattice, a check). ``sampling="zg"`` replaces
     the Monte Carlo draws by ``n_samples`` special displacements (ZG pairs +u, -u,
-    ``special_displacements.py``)."""
+    ``special_displacements.py``), ``"zg-gh"`` by ZG configurations with Gauss-Hermite
+    amplitudes (blocks of six, exact to fourth order)."""
 
     temperatures: tuple[float, ...] = (0.0, 300.0)
     n_samples: int = 200
@@ -75,7 +76,7 @@ class MCSettings:
     # (benchmarks/spectral_path.py, docs/physics.md#band-unfolding).
     spectral_every: int = 32
     path_points: int = 30
-    sampling: str = "mc"  # "mc": Monte Carlo; "zg": special displacements
+    sampling: str = "mc"  # "mc": Monte Carlo; "zg", "zg-gh": special displacements (SAMPLINGS)
     # "plain": sample means; "curvature": the same samples regressed on the mode-curvature and
     # Gamma-point control variates (mode_curvature.py), the same answer with a smaller error
     estimator: str = "plain"
@@ -99,9 +100,9 @@ class MCSettings:
             raise ValueError(f"path_points (per path segment) must be 0 (coarse) to 300, got {self.path_points}")
         if self.antithetic and self.n_samples % 2:
             raise ValueError("antithetic sampling needs an even number of samples")
-        if self.sampling not in ("mc", "zg"):
-            raise ValueError(f"sampling must be 'mc' or 'zg', got {self.sampling!r}")
-        if self.sampling == "zg" and self.antithetic:
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.sampling != "mc" and self.antithetic:
             raise ValueError("ZG configurations come in +u, -u pairs already; drop antithetic")
         if not (np.isfinite(self.target_se) and self.target_se >= 0):
             raise ValueError(f"target_se must be >= 0 (0: off), got {self.target_se}")
@@ -112,6 +113,8 @@ class MCSettings:
                              "no antithetic pairs)")
         if self.sampling == "zg" and self.n_samples > 1 and self.n_samples % 2:
             raise ValueError("ZG sampling takes 1 configuration or an even number (pairs +u, -u)")
+        if self.sampling == "zg-gh" and self.n_samples % 6:
+            raise ValueError("Gauss-Hermite ZG sampling takes whole blocks: a multiple of 6 configurations")
 
 
 @dataclass

@@ -21,6 +21,9 @@ from .phonons import supercell_atoms
 from .units import THZ_TO_CM1
 
 IMAGINARY_TOL_CM1 = 5.0  # cm^-1: softer "imaginary" modes are numerical noise of the acoustic branch
+# sampling -> ZG amplitude rule (special_displacements.RULES); "mc" draws Gaussian normals
+ZG_RULES = {"zg": "sign", "zg-gh": "gauss-hermite"}
+SAMPLINGS = ("mc", *ZG_RULES)
 
 
 class ThermalSampler:
@@ -93,23 +96,26 @@ class ThermalSampler:
             self._special = SpecialDisplacements(rd, self._rd.frequencies, p.primitive.s2p_map)
         return self._special
 
-    def special_displacements(self, temperature: float, first: int, count: int, seed: int) -> np.ndarray:
+    def special_displacements(self, temperature: float, first: int, count: int, seed: int,
+                              rule: str = "sign") -> np.ndarray:
         """Displacements (count, N, 3) in Angstrom of ZG configurations first .. first+count-1
-        (pairs +u, -u; ``special_displacements.py``), on the same phonons and amplitudes."""
+        (pairs +u, -u; amplitude ``rule``, ``special_displacements.py``), on the same phonons
+        and amplitudes."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 K, got {temperature}")
-        return self.special.sample_displacements(temperature, first, count, seed)
+        return self.special.sample_displacements(temperature, first, count, seed, rule)
 
     def samples(self, temperature: float, first: int, count: int, seed: int,
                 antithetic: bool = False, sampling: str = "mc") -> list[Atoms]:
         """Displaced supercells (ASE atoms with layer labels) of samples first .. first+count-1:
-        Monte Carlo (``sampling="mc"``) or ZG configurations (``"zg"``)."""
-        if sampling == "zg":
-            displacements = self.special_displacements(temperature, first, count, seed)
+        Monte Carlo (``sampling="mc"``) or ZG configurations (``"zg"``: amplitudes +-sigma;
+        ``"zg-gh"``: Gauss-Hermite amplitudes, exact to fourth order)."""
+        if sampling in ZG_RULES:
+            displacements = self.special_displacements(temperature, first, count, seed, ZG_RULES[sampling])
         elif sampling == "mc":
             displacements = self.displacements(temperature, first, count, seed, antithetic)
         else:
-            raise ValueError(f"sampling must be 'mc' or 'zg', got {sampling!r}")
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         out = []
         for u in displacements:
             atoms = self.ideal.copy()

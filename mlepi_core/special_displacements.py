@@ -31,6 +31,18 @@ what remains is the same-q cross-branch terms over the diagonal ones.
 Configurations come in ZG pairs: configuration 2p + 1 is -1 times configuration 2p,
 which cancels every odd order of the observable; the spread of pair means over pairs
 p (different sign patterns) is the error estimate.
+
+Fourth order (rule ``"gauss-hermite"``). Amplitudes of exactly +-sigma have <x^4> = sigma^4
+where the Gaussian has 3 sigma^4, so an observable with a quartic term (v_F of a Dirac cone
+in a 6x6 cell) is biased at fourth order. The three-point Gauss-Hermite rule, x in
+{-sqrt(3), 0, +sqrt(3)} sigma with weights 1/6, 2/3, 1/6, has the Gaussian's moments through
+the fifth. Its configurations come in blocks of three ZG pairs (six configurations): a keyed
+draw gives each mode to one pair of the block, where it moves by +-sqrt(3) sigma, and holds it
+at rest in the other two, so over the block every mode has exactly the rule's moments and the
+block's diagonal terms are the thermal ones. Signs start random (keyed) rather than from Walsh
+rows, whose products of four branches do not average to zero; pair by pair, the flips lower
+the cross terms of the block so far. The error function is the block's (the mean of its three
+pairs' <u^2>), and the spread of block means is the error estimate.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ import numpy as np
 from phonopy.phonon.random_displacements import RandomDisplacements
 
 ERROR_THRESHOLD = 0.05  # ZG.x's default error_thresh: cross terms below 5 % of the diagonal ones
+RULES = {"sign": 2, "gauss-hermite": 6}  # amplitude rule: configurations per independent unit
+_GAUSS_HERMITE_KEY = 3  # third entry of the Gauss-Hermite streams' SeedSequence keys
 
 
 @dataclass(frozen=True)
@@ -193,16 +207,19 @@ class SpecialDisplacements:
         order = np.concatenate([rng.permutation(n_rows) for _ in range(-(-n_q // n_rows))])[:n_q]
         return self.rows[order] * rng.choice([-1.0, 1.0], size=n_q)[:, None]
 
-    def descend(self, temperature: float, signs: np.ndarray) -> tuple[np.ndarray, float]:
+    def descend(self, temperature: float, signs: np.ndarray,
+                target: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Single sign flips, steepest first, while the error function decreases: the signs
-        (n_q, n_bands) and their error. Deterministic (ties go to the first mode)."""
+        (n_q, n_bands) and their error. The error measures <u^2>_cells against ``target``
+        (n_kappa, 3; default the thermal <u^2>) in units of the thermal one. Deterministic
+        (ties go to the first mode)."""
         m = self.coupling(temperature)
         thermal = self.thermal_msd(temperature)
         moving = thermal > 1e-12 * thermal.max()
         scale = np.where(moving, 1.0 / np.where(moving, thermal, 1.0), 0.0)
         n_moving = moving.sum()
         s = np.where(self.frozen, 0.0, np.asarray(signs, dtype=float))
-        cross = np.einsum("qn,qnmka,qm->ka", s, m, s) - thermal
+        cross = np.einsum("qn,qnmka,qm->ka", s, m, s) - (thermal if target is None else target)
         # field[q, nu] = sum_{nu' != nu} M_q[nu, nu'] S_{q nu'}: flipping S_{q nu} changes cross by -4 S field
         diag = np.einsum("qnnka->qnka", m)
         field = np.einsum("qnmka,qm->qnka", m, s) - diag * s[..., None, None]
@@ -222,22 +239,61 @@ class SpecialDisplacements:
             error = float(err[q, n])
         return np.where(self.frozen, 1.0, s), error
 
-    def configuration(self, temperature: float, seed: int, pair: int) -> ZGConfiguration:
-        """The signs of ZG pair ``pair``: its keyed start (``start``), then ``descend``; a
-        warning if the error function stays above the threshold."""
-        key = (float(temperature), int(seed), int(pair))
+    def configuration(self, temperature: float, seed: int, pair: int, rule: str = "sign") -> ZGConfiguration:
+        """The signs of ZG pair ``pair`` under amplitude ``rule`` (``RULES``): for "sign" its
+        keyed start (``start``), then ``descend``; for "gauss-hermite" its block's
+        (``gauss_hermite_block``). A warning if the error function stays above the threshold."""
+        if rule not in RULES:
+            raise ValueError(f"the ZG amplitude rule must be one of {sorted(RULES)}, got {rule!r}")
+        key = (float(temperature), int(seed), int(pair), rule)
         if key not in self._found:
-            signs, error = self.descend(temperature, self.start(seed, pair))
-            if error >= self.threshold:
-                warnings.warn(f"the ZG error function stays at {error:.3f} >= {self.threshold} at "
-                              f"{temperature} K (pair {pair})")
-            self._found[key] = ZGConfiguration(signs, error, pair)
+            if rule == "sign":
+                signs, error = self.descend(temperature, self.start(seed, pair))
+                configs = {pair: ZGConfiguration(signs, error, pair)}
+            else:
+                configs = self.gauss_hermite_block(temperature, seed, pair // 3)
+            for p, config in configs.items():
+                if config.error >= self.threshold:
+                    warnings.warn(f"the ZG error function stays at {config.error:.3f} >= {self.threshold} "
+                                  f"at {temperature} K (pair {p})")
+                self._found[(float(temperature), int(seed), p, rule)] = config
         return self._found[key]
 
-    def sample_displacements(self, temperature: float, first: int, count: int, seed: int) -> np.ndarray:
-        """Displacements (count, N, 3) in Angstrom of ZG configurations first .. first+count-1:
-        configuration 2p is pair p's, 2p + 1 its negative (keyed, any batch gives the same)."""
+    def amplitude_masks(self, seed: int, block: int) -> np.ndarray:
+        """(3, n_q, n_bands): sqrt(3) in the one pair of Gauss-Hermite block ``block`` that
+        carries each mode (a keyed uniform draw), 0 in the other two."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, block, _GAUSS_HERMITE_KEY]))
+        owner = rng.integers(0, 3, size=self.frozen.shape)
+        return np.where(owner[None] == np.arange(3)[:, None, None], np.sqrt(3.0), 0.0)
+
+    def gauss_hermite_block(self, temperature: float, seed: int, block: int) -> dict[int, ZGConfiguration]:
+        """The three pairs 3 block .. 3 block + 2 of a Gauss-Hermite block: amplitudes from
+        ``amplitude_masks``, keyed random starting signs, ``descend``; each pair's ``error`` is
+        the block's error function, that of the mean of its pairs' <u^2>."""
+        m = self.coupling(temperature)
+        diagonal = np.einsum("qnnka->qnka", m)
+        masks = self.amplitude_masks(seed, block)
+        signs, left = [], np.zeros_like(self.thermal_msd(temperature))  # cross terms of the pairs so far
+        for k, pair in enumerate(range(3 * block, 3 * block + 3)):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, pair, _GAUSS_HERMITE_KEY]))
+            start = np.where(self.frozen, 0.0, rng.choice([-1.0, 1.0], size=self.frozen.shape) * masks[k])
+            own = np.einsum("qn,qnka->ka", start ** 2, diagonal)  # flips leave the diagonal terms
+            s, _ = self.descend(temperature, start, target=own - left)
+            s = np.where(self.frozen, 0.0, s)
+            left += np.einsum("qn,qnmka,qm->ka", s, m, s) - own
+            signs.append(np.where(self.frozen, 1.0, s))
+        signs = np.array(signs)
+        thermal = self.thermal_msd(temperature)
+        moving = thermal > 1e-12 * thermal.max()
+        error = float(np.abs(self._cross(temperature, np.where(self.frozen[None], 0.0, signs)).mean(axis=0)[moving]).mean())
+        return {3 * block + k: ZGConfiguration(signs[k], error, 3 * block + k) for k in range(3)}
+
+    def sample_displacements(self, temperature: float, first: int, count: int, seed: int,
+                             rule: str = "sign") -> np.ndarray:
+        """Displacements (count, N, 3) in Angstrom of ZG configurations first .. first+count-1
+        under amplitude ``rule``: configuration 2p is pair p's, 2p + 1 its negative (keyed, any
+        batch gives the same)."""
         index = np.arange(first, first + count)
-        signs = np.array([self.configuration(temperature, seed, j // 2).signs * (-1.0 if j % 2 else 1.0)
+        signs = np.array([self.configuration(temperature, seed, j // 2, rule).signs * (-1.0 if j % 2 else 1.0)
                           for j in index])
         return self.displacements(temperature, signs)

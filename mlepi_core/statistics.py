@@ -9,16 +9,18 @@ import numpy as np
 
 def estimator_units(idx, values, antithetic: bool = False, sampling: str = "mc") -> np.ndarray:
     """Independent units of the estimator from samples ``idx`` with ``values``: the samples
-    themselves, or the means of complete antithetic / ZG pairs (2k, 2k + 1); ZG configurations
-    count one by one while no pair is complete."""
+    themselves, or the means of complete antithetic / ZG pairs (2k, 2k + 1) or Gauss-Hermite
+    ZG blocks (6k .. 6k + 5); ZG configurations count one by one while no unit is complete."""
     values = np.asarray(values)
-    if not (antithetic or sampling == "zg"):
+    zg = sampling in ("zg", "zg-gh")
+    if not (antithetic or zg):
         return values
-    pairs = {}
+    size = 6 if sampling == "zg-gh" else 2
+    units = {}
     for i, v in zip(idx, values):
-        pairs.setdefault(int(i) // 2, []).append(v)
-    units = np.array([np.mean(p) for p in pairs.values() if len(p) == 2])
-    return values if sampling == "zg" and not len(units) else units
+        units.setdefault(int(i) // size, []).append(v)
+    means = np.array([np.mean(u) for u in units.values() if len(u) == size])
+    return values if zg and not len(means) else means
 
 
 @dataclass

@@ -496,6 +496,27 @@ def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
     assert odd.monte_carlo.status == "idle" and "ZG" in odd.ctx.message
 
 
+def test_gauss_hermite_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
+    """Sampling "zg-gh": the page runs whole Gauss-Hermite blocks, names them in its link, gives
+    the CLI's `mlepi mc --sampling zg-gh` numbers, and refuses a count that is not whole blocks."""
+    s = Session(**{**FAST, "samples": 6}, seed=1)
+    s.monte_carlo.sampling = "zg-gh"
+    assert s.to_query()["sampling"] == "zg-gh"
+    s.monte_carlo.run()
+    s.wait(timeout=300)
+    assert s.monte_carlo.status == "done", s.ctx.message
+    snap = s.monte_carlo.snapshot
+    cli = cli_run_of(s, tmp_path / "zg-gh")
+    assert cli["samples"] == snap.n_done == 6
+    assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
+    linked = Session()
+    assert linked.apply_query({"sampling": "zg-gh"}) == [] and linked.monte_carlo.sampling == "zg-gh"
+    partial = Session(**{**FAST, "samples": 8})
+    partial.monte_carlo.sampling = "zg-gh"
+    partial.monte_carlo._act(partial.monte_carlo.run)
+    assert partial.monte_carlo.status == "idle" and "multiple of 6" in partial.ctx.message
+
+
 def test_the_curvature_estimator_runs_in_the_page_as_in_the_cli(tmp_path):
     """Estimator "curvature": the page measures the mode curvatures first (its status says so),
     names the estimator in its link, and gives the CLI's `mlepi mc --estimator curvature`

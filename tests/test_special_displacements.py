@@ -154,3 +154,95 @@ def test_engine_zg_sampling_mode(lattice):
     for bad in ({"n_samples": 3}, {"antithetic": True, "n_samples": 4}, {"sampling": "zz"}):
         with pytest.raises(ValueError):
             dataclasses.replace(settings, **bad)
+
+
+def normal_coordinates(lattice, sampler, u):
+    """(S, 3N - 3) mass-weighted normal coordinates of displacements u (an independent
+    diagonalisation), the zero-point <Q^2> of each mode, and the degenerate subspaces."""
+    prim, phonon = lattice
+    fc, m = phonon.force_constants, sampler.ideal.get_masses()
+    n = len(m)
+    d = (fc / np.sqrt(m[:, None, None, None] * m[None, :, None, None])).transpose(0, 2, 1, 3)
+    w2, e = np.linalg.eigh(d.reshape(3 * n, 3 * n))
+    q = (u.reshape(len(u), -1) * np.sqrt(np.repeat(m, 3))) @ e
+    omega = np.sqrt(w2[3:] * OMEGA2_SI_PER_EV_A2_AMU)
+    zero_point = HBAR_EV_S / (2 * omega) * OMEGA2_SI_PER_EV_A2_AMU
+    groups = np.split(np.arange(len(omega)), np.flatnonzero(np.diff(np.sqrt(w2[3:])) > 1e-5) + 1)
+    return q, zero_point, groups
+
+
+@pytest.mark.parametrize("temperature", [0.0, 300.0])
+def test_gauss_hermite_blocks_have_the_gaussian_moments(sampler, temperature):
+    """Over a block of six configurations every moving mode takes +-sqrt(3) once each and 0
+    four times: <x^2> = 1, <x^4> = 3 (the Gaussian's; ZG's +-1 signs give 1), odd moments 0;
+    each mode moves in exactly one pair of the block."""
+    zg = sampler.special
+    for block in range(2):
+        signs = np.array([zg.configuration(temperature, 0, 3 * block + k, "gauss-hermite").signs for k in range(3)])
+        x = np.concatenate([signs, -signs])[:, ~zg.frozen]  # (6, moving modes)
+        np.testing.assert_allclose((x ** 2).mean(axis=0), 1.0, rtol=1e-12)
+        np.testing.assert_allclose((x ** 4).mean(axis=0), 3.0, rtol=1e-12)
+        np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-12)
+        np.testing.assert_array_equal((np.abs(signs[:, ~zg.frozen]) > 0).sum(axis=0), 1)
+    textbook = zg.configuration(temperature, 0, 0).signs[~zg.frozen]
+    assert np.allclose(textbook ** 4, 1.0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 300.0])
+def test_gauss_hermite_blocks_cancel_the_cross_terms(lattice, sampler, temperature):
+    """The block's mean <u_{kappa alpha}^2>, from its displacements against phonopy's analytic
+    tensor, is within ZG.x's bound and equals the search's bookkeeping; one pair alone (a third
+    of the modes, three times the weight) is far from it."""
+    zg = sampler.special
+    thermal = np.einsum("kaa->ka", thermal_tensor(lattice[1], sampler, temperature))
+    u = sampler.special_displacements(temperature, 6, 6, seed=0, rule="gauss-hermite")  # block 1
+    msd = np.einsum("skaa->ska", cell_tensor(u, zg.kappa))
+    error = np.abs(msd.mean(axis=0) / thermal - 1.0).mean()
+    assert error < ERROR_THRESHOLD, error
+    assert error == pytest.approx(zg.configuration(temperature, 0, 3, "gauss-hermite").error, rel=1e-6)
+    assert np.abs(msd[0] / thermal - 1.0).mean() > ERROR_THRESHOLD
+
+
+def test_gauss_hermite_blocks_at_zero_kelvin_carry_the_zero_point_motion(lattice, sampler):
+    """Projected on the supercell's normal modes, the block's mean of sum Q^2 over each
+    degenerate subspace is exactly its zero-point n hbar / (2 omega); acoustic modes at Gamma
+    stay frozen."""
+    u = sampler.special_displacements(0.0, 0, 6, seed=4, rule="gauss-hermite")
+    q, zero_point, groups = normal_coordinates(lattice, sampler, u)
+    assert np.abs(q[:, :3]).max() < 1e-8
+    for g in groups:
+        assert (q[:, 3 + g] ** 2).sum(axis=1).mean() == pytest.approx(zero_point[g].sum(), rel=1e-6)
+
+
+def test_gauss_hermite_configurations_are_keyed(sampler):
+    """Configuration j is the same in any batch; 2p + 1 = -(2p); another seed differs; an
+    unknown rule is refused."""
+    batch = sampler.special_displacements(300.0, 0, 12, seed=2, rule="gauss-hermite")
+    for first, count in ((0, 1), (5, 3), (7, 5)):
+        part = sampler.special_displacements(300.0, first, count, seed=2, rule="gauss-hermite")
+        np.testing.assert_allclose(part, batch[first:first + count], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(batch[1::2], -batch[0::2])
+    other = sampler.special_displacements(300.0, 0, 1, seed=3, rule="gauss-hermite")
+    assert np.abs(other[0] - batch[0]).max() > 1e-3
+    with pytest.raises(ValueError, match="rule"):
+        sampler.special.configuration(300.0, 0, 0, rule="gauss")
+
+
+def test_engine_gauss_hermite_sampling_mode(lattice):
+    """MCSettings(sampling="zg-gh"): the standard error from the means of whole blocks of six,
+    other counts refused."""
+    prim, phonon = lattice
+    settings = MCSettings(temperatures=(0.0,), n_samples=12, batch_size=5, sampling="zg-gh", spectral_every=0)
+    engine = MonteCarloEngine(prim, EmpiricalForceReference(), SlaterKosterPz(), settings, lattice=lattice)
+    list(engine.run(0.0))
+    idx, vf = engine.sample_values(0.0)
+    blocks = vf.reshape(2, 6).mean(axis=1)
+    stats = engine.statistics(0.0)
+    assert stats["vf"] == pytest.approx(vf.mean(), rel=1e-12)
+    assert stats["vf_se"] == pytest.approx(blocks.std(ddof=1) / np.sqrt(2), rel=1e-9)
+    assert np.array_equal(engine.estimator_units(idx[:4], vf[:4]), vf[:4])  # no whole block yet
+    np.testing.assert_allclose(engine.sample_atoms(0.0, 7).positions - engine.sampler.ideal.positions,
+                               engine.sampler.special_displacements(0.0, 7, 1, 0, "gauss-hermite")[0], atol=1e-12)
+    for bad in ({"n_samples": 8}, {"antithetic": True}):
+        with pytest.raises(ValueError):
+            dataclasses.replace(settings, **bad)

@@ -83,8 +83,9 @@ class MonteCarlo(pn.viewable.Viewer):
     samples = param.Integer(default=40, bounds=(2, 5000), doc="samples per temperature")
     seed = param.Integer(default=0, bounds=(0, 2 ** 31 - 1))
     antithetic = param.Boolean(default=False, doc="antithetic pairs (+u, -u)")
-    sampling = param.Selector(objects=["mc", "zg"], default="mc",
-                              doc="mc: Monte Carlo draws; zg: special displacements (ZG pairs +u, -u), a few suffice")
+    sampling = param.Selector(objects=["mc", "zg", "zg-gh"], default="mc",
+                              doc="mc: Monte Carlo draws; zg: special displacements (ZG pairs +u, -u), a few suffice; "
+                                  "zg-gh: ZG with Gauss-Hermite amplitudes, exact to fourth order (blocks of 6)")
     estimator = param.Selector(objects=["plain", "curvature"], default="plain",
                                doc="plain: sample means; curvature: the same samples regressed on control variates "
                                    "from each mode's curvature (one solve per mode first), several times smaller errors")
@@ -391,7 +392,8 @@ class MonteCarlo(pn.viewable.Viewer):
                                                     css_classes=["mlepi-antithetic"])
         self.sampling_buttons = w.RadioButtonGroup.from_param(
             self.param.sampling, name="Sampling", button_type="light",
-            options={"Monte Carlo": "mc", "special displacements (ZG)": "zg"}, css_classes=["mlepi-sampling"])
+            options={"Monte Carlo": "mc", "special displacements (ZG)": "zg",
+                     "ZG, 4th order (Gauss–Hermite)": "zg-gh"}, css_classes=["mlepi-sampling"])
         self.estimator_buttons = w.RadioButtonGroup.from_param(
             self.param.estimator, name="Estimator", button_type="light",
             options={"plain mean": "plain", "curvature control variates": "curvature"},

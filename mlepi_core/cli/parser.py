@@ -175,8 +175,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--batch-size", type=integer(1, 10**4), default=4)
     s.add_argument("--antithetic", action="store_true", help="antithetic pairs (+u, -u)")
-    s.add_argument("--sampling", choices=["mc", "zg"], default="mc",
-                   help="mc: Monte Carlo; zg: special displacements, --samples ZG configurations (1 or pairs)")
+    s.add_argument("--sampling", choices=["mc", "zg", "zg-gh"], default="mc",
+                   help="mc: Monte Carlo; zg: special displacements, --samples ZG configurations (1 or pairs); "
+                        "zg-gh: ZG with Gauss-Hermite amplitudes (0, +-sqrt(3) sigma), exact to fourth order, "
+                        "--samples a multiple of 6")
     s.add_argument("--estimator", choices=["plain", "curvature"], default="plain",
                    help="plain: sample means; curvature: the same samples regressed on control variates from "
                         "each mode's curvature (one solve per mode first), several times smaller errors")
