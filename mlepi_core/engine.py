@@ -13,12 +13,15 @@ v_F(T) - v_F(T') is reported beside the plain ones.
 from __future__ import annotations
 
 import concurrent.futures.thread  # noqa: F401 (registers the pools' exit-time join before ours)
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 import numpy as np
+import torch
 from ase import Atoms
 
 from .band_edges import GAPPED_EV, GapProbe
@@ -38,6 +41,21 @@ from .seams import ForceModel, HamiltonianModel, refusal
 _EXITING = threading.Event()
 if hasattr(threading, "_register_atexit"):
     threading._register_atexit(_EXITING.set)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def sample_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool for the samples of a batch (``MonteCarloEngine._in_parallel``), at
+    least ``workers`` threads (the cores; engines of several sessions share it)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=max(workers, os.cpu_count() or 1),
+                                       thread_name_prefix="mlepi-sample")
+        return _POOL
 
 
 # below this many samples the curvature estimator reports the plain mean (its two regression
@@ -144,12 +162,14 @@ class MonteCarloEngine:
 
     def __init__(self, primitive: Atoms, force_model: ForceModel,
                  hamiltonian_model: HamiltonianModel, settings: MCSettings = MCSettings(),
-                 lattice: tuple | None = None, device: str | None = None):
+                 lattice: tuple | None = None, device: str | None = None, threads: int | None = None):
         why = refusal(hamiltonian_model, primitive)
         if why:
             raise ValueError(f"no Monte Carlo for this structure: {why}")
         self.settings = settings
         self.device = device  # of the Bloch sums, eigen-solves and unfolding (None: CPU)
+        # the cores a batch's samples share on a CPU (default: torch's thread count)
+        self.threads = int(threads or torch.get_num_threads())
         self.force_model, self.hamiltonian_model = force_model, hamiltonian_model
         t0 = time.perf_counter()
         self.primitive, self.phonon = lattice or prepare_lattice(primitive, force_model, settings.supercell)
@@ -322,40 +342,80 @@ class MonteCarloEngine:
     def observe(self, atoms: list[Atoms], first: int = 0, spectra: bool = True) -> dict:
         """The observables of displaced supercells ``atoms`` (samples first, first + 1, ...):
         v_F, gamma_1, the gap of a gapped material, the near-K bands and, for the samples
-        ``draws_spectrum`` picks (``spectra``), A(k, E); with the seconds of each stage."""
-        s = self.settings
-        seconds = {}
-        t = time.perf_counter()
-        blocks = self.hamiltonian_model.blocks(atoms)
-        seconds["hamiltonian"] = time.perf_counter() - t
-        for key in ("bloch", "eig", "unfold", "fit", "spectral"):
-            seconds[key] = 0.0
+        ``draws_spectrum`` picks (``spectra``), A(k, E); with the seconds of each stage
+        (summed over the samples, which run side by side on a CPU: ``_in_parallel``)."""
+        model = self.hamiltonian_model
+        seconds = {key: 0.0 for key in ("hamiltonian", "bloch", "eig", "unfold", "fit", "spectral")}
+        blocks = None
+        if not getattr(model, "thread_safe", False):  # the model's own threads, in this thread
+            t = time.perf_counter()
+            blocks = model.blocks(atoms)
+            seconds["hamiltonian"] = time.perf_counter() - t
+
+        def one(k: int) -> dict:
+            sec = {}
+            if blocks is None:
+                t = time.perf_counter()
+                (b,) = model.blocks([atoms[k]])
+                sec["hamiltonian"] = time.perf_counter() - t
+            else:
+                b = blocks[k]
+            return self._observe_one(b, first + k, spectra, sec)
+
         out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "spectra": {}, "layer_spectra": {},
                "seconds": seconds}
-        for k, b in enumerate(blocks):
-            j = first + k
-            bt = self.probe.tensors(b)
-            bands = self.probe.band_energies(bt)
-            for key, value in self.probe.last_seconds.items():
-                seconds[key] += value
+        for part in self._in_parallel(one, len(atoms)):
+            for key in ("vf", "gamma1", "gaps"):
+                out[key] += part[key]
+            for key in ("near_k", "spectra", "layer_spectra"):
+                out[key].update(part[key])
+            for key, value in part["seconds"].items():
+                seconds[key] = seconds.get(key, 0.0) + value
+        return out
+
+    def _in_parallel(self, fn, n: int) -> list:
+        """[fn(0), .., fn(n - 1)]: on a CPU, side by side in ``sample_pool`` threads, the cores
+        (``threads``) shared among them, each torch op on its own share (one thread for one
+        sample per core: no team of threads waits at a barrier for a core another process
+        holds); in this thread when one worker would do."""
+        workers = min(n, self.threads) if self.device in (None, "cpu") else 1
+        if workers <= 1:
+            return [fn(k) for k in range(n)]
+        share = max(1, self.threads // workers)
+
+        def task(k):
+            torch.set_num_threads(share)  # per thread (OpenMP): the caller's count is untouched
+            return fn(k)
+
+        return list(sample_pool(self.threads).map(task, range(n)))
+
+    def _observe_one(self, blocks, j: int, spectra: bool, seconds: dict) -> dict:
+        """``observe`` for one sample j with its Hamiltonian ``blocks``; stage seconds added to ``seconds``."""
+        s = self.settings
+        for key in ("bloch", "eig", "unfold", "fit", "spectral"):
+            seconds.setdefault(key, 0.0)
+        out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "spectra": {}, "layer_spectra": {},
+               "seconds": seconds}
+        bt = self.probe.tensors(blocks)
+        bands = self.probe.band_energies(bt, seconds)
+        t = time.perf_counter()
+        out["vf"].append(self.probe.fermi_velocity(bands))
+        out["gamma1"].append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
+                             if s.n_bands == 4 else float("nan"))
+        out["near_k"][j] = self.near_k_bands(bands)
+        seconds["fit"] += time.perf_counter() - t
+        if self.gap_probe is not None:
             t = time.perf_counter()
-            out["vf"].append(self.probe.fermi_velocity(bands))
-            out["gamma1"].append(self.probe.four_band_fit(bands).get("gamma1_ev", float("nan"))
-                                 if s.n_bands == 4 else float("nan"))
-            out["near_k"][j] = self.near_k_bands(bands)
-            seconds["fit"] += time.perf_counter() - t
-            if self.gap_probe is not None:
-                t = time.perf_counter()
-                out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
-                seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
-            if spectra and draws_spectrum(j, s.spectral_every):
-                t = time.perf_counter()
-                if self.n_layers > 1:  # A and its layer parts from one solve
-                    out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
-                        bt, self.orbital_layer, self.n_layers, return_total=True)
-                else:
-                    out["spectra"][j] = self.spectral.spectral_function(bt)
-                seconds["spectral"] += time.perf_counter() - t
+            out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
+            seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
+        if spectra and draws_spectrum(j, s.spectral_every):
+            t = time.perf_counter()
+            if self.n_layers > 1:  # A and its layer parts from one solve
+                out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
+                    bt, self.orbital_layer, self.n_layers, return_total=True)
+            else:
+                out["spectra"][j] = self.spectral.spectral_function(bt)
+            seconds["spectral"] += time.perf_counter() - t
         return out
 
     def _sample_batch(self, temperature: float, first: int, count: int) -> list:

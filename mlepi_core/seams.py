@@ -67,7 +67,9 @@ class Blocks:
 class HamiltonianModel(Protocol):
     """Batch of structures -> one Blocks (H and S on the graph's pairs) each. A model that
     knows a structure's elements but not the structure (a stack whose band alignment it
-    gets wrong) says why in ``refuses`` (optional: ``refusal`` reads it)."""
+    gets wrong) says why in ``refuses`` (optional: ``refusal`` reads it). One whose
+    ``blocks`` threads may call side by side says so with ``thread_safe = True`` (optional):
+    the engine then evaluates a batch's samples in parallel."""
 
     elements: frozenset[str] | None
 

@@ -27,7 +27,10 @@ def pick_device(device: torch.device | str | None) -> torch.device:
 
 class DeployedNetwork:
     """A trained network in evaluation mode on ``device`` in ``dtype``, with the elements and
-    cutoffs it knows and ``max_batch_atoms`` atoms per batch (``graph.default_batch_atoms``)."""
+    cutoffs it knows and ``max_batch_atoms`` atoms per batch (``graph.default_batch_atoms``).
+    Evaluation holds no state between calls, so threads may call it side by side."""
+
+    thread_safe = True
 
     def __init__(self, network: nn.Module, metadata: Mapping | None, device: torch.device | str | None,
                  dtype: torch.dtype, max_batch_atoms: int | None):
