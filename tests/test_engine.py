@@ -69,6 +69,32 @@ def test_zero_point_motion_renormalises_and_batches_do_not_matter(engine):
     assert stats["samples"] == 2 and stats["vf_rel_change"] < 0
 
 
+def test_a_batch_runs_its_samples_side_by_side_with_the_same_results(engine, monkeypatch):
+    """With two threads a batch's samples run in the sample pool, one torch thread each; every
+    observable and A(k, E) equals the one-thread run's."""
+    import mlepi_core.engine as engine_module
+
+    settings = dataclasses.replace(engine.settings, temperatures=(300.0,), n_samples=4, batch_size=4,
+                                   spectral_every=1)
+    lattice = (engine.primitive, engine.phonon)
+    serial = MonteCarloEngine(engine.primitive, EmpiricalForceReference(), SlaterKosterPz(), settings,
+                              lattice=lattice, threads=1)
+    pooled = MonteCarloEngine(engine.primitive, EmpiricalForceReference(), SlaterKosterPz(), settings,
+                              lattice=lattice, threads=2)
+    used = []
+    real_pool = engine_module.sample_pool
+    monkeypatch.setattr(engine_module, "sample_pool", lambda n: used.append(n) or real_pool(n))
+    one, two = serial.compute_batch(300.0, 0, 4), pooled.compute_batch(300.0, 0, 4)
+    assert used == [2]
+    for key in ("vf", "gamma1"):
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-12, atol=0)
+    assert sorted(two["spectra"]) == [0, 1, 2, 3]
+    for j in range(4):
+        np.testing.assert_allclose(two["spectra"][j], one["spectra"][j], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(two["near_k"][j], one["near_k"][j], rtol=1e-12, atol=1e-12)
+    assert {"hamiltonian", "eig", "spectral"} <= set(two["seconds"])
+
+
 def test_pause_holds_the_run_until_resumed(engine):
     engine.settings = dataclasses.replace(engine.settings, n_samples=1, displacement_scale=0.0)
     engine.reset()

@@ -101,6 +101,7 @@ class SlaterKosterPz:
 
     elements = frozenset({"C"})
     r_c = R_CUT
+    thread_safe = True  # blocks() holds no state
 
     def __repr__(self) -> str:
         return (f"SlaterKosterPz(V_pi={V_PI0} eV, V_sigma={V_SIGMA0} eV, delta={DELTA:.4f} A, "
