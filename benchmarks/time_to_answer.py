@@ -10,11 +10,14 @@ Carlo samples, from the CLI, in one run on one machine:
 Both with the shipped HedgeNet-Phonon phonons and GFN1-trained HedgeNet-Electron, the CLI's
 defaults otherwise (batches of 4, A(k, E) every 32nd sample at 30 points per segment), the
 wall time of each whole command (model loading, phonons, curvatures, samples, writing).
-The ZG rows and the loop speeds are those measured by benchmarks/zg_vs_mc.py and
-benchmarks/dashboard_throughput.py, copied with their sources.
+The ZG rows (Gauss-Hermite ZG, mlepi's fourth-order rule, in ``zg_vs_mc``; the method's own
++-sigma amplitudes in ``zg_textbook_vs_mc``), the loop speeds and the dashboard's time to one
+temperature are those measured by benchmarks/zg_vs_mc.py, benchmarks/dashboard_throughput.py
+and benchmarks/dashboard_one_temperature.py, copied with their sources.
 
     .venv/bin/python benchmarks/time_to_answer.py            # ~30 min here, on a quiet machine
     .venv/bin/python benchmarks/time_to_answer.py --reuse-plain   # the plain run already in --work
+    .venv/bin/python benchmarks/time_to_answer.py --collect  # keep the timed runs, recopy the rest
 
 Writes benchmarks/results/time_to_answer.json and .md.
 """
@@ -50,14 +53,8 @@ def rows(out: Path) -> dict[float, dict]:
     return {row["T"]: row["ml"] for row in json.loads((out / "results.json").read_text())["temperatures"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=str(ROOT / "results" / "time_to_answer"))
-    ap.add_argument("--reuse-plain", action="store_true", help="take the plain run (and its time) from --work")
-    args = ap.parse_args()
-    from mlepi_core.engine import MCSettings
-    from mlepi_core.model_names import model_identity
-
+def timed_runs(args) -> tuple[list[dict], float, float, float]:
+    """The plain and the curvature runs, timed: per-temperature rows, both wall times, the target SE."""
     work = Path(args.work)
     plain_dir, curvature_dir = work / "plain", work / "curvature"
     timing = work / "plain_seconds.json"
@@ -79,27 +76,58 @@ def main() -> None:
                       "difference_in_combined_se": (f["vf"] - p["vf"]) / (f["vf_se"] ** 2 + p["vf_se"] ** 2) ** 0.5,
                       "gamma1": f["gamma1"], "gamma1_se": f["gamma1_se"],
                       "gamma1_plain": p["gamma1"], "gamma1_plain_se": p["gamma1_se"]})
+    return per_t, plain_s, curvature_s, target
+
+
+def copied(MCSettings, model_identity) -> dict:
+    """What other benchmarks measured: ZG against Monte Carlo, the loop speeds, the dashboard's one temperature."""
     zg = json.loads((RESULTS / "zg_vs_mc.json").read_text())
     loop = json.loads((RESULTS / "dashboard_throughput.json").read_text())
-    out = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
-        "protocol": "6 T x SE of 500 samples", "temperatures": list(TEMPERATURES),
-        "plain_mc_s": plain_s, "best_s": curvature_s, "speedup": plain_s / curvature_s,
-        "estimator": "curvature (mlepi mc --estimator curvature --target-se)", "target_se": target,
-        "per_T": per_t,
-        "zg_vs_mc": [{"cell": r["cell"], "electrons": r["electrons"], "T": r["T"], "vf_zg": r["vf_zg"],
-                      "vf_mc": r["vf_mc"], "vf_mc_se": r["vf_mc_se"], "n_zg": r["n_zg"], "n_mc": r["n_mc"]}
-                     for r in zg["rows"]],
-        "zg_source": "benchmarks/results/zg_vs_mc.json",
-        "loop_samples_per_s": {"cli": loop["cli"]["samples_per_s"], "dashboard": loop["dashboard"]["samples_per_s"]},
-        "loop_source": "benchmarks/results/dashboard_throughput.json",
-        "spectral_points_per_segment": MCSettings().path_points,
-        "forces_identity": model_identity("phonon"), "electrons_identity": model_identity("electron"),
-        "commands": {"plain": f"mlepi mc AB --forces phonon --electrons electron --supercell 6 --temperature "
-                              f"{' '.join(f'{t:g}' for t in TEMPERATURES)} --samples 500 --seed 0",
-                     "curvature": "... --samples 500 --seed 1 --estimator curvature --target-se <target_se>"},
-    }
+    one = RESULTS / "dashboard_one_temperature.json"
+
+    def zg_rows(suffix):
+        return [{"cell": r["cell"], "electrons": r["electrons"], "T": r["T"], "vf_zg": r[f"vf_{suffix}"],
+                 "vf_zg_se": r[f"vf_{suffix}_se"], "gamma1_zg": r[f"gamma1_{suffix}"],
+                 "gamma1_zg_se": r[f"gamma1_{suffix}_se"], "vf_mc": r["vf_mc"], "vf_mc_se": r["vf_mc_se"],
+                 "gamma1_mc": r["gamma1_mc"], "gamma1_mc_se": r["gamma1_mc_se"], "n_zg": r[f"n_{suffix}"],
+                 "n_mc": r["n_mc"], "seconds_zg": r[f"seconds_{suffix}"]}
+                for r in zg["rows"] if r[f"n_{suffix}"] and r["n_mc"]]
+
+    return {"zg_rule": "gauss-hermite (mlepi mc --sampling zg-gh)", "zg_vs_mc": zg_rows("zggh"),
+            "zg_textbook_vs_mc": zg_rows("zg"), "zg_source": "benchmarks/results/zg_vs_mc.json",
+            "loop_samples_per_s": {"cli": loop["cli"]["samples_per_s"], "dashboard": loop["dashboard"]["samples_per_s"]},
+            "loop_source": "benchmarks/results/dashboard_throughput.json",
+            "dashboard_one_temperature": json.loads(one.read_text()) if one.is_file() else None,
+            "spectral_points_per_segment": MCSettings().path_points,
+            "forces_identity": model_identity("phonon"), "electrons_identity": model_identity("electron")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(ROOT / "results" / "time_to_answer"))
+    ap.add_argument("--reuse-plain", action="store_true", help="take the plain run (and its time) from --work")
+    ap.add_argument("--collect", action="store_true",
+                    help="keep the timed runs of the last time_to_answer.json, recopy the other benchmarks' results")
+    args = ap.parse_args()
+    from mlepi_core.engine import MCSettings
+    from mlepi_core.model_names import model_identity
+
+    if args.collect:  # the two timed runs as last measured; the copied parts anew
+        out = {**json.loads((RESULTS / "time_to_answer.json").read_text()), **copied(MCSettings, model_identity)}
+        per_t, plain_s, curvature_s, target = out["per_T"], out["plain_mc_s"], out["best_s"], out["target_se"]
+    else:
+        per_t, plain_s, curvature_s, target = timed_runs(args)
+        out = {
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+            "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+            "protocol": "6 T x SE of 500 samples", "temperatures": list(TEMPERATURES),
+            "plain_mc_s": plain_s, "best_s": curvature_s, "speedup": plain_s / curvature_s,
+            "estimator": "curvature (mlepi mc --estimator curvature --target-se)", "target_se": target,
+            "per_T": per_t, **copied(MCSettings, model_identity),
+            "commands": {"plain": f"mlepi mc AB --forces phonon --electrons electron --supercell 6 --temperature "
+                                  f"{' '.join(f'{t:g}' for t in TEMPERATURES)} --samples 500 --seed 0",
+                         "curvature": "... --samples 500 --seed 1 --estimator curvature --target-se <target_se>"},
+        }
     (RESULTS / "time_to_answer.json").write_text(json.dumps(out, indent=1))
     lines = ["| T (K) | v_F curvature (10^6 m/s) | samples | v_F plain, 500 samples | difference / combined SE |",
              "|---|---|---|---|---|"]
