@@ -6,7 +6,7 @@ types it (its progress lines are time-stamped as they arrive), then `mlepi dashb
 by Debian's Chromium through Playwright from a link with the same settings (Run clicked,
 the progress line read every 0.5 s). Setup (phonons, the static lattice) is left out on
 both sides: the rate is counted from the first report of at least ``--from`` finished
-samples to the last sample. The CPU seconds the computing process and the whole machine
+samples to the last sample, and the loop's rate over the batches that draw no averaged map. The CPU seconds the computing process and the whole machine
 used in that window show where the rest of the machine's time went (the browser). Writes benchmarks/results/dashboard_throughput.json.
 
     .venv/bin/python benchmarks/dashboard_throughput.py [--samples 96]
@@ -38,12 +38,23 @@ ELECTRONS = ROOT / "assets" / "models" / "electron"
 
 def rate(reports: list[tuple], start: int, total: int) -> dict:
     """Samples/s from the first report with at least ``start`` samples to the one with ``total``;
-    reports are (time, finished samples, CPU seconds: whole machine, the computing process)."""
+    reports are (time, finished samples, CPU seconds: whole machine, the computing process).
+    ``loop_samples_per_s`` counts only the intervals between reports whose new samples draw
+    no averaged A(k, E) (``engine.draws_spectrum``): the Monte Carlo loop itself."""
+    from mlepi_core.engine import MCSettings, draws_spectrum
+
     first = next(r for r in reports if r[1] >= start)
     last = next(r for r in reports if r[1] >= total)
     wall = last[0] - first[0]
+    every = MCSettings().spectral_every
+    window = [r for r in reports if first[1] <= r[1] <= last[1]]
+    loop_n = loop_s = 0.0
+    for a, b in zip(window, window[1:]):
+        if b[1] > a[1] and not any(draws_spectrum(j, every) for j in range(a[1], b[1])):
+            loop_n, loop_s = loop_n + b[1] - a[1], loop_s + b[0] - a[0]
     return {"samples_per_s": (last[1] - first[1]) / wall, "from_sample": first[1], "to_sample": last[1],
-            "seconds": wall, "cpu_s_machine": last[2] - first[2], "cpu_s_process": last[3] - first[3]}
+            "seconds": wall, "cpu_s_machine": last[2] - first[2], "cpu_s_process": last[3] - first[3],
+            "loop_samples_per_s": loop_n / loop_s, "loop_samples": int(loop_n), "loop_seconds": loop_s}
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -59,14 +70,19 @@ def cli_reports(samples: int, out: Path) -> list[tuple[float, int]]:
     """(time, finished samples) of each progress line of an `mlepi mc` run."""
     cmd = [sys.executable, "-m", "mlepi_core.cli", "mc", "AB", "--forces", "empirical", "--electrons", str(ELECTRONS),
            "--supercell", "6", "--samples", str(samples), "--temperature", "300", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=server_env(None))
+    env = {**server_env(None), "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"}  # a progress line per batch
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     reports, buf = [], b""
     while chunk := proc.stderr.read1(4096):
         now = time.perf_counter()
         buf += chunk
         *lines, buf = re.split(rb"[\r\n]", buf)
         cpu = cpu_seconds(proc.pid)
-        reports += [(now, int(m.group(1)), *cpu) for line in lines if (m := re.search(rb"\| *(\d+)/\d+ \[", line))]
+        # tqdm writes "\r" + line: a line is whole when it arrives, before the next "\r"
+        for line in [*lines, buf]:
+            m = re.search(rb"\| *(\d+)/\d+ \[", line)
+            if m and (not reports or int(m.group(1)) > reports[-1][1]):
+                reports.append((now, int(m.group(1)), *cpu))
     if proc.wait() != 0:
         raise SystemExit(f"mlepi mc failed: {buf.decode(errors='replace')[-2000:]}")
     return reports
@@ -115,16 +131,19 @@ def main() -> None:
     print(f"dashboard: {dash['samples_per_s']:.3f} samples/s", flush=True)
     result = {"cell": "6x6 AB bilayer", "T": 300.0, "samples": args.samples, "cli": cli, "dashboard": dash,
               "dashboard_over_cli": dash["samples_per_s"] / cli["samples_per_s"],
+              "loop_dashboard_over_cli": dash["loop_samples_per_s"] / cli["loop_samples_per_s"],
               "models": {"electrons": model_identity(str(ELECTRONS)), "forces": model_identity("empirical")},
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json.tmp").write_text(json.dumps(result, indent=1))
     OUT.with_suffix(".json.tmp").replace(OUT)
-    print(f"{'':<10} {'samples/s':>10} {'samples':>10} {'seconds':>8} {'CPU s: process':>15} {'machine':>8}")
+    print(f"{'':<10} {'samples/s':>10} {'samples':>10} {'seconds':>8} {'CPU s: process':>15} {'machine':>8} "
+          f"{'loop samples/s':>15}")
     for name, r in (("mlepi mc", cli), ("dashboard", dash)):
         print(f"{name:<10} {r['samples_per_s']:10.3f} {r['from_sample']:>4}-{r['to_sample']:<5} {r['seconds']:8.1f} "
-              f"{r['cpu_s_process']:15.1f} {r['cpu_s_machine']:8.1f}")
-    print(f"dashboard / CLI: {result['dashboard_over_cli']:.2f}; wrote {OUT}")
+              f"{r['cpu_s_process']:15.1f} {r['cpu_s_machine']:8.1f} {r['loop_samples_per_s']:15.3f}")
+    print(f"dashboard / CLI: {result['dashboard_over_cli']:.2f} (loop alone {result['loop_dashboard_over_cli']:.2f}); "
+          f"wrote {OUT}")
 
 
 if __name__ == "__main__":
