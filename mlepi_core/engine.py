@@ -360,17 +360,21 @@ class MonteCarloEngine:
                 sec["hamiltonian"] = time.perf_counter() - t
             else:
                 b = blocks[k]
-            return self._observe_one(b, first + k, spectra, sec)
+            return self._observe_one(b, first + k, sec)
 
         out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "spectra": {}, "layer_spectra": {},
                "seconds": seconds}
-        for part in self._in_parallel(one, len(atoms)):
+        for k, part in enumerate(self._in_parallel(one, len(atoms))):
             for key in ("vf", "gamma1", "gaps"):
                 out[key] += part[key]
-            for key in ("near_k", "spectra", "layer_spectra"):
-                out[key].update(part[key])
+            out["near_k"].update(part["near_k"])
             for key, value in part["seconds"].items():
                 seconds[key] = seconds.get(key, 0.0) + value
+            # a map is fifty solves: it takes every core here rather than hold up its batch-mates
+            if spectra and draws_spectrum(first + k, self.settings.spectral_every):
+                t = time.perf_counter()
+                self._spectrum(part["tensors"], first + k, out)
+                seconds["spectral"] += time.perf_counter() - t
         return out
 
     def _in_parallel(self, fn, n: int) -> list:
@@ -389,14 +393,14 @@ class MonteCarloEngine:
 
         return list(sample_pool(self.threads).map(task, range(n)))
 
-    def _observe_one(self, blocks, j: int, spectra: bool, seconds: dict) -> dict:
-        """``observe`` for one sample j with its Hamiltonian ``blocks``; stage seconds added to ``seconds``."""
+    def _observe_one(self, blocks, j: int, seconds: dict) -> dict:
+        """``observe`` for one sample j with its Hamiltonian ``blocks``, A(k, E) aside (the
+        device tensors of its blocks come back for it); stage seconds added to ``seconds``."""
         s = self.settings
-        for key in ("bloch", "eig", "unfold", "fit", "spectral"):
+        for key in ("bloch", "eig", "unfold", "fit"):
             seconds.setdefault(key, 0.0)
-        out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "spectra": {}, "layer_spectra": {},
-               "seconds": seconds}
-        bt = self.probe.tensors(blocks)
+        out = {"vf": [], "gamma1": [], "gaps": [], "near_k": {}, "seconds": seconds}
+        out["tensors"] = bt = self.probe.tensors(blocks)
         bands = self.probe.band_energies(bt, seconds)
         t = time.perf_counter()
         out["vf"].append(self.probe.fermi_velocity(bands))
@@ -408,15 +412,15 @@ class MonteCarloEngine:
             t = time.perf_counter()
             out["gaps"].append(self.gap_probe.gaps(self.gap_probe.edges(bt))["gap"])
             seconds["gap"] = seconds.get("gap", 0.0) + time.perf_counter() - t
-        if spectra and draws_spectrum(j, s.spectral_every):
-            t = time.perf_counter()
-            if self.n_layers > 1:  # A and its layer parts from one solve
-                out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
-                    bt, self.orbital_layer, self.n_layers, return_total=True)
-            else:
-                out["spectra"][j] = self.spectral.spectral_function(bt)
-            seconds["spectral"] += time.perf_counter() - t
         return out
+
+    def _spectrum(self, bt, j: int, out: dict) -> None:
+        """Sample j's A(k, E) (and its layer parts, from the same solve) into ``out``."""
+        if self.n_layers > 1:
+            out["spectra"][j], out["layer_spectra"][j] = self.spectral.layer_spectral_function(
+                bt, self.orbital_layer, self.n_layers, return_total=True)
+        else:
+            out["spectra"][j] = self.spectral.spectral_function(bt)
 
     def _sample_batch(self, temperature: float, first: int, count: int) -> list:
         """The displaced supercells of samples first .. first+count-1, as ``compute_batch`` uses them."""
