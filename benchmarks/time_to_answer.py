@@ -95,7 +95,11 @@ def copied(MCSettings, model_identity) -> dict:
 
     return {"zg_rule": "gauss-hermite (mlepi mc --sampling zg-gh)", "zg_vs_mc": zg_rows("zggh"),
             "zg_textbook_vs_mc": zg_rows("zg"), "zg_source": "benchmarks/results/zg_vs_mc.json",
-            "loop_samples_per_s": {"cli": loop["cli"]["samples_per_s"], "dashboard": loop["dashboard"]["samples_per_s"]},
+            # the loop: batches without an averaged map; the whole run: with its maps (every 32nd sample)
+            "loop_samples_per_s": {"cli": loop["cli"]["loop_samples_per_s"],
+                                   "dashboard": loop["dashboard"]["loop_samples_per_s"],
+                                   "cli_whole_run": loop["cli"]["samples_per_s"],
+                                   "dashboard_whole_run": loop["dashboard"]["samples_per_s"]},
             "loop_source": "benchmarks/results/dashboard_throughput.json",
             "dashboard_one_temperature": json.loads(one.read_text()) if one.is_file() else None,
             "spectral_points_per_segment": MCSettings().path_points,
