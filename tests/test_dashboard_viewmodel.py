@@ -475,46 +475,30 @@ def test_an_mlepi_mc_run_shown_in_the_page_continues_its_keyed_streams(tmp_path,
     assert "cannot be continued here" in other.ctx.message and other.monte_carlo.continue_from is None
 
 
-def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
-    """Sampling "zg": the page runs ZG pairs (+u, -u), names them in its link, and gives the
-    CLI's `mlepi mc --sampling zg` numbers for the same settings."""
-    s = Session(**{**FAST, "samples": 2}, seed=1)
-    s.monte_carlo.sampling = "zg"
-    assert s.to_query()["sampling"] == "zg"
+@pytest.mark.parametrize("sampling, samples, refused, reason", [
+    ("zg", 2, 3, "ZG"),  # ZG pairs (+u, -u)
+    ("zg-gh", 6, 8, "multiple of 6"),  # whole Gauss-Hermite blocks
+])
+def test_special_displacements_run_in_the_page_as_in_the_cli(tmp_path, sampling, samples, refused, reason):
+    """Special displacements: the page runs them, names them in its link, and gives the CLI's
+    `mlepi mc --sampling ...` numbers for the same settings; a count the method cannot take is
+    refused with its reason."""
+    s = Session(**{**FAST, "samples": samples}, seed=1)
+    s.monte_carlo.sampling = sampling
+    assert s.to_query()["sampling"] == sampling
     s.monte_carlo.run()
     s.wait(timeout=300)
     assert s.monte_carlo.status == "done", s.ctx.message
     snap = s.monte_carlo.snapshot
-    cli = cli_run_of(s, tmp_path / "zg")
-    assert cli["samples"] == snap.n_done == 2
+    cli = cli_run_of(s, tmp_path / sampling)
+    assert cli["samples"] == snap.n_done == samples
     assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
     linked = Session()
-    assert linked.apply_query({"sampling": "zg"}) == [] and linked.monte_carlo.sampling == "zg"
-    odd = Session(**{**FAST, "samples": 3})
-    odd.monte_carlo.sampling = "zg"
+    assert linked.apply_query({"sampling": sampling}) == [] and linked.monte_carlo.sampling == sampling
+    odd = Session(**{**FAST, "samples": refused})
+    odd.monte_carlo.sampling = sampling
     odd.monte_carlo._act(odd.monte_carlo.run)  # the Run button: refused with the method's reason
-    assert odd.monte_carlo.status == "idle" and "ZG" in odd.ctx.message
-
-
-def test_gauss_hermite_special_displacements_run_in_the_page_as_in_the_cli(tmp_path):
-    """Sampling "zg-gh": the page runs whole Gauss-Hermite blocks, names them in its link, gives
-    the CLI's `mlepi mc --sampling zg-gh` numbers, and refuses a count that is not whole blocks."""
-    s = Session(**{**FAST, "samples": 6}, seed=1)
-    s.monte_carlo.sampling = "zg-gh"
-    assert s.to_query()["sampling"] == "zg-gh"
-    s.monte_carlo.run()
-    s.wait(timeout=300)
-    assert s.monte_carlo.status == "done", s.ctx.message
-    snap = s.monte_carlo.snapshot
-    cli = cli_run_of(s, tmp_path / "zg-gh")
-    assert cli["samples"] == snap.n_done == 6
-    assert cli["vf"] == pytest.approx(snap.vf, rel=1e-11, abs=0)
-    linked = Session()
-    assert linked.apply_query({"sampling": "zg-gh"}) == [] and linked.monte_carlo.sampling == "zg-gh"
-    partial = Session(**{**FAST, "samples": 8})
-    partial.monte_carlo.sampling = "zg-gh"
-    partial.monte_carlo._act(partial.monte_carlo.run)
-    assert partial.monte_carlo.status == "idle" and "multiple of 6" in partial.ctx.message
+    assert odd.monte_carlo.status == "idle" and reason in odd.ctx.message
 
 
 def test_the_curvature_estimator_runs_in_the_page_as_in_the_cli(tmp_path):
