@@ -67,7 +67,7 @@ def run_leg(model_name: str, electron_model: str, sizes: list[int], samples: int
             engine = MonteCarloEngine(bilayer("AB"), forces, model, settings)
             # samples side by side (thread-safe models): a stage's share of the wall time is its
             # thread-seconds over the workers; the map runs alone, after its batch
-            workers = min(count, engine.threads) if getattr(model, "thread_safe", False) else 1
+            workers = engine.workers(count)
             totals: dict[str, float] = {}
             t0 = time.perf_counter()
             for batch in engine.run(300.0):

@@ -382,7 +382,7 @@ class MonteCarloEngine:
         (``threads``) shared among them, each torch op on its own share (one thread for one
         sample per core: no team of threads waits at a barrier for a core another process
         holds); in this thread when one worker would do."""
-        workers = min(n, self.threads) if self.device in (None, "cpu") else 1
+        workers = self.workers(n)
         if workers <= 1:
             return [fn(k) for k in range(n)]
         share = max(1, self.threads // workers)
@@ -392,6 +392,13 @@ class MonteCarloEngine:
             return fn(k)
 
         return list(sample_pool(self.threads).map(task, range(n)))
+
+    def workers(self, n: int) -> int:
+        """How many of a batch's ``n`` samples run side by side: on a CPU with a thread-safe
+        model, up to the cores; else 1 (the model's own threads, one sample at a time)."""
+        if self.device not in (None, "cpu") or not getattr(self.hamiltonian_model, "thread_safe", False):
+            return 1
+        return max(1, min(n, self.threads))
 
     def _observe_one(self, blocks, j: int, seconds: dict) -> dict:
         """``observe`` for one sample j with its Hamiltonian ``blocks``, A(k, E) aside (the
