@@ -8,12 +8,14 @@ edges, with its own cutoff, and their A-bases are summed (Eq. 4 of the MLEPI pap
 
 followed by a per-layer readout. The energy of a structure is
 
-    E = sum_i [ E0(z_i) + s * sum_t readout_t(h_i^t) ]   (eV)
+    E = sum_i [ E0(z_i) + s * sum_t readout_t(h_i^t) ] + E_pair   (eV)
 
 with E0 per-element reference energies (least squares on the training set) and s an
 energy scale (eV, the training RMS force times 1 A), and forces are F = -dE/dr by
-autograd, exactly conservative. The homogeneous baseline is the same class with the
-single relation ``all``.
+autograd, exactly conservative. A relation named in ``pair_relations`` passes no messages:
+its edges carry an explicit pair energy E_pair instead (``pair.PairEnergy``), so that each
+interface of a stack has its own coupling. The homogeneous baseline is the same class with
+the single relation ``all``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductB
                      species_index,
                      natural_irreps)
 from .deployed import DeployedNetwork
+from .pair import PairEnergy
 from .settings import Settings
 
 
@@ -48,6 +51,9 @@ class HedgeNetPhononConfig(Settings):
     relation ({"intra": 8, "inter": 32}); the registry dependence of the interlayer energy
     varies over a tenth of an Angstrom of edge length and needs the finer basis
     (docs/physics.md#the-interlayer-interaction).
+    ``pair_relations`` names relations whose edges carry an explicit pair energy of the
+    distance instead of messages (``pair.PairEnergy``: ``pair_basis`` Gaussians from
+    ``pair_r_min`` to the relation's cutoff).
     ``avg_num_neighbors``, ``atomic_energies_ev`` and ``energy_scale_ev`` are data
     statistics, filled in from the training set before training.
     """
@@ -62,11 +68,14 @@ class HedgeNetPhononConfig(Settings):
     envelope_p: int = 5
     radial_hidden: tuple[int, ...] = (32, 32)
     readout_hidden: int = 16
+    pair_relations: tuple[str, ...] = ()
+    pair_basis: int = 32
+    pair_r_min: float = 2.5
     avg_num_neighbors: Mapping[str, float] | None = None
     atomic_energies_ev: Mapping[str, float] | None = None
     energy_scale_ev: float = 1.0
 
-    SEQUENCES = ("elements", "radial_hidden")
+    SEQUENCES = ("elements", "radial_hidden", "pair_relations")
     MAPPINGS = ("cutoffs", "avg_num_neighbors", "atomic_energies_ev")
 
     def bessel_count(self, relation: str) -> int:
@@ -130,6 +139,12 @@ class HedgeNetPhonon(nn.Module):
             raise ValueError("the model needs at least one relation with a cutoff")
         self.relations = list(cfg.cutoffs)
         self.cutoffs = {rel: float(rc) for rel, rc in cfg.cutoffs.items()}
+        unknown = set(cfg.pair_relations) - set(self.relations)
+        if unknown:
+            raise ValueError(f"pair_relations {sorted(unknown)} have no cutoff in {dict(cfg.cutoffs)}")
+        self.message_relations = [rel for rel in self.relations if rel not in cfg.pair_relations]
+        if not self.message_relations:
+            raise ValueError("every relation is a pair term: at least one must pass messages")
         hidden = o3.Irreps(cfg.hidden_irreps)
         muls = {mul for mul, _ in hidden}
         if len(muls) != 1 or hidden[0].ir != o3.Irrep("0e"):
@@ -151,10 +166,13 @@ class HedgeNetPhonon(nn.Module):
         for t in range(cfg.num_layers):
             last = t == cfg.num_layers - 1
             out_irreps = scalars if last else hidden
-            layers.append(HedgeLayer(self.relations, self.cutoffs, node_irreps, a_irreps, out_irreps,
-                                     cfg, first=t == 0, last=last))
+            layers.append(HedgeLayer(self.message_relations, self.cutoffs, node_irreps, a_irreps,
+                                     out_irreps, cfg, first=t == 0, last=last))
             node_irreps = out_irreps
         self.layers = nn.ModuleList(layers)
+        self.pair_terms = nn.ModuleDict({
+            rel: PairEnergy(n_el, self.cutoffs[rel], cfg.pair_basis, cfg.pair_r_min, cfg.envelope_p)
+            for rel in cfg.pair_relations})
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -213,6 +231,8 @@ class HedgeNetPhonon(nn.Module):
                 h, e_t = layer(h, species, vectors, graph)
                 interaction = interaction + e_t
             node_energy = node_energy + self.energy_scale * interaction
+            for rel, term in self.pair_terms.items():
+                node_energy = node_energy + term(species, vectors[rel], graph.edges[rel].index)
             energy = node_energy.new_zeros(graph.n_structures).index_add(0, graph.batch, node_energy)
             out = {"energy": energy, "node_energy": node_energy}
             if compute_forces:

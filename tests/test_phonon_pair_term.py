@@ -1,0 +1,135 @@
+"""HedgeNet-Phonon with an explicit pair energy on the inter edges (``pair_relations``).
+
+Tiny float64 models (as in test_phonon_model.py) on trilayers and bilayers of 2x2 cells. The
+pair term's point is physics: a stack's interfaces couple independently, so the interlayer
+energy of a trilayer is the sum of its two interfaces' (inclusion-exclusion over the layers),
+which the message-passing inter relation does not give.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from mlepi_core.graph import build_graph
+from mlepi_core.interlayer import trilayer
+from mlepi_core.models import HedgeNetPhonon, HedgeNetPhononConfig, load_model, save_model
+from mlepi_core.models.pair import PairEnergy
+from mlepi_core.structures import bilayer, supercell
+
+CUTOFFS = {"intra": 3.0, "inter": 4.5}
+TINY = dict(hidden_irreps="4x0e+4x1o", max_ell=2, num_layers=2, correlation=3, num_bessel=4,
+            radial_hidden=(8,), readout_hidden=4, atomic_energies_ev={"C": -7.3}, energy_scale_ev=0.5,
+            avg_num_neighbors={"intra": 8.0, "inter": 8.0})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(pair: bool, seed: int = 0) -> HedgeNetPhonon:
+    torch.manual_seed(seed)
+    cfg = HedgeNetPhononConfig(cutoffs=CUTOFFS, pair_relations=("inter",) if pair else (),
+                               pair_basis=12, pair_r_min=2.8, **TINY)
+    model = HedgeNetPhonon(cfg).to(torch.float64)
+    if pair:  # a non-trivial pair function: random coefficients of 1-10 meV
+        with torch.no_grad():
+            model.pair_terms["inter"].coefficients.normal_(0.0, 0.005)
+    return model
+
+
+def energy(model: HedgeNetPhonon, atoms) -> float:
+    return float(model(build_graph(atoms, CUTOFFS), compute_forces=False)["energy"][0].detach())
+
+
+def layers(atoms, keep: set[int]):
+    """The atoms of the layers in ``keep``, at their positions in the stack."""
+    return atoms[[k for k, l in enumerate(atoms.arrays["layer"]) if int(l) in keep]]
+
+
+def interface_excess(model, stack) -> float:
+    """E(123) - E(12) - E(23) + E(2), eV: zero when the outer layers interact only through
+    the middle one's interfaces, each on its own."""
+    return (energy(model, stack) - energy(model, layers(stack, {0, 1})) - energy(model, layers(stack, {1, 2}))
+            + energy(model, layers(stack, {1})))
+
+
+def shaken_trilayer(stacking: str, seed: int = 1):
+    t = supercell(trilayer(stacking, d=3.0), 2)  # outer layers 6 A apart: beyond the 4.5 A cutoff
+    t.positions += np.random.default_rng(seed).normal(0.0, 0.05, t.positions.shape)
+    return t
+
+
+@pytest.mark.parametrize("stacking", ["ABA", "ABC"])
+def test_a_pair_term_couples_each_interface_on_its_own(stacking):
+    stack = shaken_trilayer(stacking)
+    with_pair = interface_excess(tiny(pair=True), stack)
+    assert abs(with_pair) < 1e-10  # eV, rounding of energies of ~-90 eV
+    # the message-passing inter relation lets the middle layer carry one interface's
+    # state to the other: the same test fails by far more than rounding
+    assert abs(interface_excess(tiny(pair=False), stack)) > 1e-6
+
+
+def test_pair_forces_are_minus_the_gradient():
+    model = tiny(pair=True)
+    atoms = shaken_trilayer("ABA", seed=2)
+    graph = build_graph(atoms, CUTOFFS)
+    forces = model(graph)["forces"].detach().numpy()
+    h, rng = 1e-4, np.random.default_rng(3)
+    for a in rng.choice(len(atoms), 4, replace=False):
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, c] += h
+            minus.positions[a, c] -= h
+            fd = -(energy(model, plus) - energy(model, minus)) / (2 * h)
+            assert forces[a, c] == pytest.approx(fd, abs=1e-8)
+
+
+def test_pair_energy_is_half_of_each_pair_on_each_atom():
+    """Two atoms of different layers alone (a 30 A cell): E_pair = f(r), split evenly."""
+    term = PairEnergy(n_elements=2, r_max=4.5, num_basis=12, r_min=2.8).to(torch.float64)
+    with torch.no_grad():
+        term.coefficients.normal_(0.0, 0.01)
+    vectors = torch.tensor([[0.3, -0.2, 3.3], [-0.3, 0.2, -3.3]], dtype=torch.float64)
+    index = torch.tensor([[0, 1], [1, 0]])
+    species = torch.tensor([0, 1])
+    per_atom = term(species, vectors, index)
+    f = term.pair_function(vectors[:1].norm(dim=-1), 0, 1)
+    torch.testing.assert_close(per_atom, torch.cat([f, f]) / 2)
+    # one function per unordered pair: B-N is N-B, and differs from B-B
+    torch.testing.assert_close(term.pair_function(torch.tensor([3.3]), 1, 0), term.pair_function(torch.tensor([3.3]), 0, 1))
+    assert not torch.allclose(term.pair_function(torch.tensor([3.3]), 0, 0), f)
+    # smooth at the cutoff
+    assert abs(float(term.pair_function(torch.tensor([4.5], dtype=torch.float64), 0, 1).detach())) < 1e-12
+
+
+def test_pair_term_is_invariant_and_survives_saving(tmp_path):
+    model = tiny(pair=True)
+    atoms = shaken_trilayer("ABC", seed=4)
+    e0 = energy(model, atoms)
+    turned = atoms.copy()
+    turned.rotate(37.0, "z", rotate_cell=True)
+    turned.translate([0.4, -1.1, 0.3])
+    assert energy(model, turned) == pytest.approx(e0, abs=1e-10)
+    again = load_model(save_model(tmp_path / "m", model), kind="phonon")
+    assert again.network.config.pair_relations == ("inter",)
+    energies, _ = again.energies_forces([atoms])
+    assert energies[0] == pytest.approx(e0, abs=1e-9)
+
+
+def test_pair_relations_are_checked():
+    with pytest.raises(ValueError, match="no cutoff"):
+        HedgeNetPhonon(HedgeNetPhononConfig(cutoffs=CUTOFFS, pair_relations=("between",), **TINY))
+    with pytest.raises(ValueError, match="at least one must pass messages"):
+        HedgeNetPhonon(HedgeNetPhononConfig(cutoffs={"inter": 4.5}, pair_relations=("inter",), **TINY))
+
+
+def test_zero_pair_term_and_no_inter_messages_see_no_other_layer():
+    """Before training the pair term is zero: a bilayer's energy is then its two layers'."""
+    torch.manual_seed(0)
+    model = HedgeNetPhonon(HedgeNetPhononConfig(cutoffs=CUTOFFS, pair_relations=("inter",), **TINY)).to(torch.float64)
+    ab = supercell(bilayer("AB", d=3.0), 2)
+    assert energy(model, ab) == pytest.approx(energy(model, layers(ab, {0})) + energy(model, layers(ab, {1})), abs=1e-10)
