@@ -13,7 +13,7 @@ import torch
 from mlepi_core.graph import build_graph
 from mlepi_core.interlayer import trilayer
 from mlepi_core.models import HedgeNetPhonon, HedgeNetPhononConfig, load_model, save_model
-from mlepi_core.models.pair import PairEnergy
+from mlepi_core.models.pair import PairEnergy, normal_projectors
 from mlepi_core.structures import bilayer, supercell
 
 CUTOFFS = {"intra": 3.0, "inter": 4.5}
@@ -37,7 +37,8 @@ def tiny(pair: bool, seed: int = 0) -> HedgeNetPhonon:
     model = HedgeNetPhonon(cfg).to(torch.float64)
     if pair:  # a non-trivial pair function: random coefficients of 1-10 meV
         with torch.no_grad():
-            model.pair_terms["inter"].coefficients.normal_(0.0, 0.005)
+            model.pair_terms["inter"].radial.normal_(0.0, 0.005)
+            model.pair_terms["inter"].registry.normal_(0.0, 0.002)
     return model
 
 
@@ -89,21 +90,47 @@ def test_pair_forces_are_minus_the_gradient():
 
 
 def test_pair_energy_is_half_of_each_pair_on_each_atom():
-    """Two atoms of different layers alone (a 30 A cell): E_pair = f(r), split evenly."""
-    term = PairEnergy(n_elements=2, r_max=4.5, num_basis=12, r_min=2.8).to(torch.float64)
+    """Two atoms of different elements and layers, flat layers (normals along z): e_ij from its
+    definition with rho^2 the in-plane distance squared, split evenly between the two atoms."""
+    term = PairEnergy(n_elements=2, r_max=4.5, num_basis=12, r_min=2.8, registry_basis=4).to(torch.float64)
     with torch.no_grad():
-        term.coefficients.normal_(0.0, 0.01)
-    vectors = torch.tensor([[0.3, -0.2, 3.3], [-0.3, 0.2, -3.3]], dtype=torch.float64)
+        term.radial.normal_(0.0, 0.01)
+        term.registry.normal_(0.0, 0.01)
+    r_vec = torch.tensor([0.3, -0.2, 3.3], dtype=torch.float64)
+    vectors = torch.stack([r_vec, -r_vec])
     index = torch.tensor([[0, 1], [1, 0]])
     species = torch.tensor([0, 1])
-    per_atom = term(species, vectors, index)
-    f = term.pair_function(vectors[:1].norm(dim=-1), 0, 1)
-    torch.testing.assert_close(per_atom, torch.cat([f, f]) / 2)
-    # one function per unordered pair: B-N is N-B, and differs from B-B
-    torch.testing.assert_close(term.pair_function(torch.tensor([3.3]), 1, 0), term.pair_function(torch.tensor([3.3]), 0, 1))
-    assert not torch.allclose(term.pair_function(torch.tensor([3.3]), 0, 0), f)
+    zz = torch.zeros(2, 3, 3, dtype=torch.float64)
+    zz[:, 2, 2] = 1.0
+    per_atom = term(species, vectors, index, zz)
+    phi = term.basis(r_vec.norm()[None])[0]
+    chi = term.registry_basis(torch.tensor([0.3 ** 2 + 0.2 ** 2], dtype=torch.float64))[0]
+    row = term.pair_row[0, 1]
+    e = (phi * (term.radial[row] + term.registry[row] @ (2 * chi))).sum()
+    torch.testing.assert_close(per_atom, torch.stack([e, e]) / 2)
+    # one function per unordered pair: B-N is N-B, B-B another
+    assert term.pair_row[1, 0] == row and term.pair_row[0, 0] != row
     # smooth at the cutoff
-    assert abs(float(term.pair_function(torch.tensor([4.5], dtype=torch.float64), 0, 1).detach())) < 1e-12
+    far = torch.tensor([[0.0, 0.0, 4.5], [0.0, 0.0, -4.5]], dtype=torch.float64)
+    assert torch.abs(term(species, far, index, zz)).max() < 1e-12
+
+
+def test_normal_projectors_follow_a_tilted_sheet_and_have_finite_gradients():
+    """A graphene sheet tilted by 25 degrees: each atom's projector is n n^T of the tilted
+    normal; with three neighbours at 120 degrees the in-plane eigenvalues are degenerate, and
+    the projector's gradient is finite there."""
+    sheet = supercell(bilayer("AB", d=3.0), 2)
+    sheet = sheet[[k for k, l in enumerate(sheet.arrays["layer"]) if l == 0]]
+    sheet.rotate(25.0, "x", rotate_cell=True)
+    graph = build_graph(sheet, {"intra": 2.0})
+    pos = graph.positions.clone().requires_grad_(True)
+    v = graph.edge_vectors("intra", pos)
+    index = graph.edges["intra"].index
+    p = normal_projectors(len(sheet), v, index, torch.ones(index.shape[1], dtype=torch.bool), 2.0)
+    n = torch.tensor([0.0, -np.sin(np.radians(25.0)), np.cos(np.radians(25.0))], dtype=torch.float64)
+    torch.testing.assert_close(p.detach(), (n[:, None] * n[None, :]).expand(len(sheet), 3, 3))
+    (grad,) = torch.autograd.grad((p[:, 0, 2] ** 2 + p[:, 1, 1]).sum(), pos)
+    assert torch.isfinite(grad).all()
 
 
 def test_pair_term_is_invariant_and_survives_saving(tmp_path):

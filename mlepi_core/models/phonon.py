@@ -35,7 +35,7 @@ from .blocks import (InteractionBlock, LinearReadout, NonLinearReadout, ProductB
                      species_index,
                      natural_irreps)
 from .deployed import DeployedNetwork
-from .pair import PairEnergy
+from .pair import PairEnergy, normal_projectors
 from .settings import Settings
 
 
@@ -51,9 +51,11 @@ class HedgeNetPhononConfig(Settings):
     relation ({"intra": 8, "inter": 32}); the registry dependence of the interlayer energy
     varies over a tenth of an Angstrom of edge length and needs the finer basis
     (docs/physics.md#the-interlayer-interaction).
-    ``pair_relations`` names relations whose edges carry an explicit pair energy of the
-    distance instead of messages (``pair.PairEnergy``: ``pair_basis`` Gaussians from
-    ``pair_r_min`` to the relation's cutoff).
+    ``pair_relations`` names relations whose edges carry an explicit pair energy instead of
+    messages (``pair.PairEnergy``: ``pair_basis`` Gaussians of the distance from ``pair_r_min``
+    to the relation's cutoff, each modulated by ``pair_registry`` functions of the transverse
+    distance from the layer normals, which the in-layer neighbours within ``pair_normal_cut``
+    define).
     ``avg_num_neighbors``, ``atomic_energies_ev`` and ``energy_scale_ev`` are data
     statistics, filled in from the training set before training.
     """
@@ -71,6 +73,8 @@ class HedgeNetPhononConfig(Settings):
     pair_relations: tuple[str, ...] = ()
     pair_basis: int = 32
     pair_r_min: float = 2.5
+    pair_registry: int = 8
+    pair_normal_cut: float = 2.0
     avg_num_neighbors: Mapping[str, float] | None = None
     atomic_energies_ev: Mapping[str, float] | None = None
     energy_scale_ev: float = 1.0
@@ -171,7 +175,8 @@ class HedgeNetPhonon(nn.Module):
             node_irreps = out_irreps
         self.layers = nn.ModuleList(layers)
         self.pair_terms = nn.ModuleDict({
-            rel: PairEnergy(n_el, self.cutoffs[rel], cfg.pair_basis, cfg.pair_r_min, cfg.envelope_p)
+            rel: PairEnergy(n_el, self.cutoffs[rel], cfg.pair_basis, cfg.pair_r_min, cfg.envelope_p,
+                            cfg.pair_registry)
             for rel in cfg.pair_relations})
 
     @property
@@ -210,6 +215,14 @@ class HedgeNetPhonon(nn.Module):
                 raise ValueError(f"graph's {rel!r} cutoff {graph.cutoffs.get(rel)} A is below the "
                                  f"model's {rc} A")
 
+    def normal_projectors(self, graph: HeteroGraph, vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(N, 3, 3) layer-normal projectors of the pair terms, from the in-layer edges of the
+        message relations (``pair.normal_projectors``)."""
+        index = torch.cat([graph.edges[rel].index for rel in self.message_relations], 1)
+        v = torch.cat([vectors[rel] for rel in self.message_relations], 0)
+        return normal_projectors(graph.n_atoms, v, index, graph.layer[index[0]] == graph.layer[index[1]],
+                                 self.config.pair_normal_cut)
+
     def forward(self, graph: HeteroGraph, compute_forces: bool = True,
                 training: bool = False) -> dict[str, torch.Tensor]:
         """{"energy": (B,) eV, "forces": (N, 3) eV/A, "node_energy": (N,) eV}.
@@ -231,8 +244,9 @@ class HedgeNetPhonon(nn.Module):
                 h, e_t = layer(h, species, vectors, graph)
                 interaction = interaction + e_t
             node_energy = node_energy + self.energy_scale * interaction
+            projectors = self.normal_projectors(graph, vectors) if self.pair_terms else None
             for rel, term in self.pair_terms.items():
-                node_energy = node_energy + term(species, vectors[rel], graph.edges[rel].index)
+                node_energy = node_energy + term(species, vectors[rel], graph.edges[rel].index, projectors)
             energy = node_energy.new_zeros(graph.n_structures).index_add(0, graph.batch, node_energy)
             out = {"energy": energy, "node_energy": node_energy}
             if compute_forces:
