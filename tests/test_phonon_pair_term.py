@@ -14,6 +14,7 @@ from mlepi_core.graph import build_graph
 from mlepi_core.interlayer import trilayer
 from mlepi_core.models import HedgeNetPhonon, HedgeNetPhononConfig, load_model, save_model
 from mlepi_core.models.pair import PairEnergy, normal_projectors
+from mlepi_core.training.pair_fit import interlayer_fit_cells
 from mlepi_core.structures import bilayer, supercell
 
 CUTOFFS = {"intra": 3.0, "inter": 4.5}
@@ -160,3 +161,79 @@ def test_zero_pair_term_and_no_inter_messages_see_no_other_layer():
     model = HedgeNetPhonon(HedgeNetPhononConfig(cutoffs=CUTOFFS, pair_relations=("inter",), **TINY)).to(torch.float64)
     ab = supercell(bilayer("AB", d=3.0), 2)
     assert energy(model, ab) == pytest.approx(energy(model, layers(ab, {0})) + energy(model, layers(ab, {1})), abs=1e-10)
+
+
+# --- the least-squares start ----------------------------------------------------------------
+
+def small_fit_cells(bilayer_atoms, seed=0, **_):
+    return interlayer_fit_cells(bilayer_atoms, seed=seed, shifts=3, distances=(-0.1, 0.0, 0.15),
+                                near_ground=10, strained_shifts=2, noisy=40)
+
+
+@pytest.fixture(scope="module")
+def pair_reference(tmp_path_factory):
+    """A 'reference' that is itself an intra-only network with a random pair term, saved."""
+    from mlepi_core.models import save_model
+
+    return save_model(tmp_path_factory.mktemp("ref") / "model", tiny(pair=True, seed=7))
+
+
+def test_the_fit_recovers_a_pair_term_it_can_represent(pair_reference):
+    """Least squares on the reference's interlayer energies and layer forces of 100 bilayers
+    gives back its pair term: on other noisy cells the interlayer energy and force agree to
+    rounding-level differences."""
+    from mlepi_core.models import load_model
+    from mlepi_core.training.pair_fit import fit_pair_term, interlayer_targets
+
+    reference = load_model(pair_reference, kind="phonon")
+    ab = bilayer("AB", d=3.0)
+    fitted = HedgeNetPhonon(HedgeNetPhononConfig(cutoffs=CUTOFFS, pair_relations=("inter",), pair_basis=12,
+                                                 pair_r_min=2.8, **TINY)).to(torch.float64)
+    fit = fit_pair_term(fitted, reference, ab, ridge=1e-14, cells=small_fit_cells(ab))
+    assert fit["energy_rmse_mev_per_atom"] < 1e-6 and fit["layer_force_rmse_mev_per_a"] < 1e-6
+    from mlepi_core.models import MLForceModel
+
+    held_out = small_fit_cells(ab, seed=5)[-10:]  # noisy 2x2 cells the fit never saw
+    e_ref, f_ref = interlayer_targets(reference, held_out)
+    e_fit, f_fit = interlayer_targets(MLForceModel(fitted), held_out)
+    np.testing.assert_allclose(e_fit, e_ref, atol=1e-8)  # eV per atom (energies of ~1e-3 eV)
+    np.testing.assert_allclose(f_fit, f_ref, atol=1e-7)
+
+
+def test_training_starts_from_the_fit_and_keeps_it(tmp_path, pair_reference, monkeypatch):
+    """``pair_fit_reference``: the new run's pair term is the fit, logged and recorded in the
+    metrics, and stays as fitted while the rest trains (unless ``train_pair``)."""
+    from ase.calculators.morse import MorsePotential
+
+    from mlepi_core.data.extxyz import write_extxyz
+    from mlepi_core.training import TrainConfig, Trainer
+    from mlepi_core.training import pair_fit
+
+    monkeypatch.setattr(pair_fit, "interlayer_fit_cells", small_fit_cells)
+    rng, calc, frames = np.random.default_rng(0), MorsePotential(epsilon=1.0, r0=1.42, rho0=4.0, rcut1=1.8, rcut2=2.4), []
+    for k in range(4):
+        a = supercell(bilayer("AB", d=3.0), 2)
+        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        a.calc = calc
+        a.info["energy"], a.arrays["forces"] = a.get_potential_energy(), a.get_forces()
+        a.calc = None
+        a.info["split"] = ["train", "train", "val", "test"][k]
+        frames.append(a)
+    data = write_extxyz(tmp_path / "set.xyz", frames)
+    model = {k: (list(v) if isinstance(v, tuple) else v) for k, v in TINY.items()
+             if k not in ("atomic_energies_ev", "energy_scale_ev")}
+    for train_pair in (False, True):
+        cfg = TrainConfig.from_dict(dict(
+            data=str(data), output_dir=str(tmp_path / f"run_{train_pair}"),
+            model={**model, "cutoffs": CUTOFFS, "pair_relations": ["inter"], "pair_basis": 12, "pair_r_min": 2.8},
+            dtype="float64", batch_size=1, max_steps=3, lr=0.05, progress=False, checkpoint_every_steps=1000,
+            pair_fit_reference=str(pair_reference), train_pair=train_pair))
+        trainer = Trainer(cfg)
+        start = trainer.model.pair_terms["inter"].registry.detach().clone()
+        assert start.abs().max() > 1e-4  # the fit, not the zero start
+        assert "pair term on 'inter' fitted" in (tmp_path / f"run_{train_pair}" / "train.log").read_text()
+        trainer.run()
+        moved = (trainer.model.pair_terms["inter"].registry - start).abs().max()
+        assert (moved > 0) == train_pair
+        metrics = trainer.finish()
+        assert metrics["pair_fit"]["inter"]["energy_rmse_mev_per_atom"] < 1e-3

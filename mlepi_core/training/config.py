@@ -35,7 +35,11 @@ class TrainConfig:
     on the force summed over each layer, the interlayer force. ``init_from`` names a saved model folder whose
     weights start the run (a continuation on the same data, e.g. with another loss); its
     network must have the same settings. ``data_workers`` processes read DeepH folders the
-    first time a split is cached.
+    first time a split is cached. ``pair_fit_reference`` (a force model name, e.g. "empirical")
+    fits the network's pair terms (``model.pair_relations``) by least squares to that reference
+    on rigid and noisy bilayers of the gallery structure ``pair_fit_structure``
+    (``training.pair_fit``) before a new run's first step; ``train_pair`` leaves them
+    trainable afterwards (else they stay as fitted).
     """
 
     task: str = "phonon"
@@ -71,6 +75,9 @@ class TrainConfig:
     h_weight: float = 1.0
     s_weight: float = 1.0
     init_from: str | None = None
+    pair_fit_reference: str | None = None
+    pair_fit_structure: str = "AB"
+    train_pair: bool = False
     data_workers: int = 1
     ema_decay: float = 0.99
     patience: int = 30

@@ -67,12 +67,17 @@ class Trainer:
         if cfg.init_from:
             self._adopt_statistics(Path(cfg.init_from), resume)
         self.model = self.task.build_model().to(self.device, self.dtype)
-        if cfg.init_from and not (resume and (self.out / CHECKPOINT_FILE).is_file()):
+        fresh = not (resume and (self.out / CHECKPOINT_FILE).is_file())
+        if cfg.init_from and fresh:
             self._init_weights(Path(cfg.init_from))  # (a resumed run takes its checkpoint's weights)
+        self.pair_fit = self._fit_pairs() if cfg.pair_fit_reference and fresh else None
+        if not cfg.train_pair:
+            for term in getattr(self.model, "pair_terms", {}).values():
+                term.requires_grad_(False)
         self.ema = EMA(self.model, cfg.ema_decay)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 amsgrad=cfg.amsgrad)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = opt_cls(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
         if cfg.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=cfg.lr_factor, patience=cfg.scheduler_patience, min_lr=cfg.min_lr)
@@ -84,6 +89,8 @@ class Trainer:
         self.state = {"epoch": 0, "batch": 0, "step": 0, "stage": 1, "best_val": math.inf,
                       "best_epoch": -1, "bad_epochs": 0, "elapsed_s": 0.0, "done": False,
                       "train_sums": {}}
+        if self.pair_fit:
+            self.state["pair_fit"] = self.pair_fit
         self.resumed = False
         if resume and (self.out / CHECKPOINT_FILE).is_file():
             self._load_checkpoint(self.out / CHECKPOINT_FILE)
@@ -120,6 +127,30 @@ class Trainer:
             raise ValueError(f"init_from: the network saved in {model_dir} has other settings than "
                              f"this run's model ({', '.join(diff)})")
         self.model.load_state_dict(saved.state_dict())
+
+    def _fit_pairs(self) -> dict:
+        """Least-squares pair terms (``training.pair_fit``), fitted in float64 on a copy."""
+        import copy
+
+        from ..model_names import force_model_from_name
+        from ..structures import build
+        from .pair_fit import fit_pair_term
+
+        if not getattr(self.model, "pair_terms", None):
+            raise ValueError("pair_fit_reference needs a model with pair_relations")
+        self.out.mkdir(parents=True, exist_ok=True)
+        exact = copy.deepcopy(self.model).to(torch.float64)
+        reference = force_model_from_name(self.cfg.pair_fit_reference)
+        fits = {rel: fit_pair_term(exact, reference, build(self.cfg.pair_fit_structure), rel)
+                for rel in exact.pair_terms}
+        for rel, term in exact.pair_terms.items():
+            self.model.pair_terms[rel].load_state_dict(term.state_dict())
+        for rel, fit in fits.items():
+            self._say(f"pair term on {rel!r} fitted to {self.cfg.pair_fit_reference} on {fit['cells']} "
+                      f"{self.cfg.pair_fit_structure} bilayers: interlayer energy RMSE "
+                      f"{fit['energy_rmse_mev_per_atom']:.4f} meV/atom, layer force RMSE "
+                      f"{fit['layer_force_rmse_mev_per_a']:.3f} meV/A")
+        return fits
 
     def _checkpoint(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "code_version": __version__, "config": self.cfg.to_dict(),
@@ -359,6 +390,8 @@ class Trainer:
         metrics = {"best_epoch": self.state["best_epoch"], "steps": self.state["step"],
                    "epochs": self.state["epoch"], "elapsed_s": round(self.state["elapsed_s"], 1),
                    "model_dir": str(model_dir)}
+        if self.state.get("pair_fit"):
+            metrics["pair_fit"] = self.state["pair_fit"]
         for split in self.cfg.evaluate_splits:
             if self.task.split_size(split):
                 metrics[split] = evaluate(self.task, ff.network, split, self.cfg.eval_batch_size,
