@@ -237,3 +237,24 @@ def test_training_starts_from_the_fit_and_keeps_it(tmp_path, pair_reference, mon
         assert (moved > 0) == train_pair
         metrics = trainer.finish()
         assert metrics["pair_fit"]["inter"]["energy_rmse_mev_per_atom"] < 1e-3
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_tiles_of_a_large_structure_reach_the_partners_normals(num_layers):
+    """Tile by tile (each tile's receptive subgraph) equals the whole structure: a pair term
+    with normals needs its partner's in-layer neighbours, two edges out, even after one
+    message-passing layer."""
+    from mlepi_core.models import MLForceModel
+
+    torch.manual_seed(0)
+    cfg = HedgeNetPhononConfig(cutoffs={"intra": 2.0, "inter": 3.5}, pair_relations=("inter",), pair_basis=8,
+                               pair_r_min=2.8, pair_registry=3, **{**TINY, "num_layers": num_layers})
+    network = HedgeNetPhonon(cfg).to(torch.float64)
+    with torch.no_grad():
+        network.pair_terms["inter"].registry.normal_(0.0, 0.01)
+    big = supercell(bilayer("AB", d=3.0), 12)
+    big.positions += np.random.default_rng(5).normal(scale=0.05, size=big.positions.shape)
+    (e_ref,), (f_ref,) = MLForceModel(network, max_batch_atoms=1024).energies_forces([big])
+    (e_tiled,), (f_tiled,) = MLForceModel(network, max_batch_atoms=16).energies_forces([big])
+    assert e_tiled == pytest.approx(e_ref, rel=1e-12, abs=1e-10)
+    np.testing.assert_allclose(f_tiled, f_ref, atol=1e-10)

@@ -215,6 +215,13 @@ class HedgeNetPhonon(nn.Module):
                 raise ValueError(f"graph's {rel!r} cutoff {graph.cutoffs.get(rel)} A is below the "
                                  f"model's {rc} A")
 
+    @property
+    def receptive_hops(self) -> int:
+        """Edges between an atom and the farthest atom its energy depends on: one per message-
+        passing layer; a pair term with normals reaches its partner's in-layer neighbours (2)."""
+        normals = any(term.uses_normals for term in self.pair_terms.values())
+        return max(self.config.num_layers, 2 if normals else 1)
+
     def normal_projectors(self, graph: HeteroGraph, vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(N, 3, 3) layer-normal projectors of the pair terms, from the in-layer edges of the
         message relations (``pair.normal_projectors``)."""
@@ -292,7 +299,7 @@ class MLForceModel(DeployedNetwork):
     def _tiled(self, graph: HeteroGraph, per_side: int | None = None) -> tuple[float, np.ndarray]:
         """Energy and forces of one large structure, tile by tile, in bounded memory: each
         tile's atomic energies from its receptive subgraph (``graph.receptive_subgraph``,
-        num_layers edges deep), their gradient scattered back onto every atom it moved.
+        ``receptive_hops`` edges deep), their gradient scattered back onto every atom it moved.
         Exact: the sum over tiles is the whole structure's energy and its gradient. The
         tiles hold at most about 4 ``max_batch_atoms`` centre atoms each (the 11,164-atom
         twisted bilayer: 3 x 3 tiles on a CPU, ~3,100 atoms per subgraph with its halo)."""
@@ -303,7 +310,7 @@ class MLForceModel(DeployedNetwork):
         energy = 0.0
         forces = torch.zeros(graph.n_atoms, 3, dtype=torch.float64)
         for centres in in_plane_tiles(graph, per_side):
-            sub, nodes, is_centre = receptive_subgraph(graph, centres, self.network.config.num_layers)
+            sub, nodes, is_centre = receptive_subgraph(graph, centres, self.network.receptive_hops)
             sub = sub.to(self.device, self.dtype)
             positions = sub.positions.detach().requires_grad_(True)
             with torch.enable_grad():
