@@ -33,8 +33,8 @@ which cancels every odd order of the observable; the spread of pair means over p
 p (different sign patterns) is the error estimate.
 
 Fourth order (rule ``"gauss-hermite"``). Amplitudes of exactly +-sigma have <x^4> = sigma^4
-where the Gaussian has 3 sigma^4, so an observable with a quartic term (v_F of a Dirac cone
-in a 6x6 cell) is biased at fourth order. The three-point Gauss-Hermite rule, x in
+where the Gaussian has 3 sigma^4, so an observable with a quartic term in the displacements
+is biased at fourth order. The three-point Gauss-Hermite rule, x in
 {-sqrt(3), 0, +sqrt(3)} sigma with weights 1/6, 2/3, 1/6, has the Gaussian's moments through
 the fifth. Its configurations come in blocks of three ZG pairs (six configurations): a keyed
 draw gives each mode to one pair of the block, where it moves by +-sqrt(3) sigma, and holds it
