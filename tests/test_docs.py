@@ -45,7 +45,7 @@ def test_the_readme_python_example_runs_and_prints_vf(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     values = [float(v) for v in re.findall(r"v_F = (\d+\.\d+) ± \d+\.\d+", done.stdout)]
     assert values, done.stdout
-    # 8 samples of the 6x6 AB bilayer at 300 K: v_F near the 200-sample 0.6572 (10^6 m/s), well
+    # 8 samples of the 6x6 AB bilayer at 300 K: v_F near the 200-sample 0.6567 (10^6 m/s), well
     # below the static lattice's 0.715 and far from any unit slip
     assert all(0.55 < v < 0.72 for v in values), values
     assert "8 samples" in done.stdout.splitlines()[-1]
