@@ -44,7 +44,7 @@ def pair_estimate(values: list[float]) -> dict:
     """Mean and standard error over +-u pair means (``zg_vs_mc.estimate``), and the pairs' spread."""
     from zg_vs_mc import estimate
 
-    mean, se, pairs = estimate(values, pairs=True)
+    mean, se, pairs = estimate(values, "zg")  # consecutive +-u configurations are pairs
     return {"vf": mean, "vf_se": se, "configurations": len(values), "pair_std": se * float(np.sqrt(pairs))}
 
 
@@ -131,7 +131,7 @@ def main() -> None:
     rows = {}
     for sampling in ("mc", "zg"):
         recs = sorted((r for k, r in cache.items() if k[:4] == ("6x6", "electron", sampling, 0.0)), key=lambda r: r["j"])
-        m, se, _ = estimate([r["vf"] for r in recs], sampling == "zg")
+        m, se, _ = estimate([r["vf"] for r in recs], sampling)
         rows["gauss_plain_seed0" if sampling == "mc" else "zg"] = {"vf": m, "vf_se": se, "configurations": len(recs)}
     t = time.perf_counter()
     rng_signs = lambda p: np.random.default_rng(np.random.SeedSequence([12345, p])).choice([-1.0, 1.0], size=shape)
