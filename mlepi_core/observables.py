@@ -16,10 +16,10 @@ are 0, 90, 60 and 30 degrees, one direction of each class of the twelve. A band
 energy at K + q e_theta, averaged over the thermal ensemble (which has the lattice's
 C3 symmetry), depends on theta modulo 120 degrees only, so the expected v_F is the
 12-direction one exactly, and on the undisplaced lattice the two agree to rounding
-(tests/test_observables.py). Per sample the four directions scatter as much as twelve
-in a 6x6 AB cell at 300 K (sd ratio 0.97, 16 samples), for a third of the eigen-solves;
-in a 3x3 cell, where a sample breaks the symmetry far more, 1.7x as much (200 samples),
-which there costs about what the fewer solves save (benchmarks/direction_spread.py).
+(tests/test_observables.py). Per sample the four directions scatter as much as twelve,
+for a third of the eigen-solves: sd ratio 0.95 in a 6x6 AB cell at 300 K (16 samples) and
+1.01 in a 3x3 cell (200 samples), where a sample breaks the symmetry far more
+(benchmarks/direction_spread.py).
 """
 
 from __future__ import annotations
