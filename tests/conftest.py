@@ -119,6 +119,18 @@ def check_resume():
     return _check_resume_continues_identically
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: threads only add overhead (and stall on a busy machine). A module of tiny
+    networks asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --- test tiers ----------------------------------------------------------------------------------
 # Whole files that run servers, browsers, clusters or installs belong to the integration tier
 # (scripts/test.sh runs it after the unit and physics tier); single tests carry the marker themselves.

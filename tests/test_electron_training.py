@@ -35,13 +35,7 @@ TINY = dict(elements=["C"], hidden_irreps="4x0e+4x1o+4x1e+4x2e", num_layers=2, r
             num_gaussians=8, num_bessel=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add overhead (and stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def displaced(atoms, seed, sigma=0.05):

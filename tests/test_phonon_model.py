@@ -36,13 +36,7 @@ def tiny_model(cutoffs=CUTOFFS, seed=0, **kw) -> HedgeNetPhonon:
     return HedgeNetPhonon(cfg).to(torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add overhead (and stall badly on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -23,12 +23,7 @@ TINY = dict(hidden_irreps="4x0e+4x1o", max_ell=2, num_layers=2, correlation=3, n
             avg_num_neighbors={"intra": 8.0, "inter": 8.0})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(pair: bool, seed: int = 0) -> HedgeNetPhonon:
