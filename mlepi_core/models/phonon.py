@@ -251,7 +251,8 @@ class HedgeNetPhonon(nn.Module):
                 h, e_t = layer(h, species, vectors, graph)
                 interaction = interaction + e_t
             node_energy = node_energy + self.energy_scale * interaction
-            projectors = self.normal_projectors(graph, vectors) if self.pair_terms else None
+            normals = any(term.uses_normals for term in self.pair_terms.values())
+            projectors = self.normal_projectors(graph, vectors) if normals else None
             for rel, term in self.pair_terms.items():
                 node_energy = node_energy + term(species, vectors[rel], graph.edges[rel].index, projectors)
             energy = node_energy.new_zeros(graph.n_structures).index_add(0, graph.batch, node_energy)
