@@ -1,22 +1,27 @@
-"""The band gap of a sample: band edges of the unfolded spectral function.
+"""The band gap of a sample: the supercell's band edges at the pristine edges' k.
 
 For a gapped layered material (hBN, MoS2, ...) the observable is the gap, as v_F is for
 graphene (docs/physics.md#the-band-gap). The undisplaced lattice's valence-band maximum
 and conduction-band minimum are found among the high-symmetry points of the primitive
-cell (Gamma, K, M). A sample's valence edge is the quasiparticle peak of the top valence
-band at the VBM's k: the first moment of the unfolded spectral weight W_n(k) of the
-sample's states in a window,
+cell (Gamma, K, M) by unfolding: the top valence and the bottom conduction level with
+weight there. A sample's valence edge is the mean of its g_v highest occupied
+eigenvalues at the VBM's k (a supercell k-point),
 
-    E_v = sum_n W_n(k_v) E_n / sum_n W_n(k_v),   E_n in [E_v0 - w, mid-gap],
+    E_v = (1/g_v) sum_{n = N_occ - g_v}^{N_occ - 1} E_n(k_v),
 
-and likewise the conduction edge E_c at the CBM's k, in [mid-gap, E_c0 + w]. Outwards the
-window reaches half-way to the next pristine level with weight at that k (at least
-``MIN_HALF_WINDOW_EV``; ``LONE_HALF_WINDOW_EV`` where no further level has weight there);
-inwards it reaches mid-gap: no pristine state of any k lies between the edges, so weight a
-sample puts there belongs to the edge's broadened peak. A degenerate edge (hBN's K) is one
-peak. The gap is E_c - E_v, direct when both edges lie at the same k; averaged over the
-thermal ensemble it gives E_g(T), and minus the static lattice's value the renormalisation
-(at 0 K the zero-point renormalisation).
+where g_v is the number of the pristine supercell's states in the VBM level at k_v (its
+degeneracy, valleys that fold together included: 4 for an hBN bilayer's K in a 6x6 cell);
+likewise E_c from the g_c lowest empty eigenvalues at the CBM's k. This is the frozen-phonon
+band edge (Zacharias, Patrick & Giustino, PRL 115, 177401 (2015); Monserrat, J. Phys.:
+Condens. Matter 30, 083001 (2018)): the displaced crystal's own edge states, whose energies
+carry the level repulsion of the second-order (Fan) term as well as the Debye-Waller shift.
+A first moment of the unfolded spectral weight over a window as wide as the gap's sides
+would instead pick up the weight those states push outwards, and with it cancel most of
+the Fan shift. Averaging over the g degenerate partners keeps E continuous under any
+displacement: a sum of the extreme eigenvalues of a Hermitian pencil is. The gap is
+E_c - E_v, direct when both edges lie at the same k; averaged over the thermal ensemble it
+gives E_g(T), and minus the static lattice's value the renormalisation (at 0 K the
+zero-point renormalisation).
 """
 
 from __future__ import annotations
@@ -31,8 +36,6 @@ from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
 from .seams import Blocks
 
 GAPPED_EV = 0.1  # a pristine fundamental gap above this makes the gap the run's observable
-MIN_HALF_WINDOW_EV = 0.1  # eV, the least half-width of an edge's window
-LONE_HALF_WINDOW_EV = 1.0  # eV, the half-width beyond an edge with no further band at its k
 POINTS = ("Γ", "K", "M")
 DEGENERATE_EV = 1e-5  # pristine states closer than this are one level
 
@@ -49,7 +52,7 @@ def high_symmetry_points(primitive_cell: np.ndarray) -> tuple[tuple[str, ...], n
 @dataclass
 class GapProbe:
     """What the gap measurement needs that does not depend on the sample (built once from
-    the undisplaced supercell's blocks): the k-points, the windows, the static gap."""
+    the undisplaced supercell's blocks): the k-points, the edges' degeneracies, the static gap."""
 
     primitive: Atoms
     ideal: Atoms
@@ -63,18 +66,15 @@ class GapProbe:
         self.labels, self.k_cart = high_symmetry_points(self.primitive.cell)
 
     def prepare(self, pristine: Blocks) -> "GapProbe":
-        """The pristine edges, where they are, their windows, and the static gap."""
-        e, w = self._states(pristine)
+        """The pristine edges, where they are, their degeneracies, and the static gap."""
+        e, w = self._states(pristine, weights=True)
         self.mid = 0.5 * (e[:, self.n_occupied - 1].max() + e[:, self.n_occupied].min())
         levels = [self._levels(ek, wk) for ek, wk in zip(e, w)]  # per k: (valence, conduction) levels
         self.k_v = int(np.argmax([v[-1] for v, _ in levels]))
         self.k_c = int(np.argmin([c[0] for _, c in levels]))
-        valence, conduction = levels[self.k_v][0], levels[self.k_c][1]
-        half_v = max(MIN_HALF_WINDOW_EV, 0.5 * (valence[-1] - valence[-2]) if len(valence) > 1
-                     else LONE_HALF_WINDOW_EV)
-        half_c = max(MIN_HALF_WINDOW_EV, 0.5 * (conduction[1] - conduction[0]) if len(conduction) > 1
-                     else LONE_HALF_WINDOW_EV)
-        self.windows = np.array([[valence[-1] - half_v, self.mid], [self.mid, conduction[0] + half_c]])
+        vbm, cbm = levels[self.k_v][0][-1], levels[self.k_c][1][0]
+        self.degeneracy = (int(np.sum(np.abs(e[self.k_v, :self.n_occupied] - vbm) < DEGENERATE_EV)),
+                           int(np.sum(np.abs(e[self.k_c, self.n_occupied:] - cbm) < DEGENERATE_EV)))
         self.static = self.gaps(self.edges(pristine))
         return self
 
@@ -93,27 +93,25 @@ class GapProbe:
                              "of the primitive one?")
         return valence, conduction
 
-    def _states(self, blocks: Blocks | BlockTensors) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (K, n) and unfolded weights (K, n) of all states at the probe's k."""
+    def _states(self, blocks: Blocks | BlockTensors, weights: bool = False, points=None):
+        """Energies (K, M) of all states at the probe's k (``points``: indices of some of
+        them), and with ``weights`` their unfolded weights (K, M)."""
         bt = blocks if isinstance(blocks, BlockTensors) else BlockTensors.from_blocks(
             blocks, self.ideal.positions, self.ideal.cell, device=self.device)
-        k = torch.as_tensor(self.k_cart, device=self.device)
+        k = torch.as_tensor(self.k_cart if points is None else self.k_cart[list(points)], device=self.device)
         h, s = bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
         e, c, _ = solve_generalized(h, s)
+        if not weights:
+            return e.cpu().numpy()
         w = self.unfolder.weights(c, s, np.zeros((1, 3)))[:, 0]
         return e.cpu().numpy(), w.clamp(min=0.0).cpu().numpy()
 
     def edges(self, blocks: Blocks | BlockTensors) -> np.ndarray:
-        """(E_v, E_c) in eV of one sample: first moments of the unfolded weight in the
-        windows at the VBM's and the CBM's k (nan where a window holds no weight)."""
-        e, w = self._states(blocks)
-        out = np.empty(2)
-        for edge, k in enumerate((self.k_v, self.k_c)):
-            low, high = self.windows[edge]
-            inside = (e[k] >= low) & (e[k] <= high)
-            weight = (w[k] * inside).sum()
-            out[edge] = (w[k] * inside * e[k]).sum() / weight if weight > 0 else float("nan")
-        return out
+        """(E_v, E_c) in eV of one sample: the mean of its g_v highest occupied eigenvalues at
+        the VBM's k and of its g_c lowest empty ones at the CBM's k."""
+        e_v, e_c = self._states(blocks, points=(self.k_v, self.k_c))
+        (g_v, g_c), n = self.degeneracy, self.n_occupied
+        return np.array([e_v[n - g_v:n].mean(), e_c[n:n + g_c].mean()])
 
     def gaps(self, edges: np.ndarray) -> dict:
         """The gap (eV) from edges (E_v, E_c), where they are, and whether it is direct."""
