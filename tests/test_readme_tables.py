@@ -142,6 +142,9 @@ def test_gap_anchor_rows_are_the_materials_results():
     text = " ".join((ROOT / "docs" / "physics.md").read_text().split())
     rows = {r["material"]: r for r in json.loads((ROOT / "assets" / "results" / "materials.json").read_text())}
     z = rows["hBN"]["gap_zpr_mev"]
-    assert f"**{z['reference']:+.1f} ± {z['reference_se']:.1f} meV** (static {rows['hBN']['gap_static_ev']:.4f} eV)" in text
-    assert f"{z['ml']:+.1f} ± {z['ml_se']:.1f} meV (static {rows['hBN']['gap_static_ev_ml']:.4f} eV)" in text
-    assert f"by {z['paired_difference']:.1f} ± {z['paired_se']:.1f} meV at 0 K" in text
+    def signed(x):
+        return f"{x:+.1f}".replace("-", "−")
+
+    assert f"**{signed(z['reference'])} ± {z['reference_se']:.1f} meV** (static {rows['hBN']['gap_static_ev']:.4f} eV)" in text
+    assert f"{signed(z['ml'])} ± {z['ml_se']:.1f} meV (static {rows['hBN']['gap_static_ev_ml']:.4f} eV)" in text
+    assert f"(paired difference {signed(z['paired_difference'])} ± {z['paired_se']:.1f} meV)" in text
