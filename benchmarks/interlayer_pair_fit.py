@@ -2,7 +2,9 @@
 (``training.pair_fit``) on AB bilayers alone, its interlayer force constants, Gamma shear and
 breathing frequencies and stacking surface against the reference's, on the fitted AB bilayer
 and on cells it never saw (ABA and ABC trilayers, the bilayer strained 1.5 %, at d = 3.30 A,
-the 21.8-degree twisted cell).
+the 21.8-degree twisted cell), and across the interlayer distances the phonon set spans (rigid
+AB bilayer, d = 2.95 to 4.05 A): the top layer's summed z force per atom and the binding
+energy E(d0) - E(3.8 A).
 
 Two forms of the term: the distance alone (``--registry 0``: sum_ij f(r_ij)) and the
 Kolmogorov-Crespi form with functions of the transverse distance from the layer normals
@@ -25,6 +27,16 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "results" / "interlayer_pair_fit.json"
+
+
+def layer_z_forces(model, distances) -> np.ndarray:
+    """The top layer's summed z force per atom (eV/A) of the rigid AB bilayer at each distance."""
+    from mlepi_core.structures import bilayer
+
+    cells = [bilayer("AB", d=float(d)) for d in distances]
+    _, forces = model.energies_forces(cells)
+    return np.array([np.asarray(f)[a.positions[:, 2] > a.positions[:, 2].mean(), 2].mean()
+                     for f, a in zip(forces, cells)])
 
 
 def main() -> None:
@@ -55,6 +67,11 @@ def main() -> None:
     ref_surface = stacking_energies(reference, t)
     distances = np.linspace(3.2, 3.6, 17)
     ref_d0 = equilibrium_distance(distances, binding_curve(reference, distances))
+    far = np.round(np.linspace(2.95, 4.05, 12), 3)
+    ref_far = layer_z_forces(reference, far)
+    wide = np.round(np.arange(3.10, 3.801, 0.02), 4)
+    ref_curve = binding_curve(reference, wide)
+    ref_binding = float(ref_curve.min() - ref_curve[-1])
     result = {"fit_cells": len(cells), "reference": "LCBOP + KC (LAMMPS)", "forms": {}}
     for registry in args.registry:
         cfg = HedgeNetPhononConfig(cutoffs={"intra": 5.0, "inter": 6.0}, hidden_irreps="4x0e+4x1o", num_bessel=4,
@@ -78,15 +95,25 @@ def main() -> None:
                  for n in (2, 3)}
         surface = stacking_energies(model, t)
         d0 = equilibrium_distance(distances, binding_curve(model, distances))
+        curve = binding_curve(model, wide)
         result["forms"][f"registry_{registry}"] = {
             "fit": fit, "cells": rows, "shear_chain_cm1": chain,
             "stacking_energy_mae_mev_per_atom": float(np.mean(np.abs(surface - ref_surface))),
             "stacking_energy_max_mev_per_atom": float(np.max(np.abs(surface - ref_surface))),
-            "equilibrium_distance_a": {"pair": d0, "reference": ref_d0}}
+            "equilibrium_distance_a": {"pair": d0, "reference": ref_d0},
+            "layer_z_force_mev_per_a": {"d_a": far.tolist(), "pair": (1e3 * layer_z_forces(model, far)).tolist(),
+                                        "reference": (1e3 * ref_far).tolist()},
+            "binding_mev_per_atom": {"pair": float(curve.min() - curve[-1]),
+                                     "reference": ref_binding}}
+        zf = result["forms"][f"registry_{registry}"]["layer_z_force_mev_per_a"]
+        worst = float(np.max(np.abs(np.subtract(zf["pair"], zf["reference"]))))
         print(f"registry {registry}: fit E {fit['energy_rmse_mev_per_atom']:.4f} meV/atom, layer F "
               f"{fit['layer_force_rmse_mev_per_a']:.3f} meV/A ({fit['seconds']:.0f} s); stacking MAE "
               f"{result['forms'][f'registry_{registry}']['stacking_energy_mae_mev_per_atom']:.4f} meV/atom; "
-              f"d0 {d0:.4f} vs {ref_d0:.4f} A", flush=True)
+              f"d0 {d0:.4f} vs {ref_d0:.4f} A; layer z force from 2.95 to 4.05 A: largest error {worst:.1f} meV/A "
+              f"(reference up to {np.abs(zf['reference']).max():.0f}); binding "
+              f"{result['forms'][f'registry_{registry}']['binding_mev_per_atom']['pair']:.3f} vs {ref_binding:.3f} meV/atom",
+              flush=True)
         for name, r in rows.items():
             print(f"  {name:28s} shear {r['shear_ev_per_a4']['relative_error']:+7.1%}  breathing "
                   f"{r['breathing_ev_per_a4']['relative_error']:+7.1%}", flush=True)

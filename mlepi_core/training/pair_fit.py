@@ -10,8 +10,9 @@ alone. ``fit_pair_term`` labels bilayers with the reference, builds each one's f
 
 E_inter = E(bilayer) - E(layer 1) - E(layer 2) per atom and F_top the top layer's summed force
 per atom of that layer, w_F = 10 A (a layer force of 1 meV/A counts as 10 meV of energy per
-atom). The cells (``interlayer_fit_cells``) cover what the interlayer modes visit: every
-stacking at distances d0 - 0.23 ... d0 + 0.27 A, small shifts about the ground stacking,
+atom). The cells (``interlayer_fit_cells``) cover what the interlayer modes and the phonon set
+visit: every stacking at distances d0 - 0.45 ... d0 + 0.65 A (the set's d spans 3.0 to 3.9 A;
+a linear term is unconstrained where no cell puts a pair), small shifts about the ground stacking,
 biaxial strain of up to 2 %, and 2x2 cells with 0.04 A atomic noise, whose pair lengths and
 normals lie off the perfect lattice's. Units: eV, Angstrom.
 """
@@ -33,7 +34,7 @@ STRAINS = (-0.02, -0.01, 0.01, 0.02)
 
 
 def interlayer_fit_cells(bilayer: Atoms, seed: int = 0,
-                         shifts: int = 12, distances: Sequence[float] = tuple(np.linspace(-0.23, 0.27, 11)),
+                         shifts: int = 12, distances: Sequence[float] = tuple(np.linspace(-0.45, 0.65, 12)),
                          near_ground: int = 150, strained_shifts: int = 6, noisy: int = 200) -> list[Atoms]:
     """Rigid and noisy copies of the primitive ``bilayer`` (layer labels 0 and 1, in its ground
     stacking at its distance d0) for the fit: layer 1 moved by fractional in-plane shifts (of
@@ -51,7 +52,7 @@ def interlayer_fit_cells(bilayer: Atoms, seed: int = 0,
     coarse = [np.array([a, b]) for a in np.arange(strained_shifts) / strained_shifts
               for b in np.arange(strained_shifts) / strained_shifts]
     for eps in STRAINS:
-        cells += [strained(moved(bilayer, s, dz), eps) for dz in np.linspace(-0.18, 0.22, 5) for s in coarse]
+        cells += [strained(moved(bilayer, s, dz), eps) for dz in np.linspace(-0.4, 0.6, 6) for s in coarse]
     for _ in range(noisy):
         c = supercell(strained(moved(bilayer, rng.uniform(0.0, 1.0, 2), rng.normal(0.0, 0.08)),
                                rng.uniform(-0.02, 0.02)), 2)
