@@ -253,3 +253,18 @@ def test_tiles_of_a_large_structure_reach_the_partners_normals(num_layers):
     (e_tiled,), (f_tiled,) = MLForceModel(network, max_batch_atoms=16).energies_forces([big])
     assert e_tiled == pytest.approx(e_ref, rel=1e-12, abs=1e-10)
     np.testing.assert_allclose(f_tiled, f_ref, atol=1e-10)
+
+
+def test_the_fit_cells_span_the_interlayer_distances_of_the_phonon_set():
+    """A linear pair term is unconstrained where no fit cell puts a pair, so the rigid fit cells
+    reach past both ends of the distances the phonon set draws (``PhononSetConfig.d_range``)
+    about the reference's equilibrium distance."""
+    from mlepi_core.data.generate import PhononSetConfig
+
+    ab = bilayer("AB")
+    cells = interlayer_fit_cells(ab, shifts=1, near_ground=0, strained_shifts=1, noisy=0)
+    d0 = np.ptp(ab.positions[:, 2])
+    gaps = np.array([np.ptp(c.positions[:, 2]) for c in cells])
+    low, high = PhononSetConfig().d_range
+    assert gaps.min() < low - 0.05 and gaps.max() > high + 0.05
+    assert gaps.min() < d0 < gaps.max()
