@@ -8,8 +8,9 @@ GFN1-xTB reference. Per sample and definition, the gap at K:
 - ``window``: first moments of the unfolded weight at K from half-way to the next pristine
   level with weight there (1 eV beyond an edge with none) to mid-gap, the definition
   band_edges.py used before;
-- ``slice``: first moments of as much unfolded weight at K, counted outwards from mid-gap, as
-  the pristine edge level holds there (the rule of the v_F probe, observables.valley_band_moments).
+- ``slice``: first moments of as much unfolded weight at K, counted outwards from mid-gap over
+  all the states on that side, as the pristine edge level holds there (the v_F probe,
+  observables.valley_band_moments, slices only the states nearest E_F).
 Also a scan along one sample's displacement, 0 to 3 times its amplitude in steps of 0.1: the
 largest second difference of each definition's gap up to twice the amplitude (a smooth gap
 has small ones there; a jump shows as a large one), and, per sample, the share of the
