@@ -73,8 +73,14 @@ class GapProbe:
         self.k_v = int(np.argmax([v[-1] for v, _ in levels]))
         self.k_c = int(np.argmin([c[0] for _, c in levels]))
         vbm, cbm = levels[self.k_v][0][-1], levels[self.k_c][1][0]
-        self.degeneracy = (int(np.sum(np.abs(e[self.k_v, :self.n_occupied] - vbm) < DEGENERATE_EV)),
-                           int(np.sum(np.abs(e[self.k_c, self.n_occupied:] - cbm) < DEGENERATE_EV)))
+        n = self.n_occupied
+        if e[self.k_v, n - 1] > vbm + DEGENERATE_EV or e[self.k_c, n] < cbm - DEGENERATE_EV:
+            raise ValueError("the supercell's band edge lies at a k other than Gamma, K and M of the primitive "
+                             f"cell (highest occupied {e[self.k_v, n - 1]:.4f} eV above the VBM {vbm:.4f} eV, or "
+                             f"lowest empty {e[self.k_c, n]:.4f} eV below the CBM {cbm:.4f} eV): the gap probe "
+                             "looks for edges only there")
+        self.degeneracy = (int(np.sum(e[self.k_v, :n] > vbm - DEGENERATE_EV)),
+                           int(np.sum(e[self.k_c, n:] < cbm + DEGENERATE_EV)))
         self.static = self.gaps(self.edges(pristine))
         return self
 

@@ -178,3 +178,21 @@ def test_graphene_keeps_v_f_as_its_observable():
     for _ in engine.run_all():
         pass
     assert "gap" not in engine.statistics(0.0) and "dgap" not in engine.paired_difference(0.0, 0.0)
+
+
+def test_an_edge_away_from_the_searched_points_is_a_clear_error(monkeypatch):
+    """The supercell's extreme eigenvalues are the edges only when the pristine edges lie at a
+    searched k. Searching Γ and M alone on the staggered toy, whose edges sit at K (in a 6x6
+    cell Γ, K and M all fold onto one supercell k), must refuse rather than call K's states
+    the edges of M."""
+    from mlepi_core import band_edges
+
+    full = band_edges.high_symmetry_points
+
+    def without_k(cell):
+        labels, k = full(cell)
+        return ("Γ", "M"), k[[0, 2]]
+
+    monkeypatch.setattr(band_edges, "high_symmetry_points", without_k)
+    with pytest.raises(ValueError, match="other than Gamma, K and M"):
+        probe_for(*staggered_cell(6), StaggeredPz())
