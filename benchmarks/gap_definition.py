@@ -40,44 +40,35 @@ MODELS = {"network": "assets/models/electron_hbn", "reference": "reference"}
 DEFINITIONS = ("supercell", "window", "slice")
 
 
-def unfolded_gaps(probe, blocks) -> dict:
-    """The gap at the probe's edges from the unfolded weight: windows and slices."""
+def measure(probe, blocks) -> dict:
+    """One cell's gap at the probe's edges by every definition, from one solve, and the share
+    of the pristine edge level's unfolded weight that its g edge states carry."""
     e, w = probe._states(blocks, weights=True)
-    k_v, k_c, n = probe.k_v, probe.k_c, probe.n_occupied
-    level = [np.abs(probe._states_pristine[k] - edge) < 1e-5
-             for k, edge in ((k_v, probe.static["vbm"]), (k_c, probe.static["cbm"]))]
-    weight = [probe._weights_pristine[k_v][level[0]].sum(), probe._weights_pristine[k_c][level[1]].sum()]
-    out = {}
-    lo, hi = probe._windows
-    inside_v, inside_c = (e[k_v] >= lo[0]) & (e[k_v] <= lo[1]), (e[k_c] >= hi[0]) & (e[k_c] <= hi[1])
-    out["window"] = ((w[k_c] * inside_c * e[k_c]).sum() / (w[k_c] * inside_c).sum()
-                     - (w[k_v] * inside_v * e[k_v]).sum() / (w[k_v] * inside_v).sum())
+    (k_v, k_c), (g_v, g_c), n = (probe.k_v, probe.k_c), probe.degeneracy, probe.n_occupied
+    (v_lo, v_hi), (c_lo, c_hi) = probe._windows
+    inside_v, inside_c = (e[k_v] >= v_lo) & (e[k_v] <= v_hi), (e[k_c] >= c_lo) & (e[k_c] <= c_hi)
+
+    def moment(k, inside):
+        return (w[k] * inside * e[k]).sum() / (w[k] * inside).sum()
 
     def slice_moment(energies, weights, units):
         cum = np.cumsum(weights)
         take = np.clip(np.minimum(cum, units) - np.concatenate([[0.0], cum[:-1]]), 0.0, None)
         return (take * energies).sum() / take.sum()
 
-    down = np.argsort(-e[k_v][:n])
-    up = n + np.argsort(e[k_c][n:])
-    out["slice"] = (slice_moment(e[k_c][up], w[k_c][up], weight[1])
-                    - slice_moment(e[k_v][down], w[k_v][down], weight[0]))
-    return out
-
-
-def edge_weight_share(probe, blocks) -> list[float]:
-    """The unfolded weight at the edges' k of the g valence and g conduction edge states of a
-    sample, over the pristine edge level's weight there."""
-    e, w = probe._states(blocks, weights=True)
-    (g_v, g_c), n = probe.degeneracy, probe.n_occupied
-    return [float(w[probe.k_v][n - g_v:n].sum() / probe._level_weight[0]),
-            float(w[probe.k_c][n:n + g_c].sum() / probe._level_weight[1])]
+    down, up = np.argsort(-e[k_v][:n]), n + np.argsort(e[k_c][n:])
+    level_v, level_c = probe._level_weight
+    return {"supercell": float(e[k_c][n:n + g_c].mean() - e[k_v][n - g_v:n].mean()),
+            "window": float(moment(k_c, inside_c) - moment(k_v, inside_v)),
+            "slice": float(slice_moment(e[k_c][up], w[k_c][up], level_c)
+                           - slice_moment(e[k_v][down], w[k_v][down], level_v)),
+            "edge_weight_share": [float(w[k_v][n - g_v:n].sum() / level_v),
+                                  float(w[k_c][n:n + g_c].sum() / level_c)]}
 
 
 def attach_unfolded_reference(probe, pristine) -> None:
     """What the window and slice definitions need from the static lattice."""
     e, w = probe._states(pristine, weights=True)
-    probe._states_pristine, probe._weights_pristine = e, w
     windows = []
     for k, edge, side in ((probe.k_v, probe.static["vbm"], -1), (probe.k_c, probe.static["cbm"], 1)):
         levels = np.unique(np.round(e[k][(w[k] > 0.25) & (side * (e[k] - edge) > 1e-5)], 5))
@@ -107,7 +98,7 @@ def main() -> None:
         probe = engine.gap_probe
         (pristine,) = model.blocks([probe.ideal])
         attach_unfolded_reference(probe, pristine)
-        static = {"supercell": probe.static["gap"], **unfolded_gaps(probe, pristine)}
+        static = measure(probe, pristine)
         if displacements is None:
             displacements = engine.sampler.displacements(0.0, 0, args.samples, seed=args.seed)
         rows = []
@@ -115,15 +106,13 @@ def main() -> None:
             cell = probe.ideal.copy()
             cell.positions += u
             (blocks,) = model.blocks([cell])
-            rows.append({"supercell": probe.gaps(probe.edges(blocks))["gap"], **unfolded_gaps(probe, blocks),
-                         "edge_weight_share": edge_weight_share(probe, blocks)})
+            rows.append(measure(probe, blocks))
         scan, steps = [], {}
         for a in np.round(np.arange(0.0, 3.0001, 0.1), 3):
             cell = probe.ideal.copy()
             cell.positions += a * displacements[0]
             (blocks,) = model.blocks([cell])
-            scan.append({"amplitude": float(a), "supercell": probe.gaps(probe.edges(blocks))["gap"],
-                         **unfolded_gaps(probe, blocks)})
+            scan.append({"amplitude": float(a), **measure(probe, blocks)})
         thermal = [r for r in scan if r["amplitude"] <= 2.0]
         for d in DEFINITIONS:
             steps[d] = float(np.abs(np.diff([r[d] for r in thermal], 2)).max())
