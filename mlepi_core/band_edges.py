@@ -2,10 +2,15 @@
 
 For a gapped layered material (hBN, MoS2, ...) the observable is the gap, as v_F is for
 graphene (docs/physics.md#the-band-gap). The undisplaced lattice's valence-band maximum
-and conduction-band minimum are found among the high-symmetry points of the primitive
-cell (Gamma, K, M) by unfolding: the top valence and the bottom conduction level with
-weight there. A sample's valence edge is the mean of its g_v highest occupied
-eigenvalues at the VBM's k (a supercell k-point),
+and conduction-band minimum are found by unfolding: the top valence and the bottom
+conduction level with weight at a primitive k. The k searched are every primitive
+wavevector that folds onto the supercell k of Gamma, K or M: those points and the
+supercell's reciprocal lattice vectors added to them (for an N x N supercell, the N x N
+commensurate grid through Gamma, which holds K and M when 3 and 2 divide N, and MoS2's
+conduction valley Q, half-way from Gamma to K, when 6 does). Every state the supercell has
+at those k unfolds onto them, so the pristine edges are the extreme levels there, wherever
+they lie. A sample's valence edge is the mean of its g_v highest occupied eigenvalues at the
+VBM's k (a supercell k-point),
 
     E_v = (1/g_v) sum_{n = N_occ - g_v}^{N_occ - 1} E_n(k_v),
 
@@ -21,7 +26,9 @@ the Fan shift. Averaging over the g degenerate partners keeps E continuous under
 displacement: a sum of the extreme eigenvalues of a Hermitian pencil is. The gap is
 E_c - E_v, direct when both edges lie at the same k; averaged over the thermal ensemble it
 gives E_g(T), and minus the static lattice's value the renormalisation (at 0 K the
-zero-point renormalisation).
+zero-point renormalisation). An edge between the commensurate k (e.g. a valley off the
+grid of a small supercell) is found at the nearest of them: a finite-size error that a
+larger supercell removes.
 """
 
 from __future__ import annotations
@@ -41,12 +48,62 @@ DEGENERATE_EV = 1e-5  # pristine states closer than this are one level
 
 
 def high_symmetry_points(primitive_cell: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Labels and Cartesian k (1/A) of Gamma, K and M of a hexagonal primitive cell."""
+    """Labels and fractional k (of the primitive reciprocal vectors) of Gamma, K and M of a
+    hexagonal primitive cell."""
     from .phonons import hexagonal_path
 
     frac = dict(hexagonal_path(primitive_cell))
-    recip = 2 * np.pi * np.linalg.inv(np.asarray(primitive_cell)).T
-    return POINTS, np.array([frac[p] @ recip for p in POINTS])
+    return POINTS, np.array([frac[p] for p in POINTS])
+
+
+def point_label(frac: np.ndarray, primitive_cell: np.ndarray) -> str:
+    """Γ, K, K′ or M for a fractional in-plane k equivalent to one of them, else "(a, b)" in
+    fractions of the primitive reciprocal vectors, reduced to [0, 1)."""
+    from fractions import Fraction
+
+    from .phonons import hexagonal_path
+
+    named = dict(hexagonal_path(primitive_cell))
+    f = np.mod(np.asarray(frac, dtype=float)[:2], 1.0)
+
+    def same(a, b):
+        d = np.mod(a - b + 0.5, 1.0) - 0.5
+        return bool(np.all(np.abs(d) < 1e-6))
+
+    k = named["K"][:2]
+    for label, point in (("Γ", np.zeros(2)), ("K", k), ("K′", -k), ("M", np.array([0.5, 0.0])),
+                         ("M", np.array([0.0, 0.5])), ("M", np.array([0.5, 0.5]))):
+        if same(f, point):
+            return label
+    return "(" + ", ".join(str(Fraction(float(x)).limit_denominator(1000)) for x in f) + ")"
+
+
+def commensurate_points(primitive_cell: np.ndarray, supercell: np.ndarray,
+                        base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 3) fractional primitive k: each of ``base`` (B, 3) plus every reciprocal lattice
+    vector of ``supercell`` (the N of them that differ modulo the primitive reciprocal
+    lattice), base points first, the first of any two equivalent points kept; and (P,) the
+    base point each folds onto (its supercell k)."""
+    prim, sc = np.asarray(primitive_cell, dtype=float), np.asarray(supercell, dtype=float)
+    to_frac = (np.linalg.inv(sc).T @ prim.T).T  # rows: the supercell's b_i in primitive fractions
+    n = int(round(abs(np.linalg.det(sc[:2, :2]) / np.linalg.det(prim[:2, :2]))))
+    span = range(-n, n + 1)
+    g = np.array([a * to_frac[0] + b * to_frac[1] for a in span for b in span])
+    g = np.unique(np.round(np.mod(g, 1.0), 9) % 1.0, axis=0)
+
+    def equivalent(a, b):
+        return bool(np.all(np.abs(np.mod(a - b + 0.5, 1.0) - 0.5) < 1e-6))
+
+    # base points that differ by a supercell reciprocal vector share a supercell k: the first's
+    fold = [next(c for c in range(b + 1) if any(equivalent(base[b] - base[c], q) for q in g))
+            for b in range(len(base))]
+    points = [(fold[b], np.asarray(p, dtype=float)) for b, p in enumerate(base)]
+    points += [(fold[b], p + q) for b, p in enumerate(base) for q in g]
+    kept: list[tuple[int, np.ndarray]] = []
+    for b, p in points:
+        if not any(equivalent(p, q) for _, q in kept):
+            kept.append((b, p))
+    return np.array([p for _, p in kept]), np.array([b for b, _ in kept])
 
 
 @dataclass
@@ -63,22 +120,28 @@ class GapProbe:
     k_cart: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        self.labels, self.k_cart = high_symmetry_points(self.primitive.cell)
+        _, base = high_symmetry_points(self.primitive.cell)
+        frac, self.base_of = commensurate_points(self.primitive.cell, self.ideal.cell, base)
+        recip = 2 * np.pi * np.linalg.inv(np.asarray(self.primitive.cell)).T
+        self.k_cart, self.base_cart = frac @ recip, base @ recip
+        self.labels = tuple(point_label(f, self.primitive.cell) for f in frac)
 
     def prepare(self, pristine: Blocks) -> "GapProbe":
         """The pristine edges, where they are, their degeneracies, and the static gap."""
         e, w = self._states(pristine, weights=True)
         self.mid = 0.5 * (e[:, self.n_occupied - 1].max() + e[:, self.n_occupied].min())
         levels = [self._levels(ek, wk) for ek, wk in zip(e, w)]  # per k: (valence, conduction) levels
-        self.k_v = int(np.argmax([v[-1] for v, _ in levels]))
-        self.k_c = int(np.argmin([c[0] for _, c in levels]))
-        vbm, cbm = levels[self.k_v][0][-1], levels[self.k_c][1][0]
+        top = np.array([v[-1] if len(v) else -np.inf for v, _ in levels])
+        bottom = np.array([c[0] if len(c) else np.inf for _, c in levels])
+        # the first of equal edges: Γ, K and M before the other points
+        self.k_v = int(np.flatnonzero(top > top.max() - DEGENERATE_EV)[0])
+        self.k_c = int(np.flatnonzero(bottom < bottom.min() + DEGENERATE_EV)[0])
+        vbm, cbm = top[self.k_v], bottom[self.k_c]
         n = self.n_occupied
         if e[self.k_v, n - 1] > vbm + DEGENERATE_EV or e[self.k_c, n] < cbm - DEGENERATE_EV:
-            raise ValueError("the supercell's band edge lies at a k other than Gamma, K and M of the primitive "
-                             f"cell (highest occupied {e[self.k_v, n - 1]:.4f} eV above the VBM {vbm:.4f} eV, or "
-                             f"lowest empty {e[self.k_c, n]:.4f} eV below the CBM {cbm:.4f} eV): the gap probe "
-                             "looks for edges only there")
+            raise ValueError("a state of the supercell lies beyond the band edges found by unfolding "
+                             f"(highest occupied {e[self.k_v, n - 1]:.4f} eV, VBM {vbm:.4f} eV; lowest empty "
+                             f"{e[self.k_c, n]:.4f} eV, CBM {cbm:.4f} eV): is the cell a supercell of the primitive one?")
         self.degeneracy = (int(np.sum(e[self.k_v, :n] > vbm - DEGENERATE_EV)),
                            int(np.sum(e[self.k_c, n:] < cbm + DEGENERATE_EV)))
         self.static = self.gaps(self.edges(pristine))
@@ -93,24 +156,27 @@ class GapProbe:
         level_weight = np.bincount(level, weights=w[order])
         energy = np.bincount(level, weights=e[order]) / np.bincount(level)
         present = energy[level_weight > 0.5]
-        valence, conduction = present[present < self.mid], present[present > self.mid]
-        if not len(valence) or not len(conduction):
-            raise ValueError("no band edge with weight at a high-symmetry point: is the cell a supercell "
-                             "of the primitive one?")
-        return valence, conduction
+        return present[present < self.mid], present[present > self.mid]
 
     def _states(self, blocks: Blocks | BlockTensors, weights: bool = False, points=None):
         """Energies (K, M) of all states at the probe's k (``points``: indices of some of
-        them), and with ``weights`` their unfolded weights (K, M)."""
+        them), and with ``weights`` their unfolded weights (K, M). The states of the points
+        that fold onto one supercell k come from one solve at their base point."""
         bt = blocks if isinstance(blocks, BlockTensors) else BlockTensors.from_blocks(
             blocks, self.ideal.positions, self.ideal.cell, device=self.device)
-        k = torch.as_tensor(self.k_cart if points is None else self.k_cart[list(points)], device=self.device)
+        points = np.arange(len(self.k_cart)) if points is None else np.asarray(points)
+        bases = np.unique(self.base_of[points])
+        k = torch.as_tensor(self.base_cart[bases], device=self.device)
         h, s = bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
         e, c, _ = solve_generalized(h, s)
+        row = {b: r for r, b in enumerate(bases)}
+        rows = np.array([row[b] for b in self.base_of[points]])
+        energies = e.cpu().numpy()[rows]
         if not weights:
-            return e.cpu().numpy()
-        w = self.unfolder.weights(c, s, np.zeros((1, 3)))[:, 0]
-        return e.cpu().numpy(), w.clamp(min=0.0).cpu().numpy()
+            return energies
+        g = self.k_cart[points] - self.base_cart[self.base_of[points]]
+        w = self.unfolder.weights(c, s, g, k_index=rows)  # (P, nb): each point with its base's states
+        return energies, w.clamp(min=0.0).cpu().numpy()
 
     def edges(self, blocks: Blocks | BlockTensors) -> np.ndarray:
         """(E_v, E_c) in eV of one sample: the mean of its g_v highest occupied eigenvalues at
@@ -124,4 +190,4 @@ class GapProbe:
     def gaps(self, edges: np.ndarray) -> dict:
         """The gap (eV) from edges (E_v, E_c), where they are, and whether it is direct."""
         return {"gap": float(edges[1] - edges[0]), "vbm": float(edges[0]), "cbm": float(edges[1]),
-                "vbm_at": POINTS[self.k_v], "cbm_at": POINTS[self.k_c], "direct": self.k_v == self.k_c}
+                "vbm_at": self.labels[self.k_v], "cbm_at": self.labels[self.k_c], "direct": self.k_v == self.k_c}

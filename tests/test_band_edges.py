@@ -180,19 +180,45 @@ def test_graphene_keeps_v_f_as_its_observable():
     assert "gap" not in engine.statistics(0.0) and "dgap" not in engine.paired_difference(0.0, 0.0)
 
 
-def test_an_edge_away_from_the_searched_points_is_a_clear_error(monkeypatch):
-    """The supercell's extreme eigenvalues are the edges only when the pristine edges lie at a
-    searched k. Searching Γ and M alone on the staggered toy, whose edges sit at K (in a 6x6
-    cell Γ, K and M all fold onto one supercell k), must refuse rather than call K's states
-    the edges of M."""
+def test_the_searched_k_are_every_primitive_k_that_folds_onto_those_of_gamma_k_and_m():
+    """In a 6x6 cell Γ, K and M fold onto one supercell k, which holds the 36 points of the
+    6x6 grid (MoS2's Q = K/2 among them); in a 4x4 cell K folds elsewhere: 16 + 16 points."""
+    from mlepi_core.band_edges import commensurate_points, high_symmetry_points
+
+    prim = hbn_monolayer()
+    _, base = high_symmetry_points(prim.cell)
+    for n, count, classes in ((6, 36, {0}), (4, 32, {0, 1})):
+        frac, base_of = commensurate_points(prim.cell, supercell(prim, n).cell, base)
+        assert len(frac) == count and set(base_of) == classes
+        on_grid = np.abs(frac[:, :2] * n - np.round(frac[:, :2] * n)).max(axis=1) < 1e-6
+        assert on_grid.all() if n == 6 else on_grid.sum() == 16  # in 4x4: Γ's 16 (K's are off it)
+    probe, _ = probe_for(*staggered_cell(6), StaggeredPz())
+    assert {"Γ", "K", "K′", "M", "(1/6, 1/6)"} <= set(probe.labels)
+
+
+def test_an_edge_away_from_gamma_k_and_m_is_found_on_the_grid(monkeypatch):
+    """Searching from Γ alone, the probe still finds the toy's edges wherever the supercell
+    holds them: at K in a 6x6 cell (gap 2 Delta, named K), and in a 4x4 cell, which does not
+    hold K, at the commensurate k with the smallest gap, as the primitive cell's own bands
+    at the 4x4 grid say."""
+    import torch
+
     from mlepi_core import band_edges
+    from mlepi_core.electrons import BlockTensors, bloch_sum, solve_generalized
 
     full = band_edges.high_symmetry_points
+    monkeypatch.setattr(band_edges, "high_symmetry_points", lambda cell: (("Γ",), full(cell)[1][:1]))
+    probe, _ = probe_for(*staggered_cell(6), StaggeredPz())
+    assert probe.static["gap"] == pytest.approx(2 * DELTA, abs=1e-9)
+    assert probe.static["vbm_at"] in ("K", "K′") and probe.static["direct"]
 
-    def without_k(cell):
-        labels, k = full(cell)
-        return ("Γ", "M"), k[[0, 2]]
-
-    monkeypatch.setattr(band_edges, "high_symmetry_points", without_k)
-    with pytest.raises(ValueError, match="other than Gamma, K and M"):
-        probe_for(*staggered_cell(6), StaggeredPz())
+    probe, _ = probe_for(*staggered_cell(4), StaggeredPz())
+    prim = hbn_monolayer()
+    (blocks,) = StaggeredPz().blocks([prim])
+    grid = np.array([(a / 4, b / 4, 0.0) for a in range(4) for b in range(4)])
+    k = torch.as_tensor(grid @ (2 * np.pi * np.linalg.inv(np.asarray(prim.cell)).T))
+    bt = BlockTensors.from_blocks(blocks, prim.positions, prim.cell)
+    e = solve_generalized(bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s"))[0].numpy()  # (16, 2)
+    assert probe.static["gap"] == pytest.approx(e[:, 1].min() - e[:, 0].max(), abs=1e-9)
+    assert probe.static["gap"] > 2 * DELTA + 0.1
+    assert not {"K", "K′"} & set(probe.labels)  # the 4x4 grid through Γ misses K
