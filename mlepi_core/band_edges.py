@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+from .electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized
 from .seams import Blocks
 
 GAPPED_EV = 0.1  # a pristine fundamental gap above this makes the gap the run's observable
@@ -167,7 +167,7 @@ class GapProbe:
         points = np.arange(len(self.k_cart)) if points is None else np.asarray(points)
         bases = np.unique(self.base_of[points])
         k = torch.as_tensor(self.base_cart[bases], device=self.device)
-        h, s = bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
+        h, s = bloch_pair(bt, k)
         e, c, _ = solve_generalized(h, s)
         row = {b: r for r, b in enumerate(bases)}
         rows = np.array([row[b] for b in self.base_of[points]])

@@ -34,6 +34,7 @@ class BlockTensors:
     flat: torch.Tensor  # (nnz,) index row * M + col in H(k) of each real block element
     valid: torch.Tensor  # (nmax, nmax) or (P, nmax, nmax) mask of real block elements
     n_orbitals: int
+    overlap_floor: float = 0.0  # canonical orthogonalisation below this overlap eigenvalue (``bloch_pair``)
 
     @classmethod
     def from_blocks(cls, blocks: Blocks, positions: np.ndarray, cell: np.ndarray,
@@ -52,7 +53,8 @@ class BlockTensors:
         flat = np.broadcast_to(rows * m + cols, valid.shape)[valid]
         t = lambda x, dt=dtype: torch.as_tensor(np.ascontiguousarray(x), dtype=dt, device=device)
         return cls(i=t(blocks.i, torch.long), j=t(blocks.j, torch.long), vec=t(vec), h=t(blocks.h),
-                   s=t(blocks.s), flat=t(flat, torch.long), valid=t(valid, torch.bool), n_orbitals=m)
+                   s=t(blocks.s), flat=t(flat, torch.long), valid=t(valid, torch.bool), n_orbitals=m,
+                   overlap_floor=float(blocks.meta.get("overlap_floor", 0.0)))
 
 
 def bloch_sum(bt: BlockTensors, k_cart: torch.Tensor, which: str = "h") -> torch.Tensor:
@@ -69,6 +71,37 @@ def bloch_sum(bt: BlockTensors, k_cart: torch.Tensor, which: str = "h") -> torch
     dense = torch.zeros(len(k), m * m, dtype=phase.dtype, device=x.device)
     dense.index_add_(1, bt.flat, vals)
     return dense.reshape(len(k), m, m)
+
+
+DROPPED_EV = 1.0e3  # energy of the directions canonical orthogonalisation drops (``bloch_pair``)
+
+
+def bloch_pair(bt: BlockTensors, k_cart: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """H(k) and S(k) (K, M, M) of ``bt`` at Cartesian k-points (K, 3), ready for the solvers.
+
+    A basis that is nearly linearly dependent (GFN1-xTB's s, p, d on MoS2: smallest overlap
+    eigenvalue 0.004 at Gamma) has directions in which the pair blocks, cut at r_c, leave S(k)
+    slightly indefinite. With ``bt.overlap_floor`` > 0 these are removed by canonical
+    orthogonalisation (Löwdin; Szabo & Ostlund, Modern Quantum Chemistry, section 3.4.5):
+    with S = U diag(s) U^H and P the projector on the eigenvectors with s < floor,
+
+        S' = U diag(s if s >= floor else 1) U^H,   H' = (1 - P) H (1 - P) + DROPPED_EV P,
+
+    so H' c = E S' c has the kept space's eigenpairs exactly, with c^H S c = c^H S' c = 1,
+    and the dropped directions at DROPPED_EV eV, with no weight on any state below it.
+    """
+    h, s = bloch_sum(bt, k_cart, "h"), bloch_sum(bt, k_cart, "s")
+    if bt.overlap_floor <= 0.0:
+        return h, s
+    s = 0.5 * (s + s.mH)
+    w, u = torch.linalg.eigh(s)
+    drop = w < bt.overlap_floor
+    ud = u * drop[:, None, :].to(u.dtype)
+    p = ud @ ud.mH
+    q = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device) - p
+    s_kept = (u * torch.where(drop, torch.ones_like(w), w)[:, None, :].to(u.dtype)) @ u.mH
+    h_kept = q @ h @ q + DROPPED_EV * p
+    return 0.5 * (h_kept + h_kept.mH), 0.5 * (s_kept + s_kept.mH)
 
 
 def solve_generalized(h: torch.Tensor, s: torch.Tensor, window: tuple[float, float] | None = None
@@ -225,7 +258,8 @@ def bloch_matrices(blocks: Blocks, k_frac: np.ndarray) -> tuple[np.ndarray, np.n
     cell = np.eye(3)  # with tau = 0 and cell = 1, k . R is 2 pi k_frac . R
     bt = BlockTensors.from_blocks(blocks, zeros, cell)
     k = 2 * np.pi * np.atleast_2d(np.asarray(k_frac, dtype=float))
-    return bloch_sum(bt, torch.as_tensor(k), "h").numpy(), bloch_sum(bt, torch.as_tensor(k), "s").numpy()
+    h, s = bloch_pair(bt, torch.as_tensor(k))
+    return h.numpy(), s.numpy()
 
 
 def solve_bands(h_k: np.ndarray, s_k: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized, translation_chunks
+from .electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized, translation_chunks
 from .seams import Blocks, HamiltonianModel
 
 
@@ -158,8 +158,8 @@ def layer_dos(model: HamiltonianModel, primitive: Atoms, mesh: int = 24, energie
     k_cart = frac @ (2 * np.pi * np.linalg.inv(np.asarray(cell_atoms.cell)).T)
     bt = BlockTensors.from_blocks(blocks, cell_atoms.positions, cell_atoms.cell, device=device)
     k = torch.as_tensor(k_cart, device=bt.h.device)
-    s = bloch_sum(bt, k, "s")
-    e, c, _ = solve_generalized(bloch_sum(bt, k, "h"), s)
+    h, s = bloch_pair(bt, k)
+    e, c, _ = solve_generalized(h, s)
     w = mulliken_layer_weights(c, s, layer, n_layers).cpu().numpy()  # (K, M, L)
     e = e.cpu().numpy()
     from .observables import BandProbe

@@ -32,7 +32,7 @@ import torch
 from ase import Atoms
 from scipy.optimize import least_squares
 
-from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized, solve_near
+from .electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized, solve_near
 from .seams import Blocks
 from .units import VELOCITY_1E6_M_PER_S_PER_EV_A
 
@@ -174,7 +174,7 @@ class BandProbe:
     def _bloch(self, blocks: Blocks | BlockTensors) -> tuple[torch.Tensor, torch.Tensor]:
         bt = blocks if isinstance(blocks, BlockTensors) else self.tensors(blocks)
         k = torch.as_tensor(self.k_cart.reshape(-1, 3), device=self.device)
-        return bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s")
+        return bloch_pair(bt, k)
 
     def tensors(self, blocks: Blocks) -> BlockTensors:
         """A sample's blocks on the device, in the atomic gauge of the ideal supercell."""

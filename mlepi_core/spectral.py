@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+from .electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized
 
 
 class SpectralMap:
@@ -77,8 +77,7 @@ class SpectralMap:
         """The complex64 solve of ``spectral_function``: energies (P, nb) eV about E_F and
         clamped weights (P, nb) along the path, and (c, s, inside) at the folded k-points."""
         k = torch.as_tensor(self.k_fold, device=bt.h.device)
-        h = bloch_sum(bt, k, "h").to(torch.complex64)
-        s = bloch_sum(bt, k, "s").to(torch.complex64)
+        h, s = (x.to(torch.complex64) for x in bloch_pair(bt, k))
         lo, hi = self.e_fermi + self.window[0] - 4 * self.broadening, self.e_fermi + self.window[1] + 4 * self.broadening
         e, c, inside = solve_generalized(h, s, window=(lo, hi))
         w = self.unfolder.weights(c, s, self.g, k_index=self.fold_index)  # (P, nb)
@@ -136,8 +135,7 @@ class SpectralMap:
         if window is None:
             window = (self.window[0] - 4 * self.broadening, self.window[1] + 4 * self.broadening)
         k = torch.as_tensor(self.k_fold, device=bt.h.device)
-        h = bloch_sum(bt, k, "h").to(torch.complex128)
-        s = bloch_sum(bt, k, "s").to(torch.complex128)
+        h, s = (x.to(torch.complex128) for x in bloch_pair(bt, k))
         e, c, _ = solve_generalized(h, s)
         inside = (e >= ef + window[0]) & (e <= ef + window[1])
         lo = int(inside.float().argmax(dim=1).min())

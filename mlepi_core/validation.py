@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .electrons import BlockTensors, bloch_sum, solve_generalized
+from .electrons import BlockTensors, bloch_pair, solve_generalized
 from .observables import BandProbe
 from .phonons import hexagonal_path
 from .seams import HamiltonianModel
@@ -42,7 +42,7 @@ def cell_bands(blocks, atoms: Atoms, k_cart: np.ndarray) -> np.ndarray:
     """All eigenvalues (n_k, M) in eV of a cell's blocks at Cartesian k (atomic gauge)."""
     bt = BlockTensors.from_blocks(blocks, atoms.positions, atoms.cell)
     k = torch.as_tensor(k_cart)
-    e, _, _ = solve_generalized(bloch_sum(bt, k, "h"), bloch_sum(bt, k, "s"))
+    e, _, _ = solve_generalized(*bloch_pair(bt, k))
     return e.numpy()
 
 

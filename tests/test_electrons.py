@@ -198,3 +198,53 @@ def test_unfolding_weights_in_translation_chunks_equal_one_gather(pristine, monk
     assert torch.allclose(unfolder.weights(c, s, g), whole, atol=1e-12, rtol=0)
     assert torch.allclose(unfolded_layer_weights(unfolder, c, s, g, layer, 2), parts, atol=1e-12, rtol=0)
     assert torch.allclose(parts.sum(-1), whole, atol=1e-10)
+
+
+def _onsite_blocks(h: np.ndarray, s: np.ndarray, floor: float):
+    """One atom whose M orbitals' blocks are h and s: H(k) = h and S(k) = s at every k."""
+    m = h.shape[0]
+    return Blocks(i=np.array([0]), j=np.array([0]), R=np.zeros((1, 3), dtype=np.int64), h=h[None], s=s[None],
+                  norb=np.array([m]), meta={"overlap_floor": floor})
+
+
+def test_canonical_orthogonalisation_keeps_the_well_defined_states_of_a_nearly_dependent_basis():
+    """A basis of M functions of which 3 are nearly copies of others (overlap eigenvalues ~1e-4):
+    perturbing S and H only within those near-null directions (as a cut of the pair blocks
+    does) makes S indefinite, so Cholesky fails, while the eigenpairs of the rest of the space
+    are unchanged. ``bloch_pair`` with a floor keeps them exactly, with c^H S c = 1, and puts
+    the dropped directions at DROPPED_EV with no weight below it."""
+    from mlepi_core.electrons import DROPPED_EV, bloch_pair
+
+    rng = np.random.default_rng(0)
+    m, d = 12, 3
+    u, _ = np.linalg.qr(rng.normal(size=(m, m)))
+    w = np.r_[np.full(d, 1e-4), rng.uniform(0.5, 1.5, m - d)]
+    s = (u * w) @ u.T
+    a = rng.normal(size=(m, m))
+    h = 0.5 * (a + a.T)
+    null = u[:, :d]
+    q = np.eye(m) - null @ null.T
+    h = q @ h @ q  # no coupling into the near-null directions
+    # the exact answer: the generalised problem restricted to the well-conditioned space
+    x = u[:, d:] / np.sqrt(w[d:])
+    expected = np.linalg.eigvalsh(x.T @ h @ x)
+    # a cut that spoils the near-null directions alone
+    bad = rng.normal(size=(d, d))
+    s_cut = s - null @ (np.diag([3e-3, 2e-3, 1e-3])) @ null.T
+    h_cut = h + null @ (bad + bad.T) @ null.T
+    zero = torch.zeros(1, 3, dtype=torch.float64)
+    raw = BlockTensors.from_blocks(_onsite_blocks(h_cut, s_cut, 0.0), np.zeros((1, 3)), np.eye(3) * 10)
+    with pytest.raises(torch.linalg.LinAlgError):
+        solve_generalized(*bloch_pair(raw, zero))
+    bt = BlockTensors.from_blocks(_onsite_blocks(h_cut, s_cut, 0.01), np.zeros((1, 3)), np.eye(3) * 10)
+    h_k, s_k = bloch_pair(bt, zero)
+    e, c, _ = solve_generalized(h_k, s_k)
+    e, c = e[0].numpy(), c[0].numpy()
+    assert np.allclose(e[:m - d], expected, atol=1e-10)
+    assert np.allclose(e[m - d:], DROPPED_EV)
+    kept = c[:, :m - d]
+    assert np.allclose(kept.conj().T @ s_cut @ kept, np.eye(m - d), atol=1e-10)  # normalised with the true S
+    assert np.allclose(null.T @ kept, 0.0, atol=1e-10)  # nothing in the dropped directions
+    # without a floor the same matrices give the raw pencil back
+    h0, s0 = bloch_pair(BlockTensors.from_blocks(_onsite_blocks(h, s, 0.0), np.zeros((1, 3)), np.eye(3) * 10), zero)
+    assert np.allclose(h0[0].numpy(), h) and np.allclose(s0[0].numpy(), s)

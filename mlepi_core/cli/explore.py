@@ -140,7 +140,7 @@ def cmd_bands(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    from ..electrons import BlockTensors, Unfolder, bloch_sum, solve_generalized
+    from ..electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized
     from ..observables import BandProbe
     from ..spectral import SpectralMap
     from ..structures import supercell
@@ -163,7 +163,7 @@ def cmd_bands(args) -> int:
     grid = np.array([(i / m, j / m, 0.0) for i in range(m) for j in range(m)])
     bt = BlockTensors.from_blocks(blocks, atoms.positions, atoms.cell)
     kc = torch.as_tensor(grid @ (2 * np.pi * np.linalg.inv(np.asarray(atoms.cell)).T))
-    e_mesh = solve_generalized(bloch_sum(bt, kc, "h"), bloch_sum(bt, kc, "s"))[0].numpy() - ef
+    e_mesh = solve_generalized(*bloch_pair(bt, kc))[0].numpy() - ef
     energies = np.linspace(-args.window, args.window, 601)
     dos = np.exp(-0.5 * ((energies[:, None] - e_mesh.ravel()[None]) / 0.05) ** 2).sum(1) / (
         np.sqrt(2 * np.pi) * 0.05 * len(grid))

@@ -34,9 +34,16 @@ from ..units import BOHR_A, HARTREE_EV, KB_EV_PER_K
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
 DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (docs/physics.md#electrons-gfn1-xtb-through-tblite)
+# GFN1's s, p and d shells on S and Mo are nearly linearly dependent (MoS2: smallest overlap
+# eigenvalue 0.004 at Gamma), so their pair blocks reach further and S(k) is taken by
+# canonical orthogonalisation (electrons.bloch_pair; benchmarks/mos2_gfn1_blocks.py)
+NEAR_DEPENDENT_Z = frozenset({16, 42})
+NEAR_DEPENDENT_RC = 8.0  # Angstrom
+OVERLAP_FLOOR = 0.02
 ELECTRONIC_T_K = 300.0  # Kelvin, Fermi smearing of the SCF
 P_TO_E3NN = [2, 0, 1]  # tblite (p_y, p_z, p_x)[P_TO_E3NN] = e3nn's (x, y, z)
-SHELLS = {1: (0,), 6: (0, 1), 5: (0, 1), 7: (0, 1), 8: (0, 1)}  # GFN1 valence shells (l) per Z
+# GFN1 valence shells (l) per Z in tblite's order (S: s, p, d; Mo: d, s, p)
+SHELLS = {1: (0,), 6: (0, 1), 5: (0, 1), 7: (0, 1), 8: (0, 1), 16: (0, 1, 2), 42: (2, 0, 1)}
 
 
 def _load_tblite():
@@ -93,11 +100,11 @@ def check_cell_for_cutoff(cell: np.ndarray, r_c: float) -> None:
 class GFN1Reference:
     """GFN1-xTB (tblite) as Hamiltonian model and (slow, quantum) force model."""
 
-    elements = frozenset({"H", "B", "C", "N", "O"})
+    elements = frozenset({"H", "B", "C", "N", "O", "S", "Mo"})
 
-    def __init__(self, r_c: float = DEFAULT_RC, electronic_temperature: float = ELECTRONIC_T_K,
+    def __init__(self, r_c: float | None = None, electronic_temperature: float = ELECTRONIC_T_K,
                  accuracy: float = 1.0):
-        self.r_c = r_c
+        self.r_c = r_c  # None: DEFAULT_RC, or NEAR_DEPENDENT_RC with S or Mo
         self.electronic_temperature = electronic_temperature
         self.accuracy = accuracy
         self._calculator = _load_tblite()
@@ -151,9 +158,15 @@ class GFN1Reference:
             norb=orbitals_per_atom(atoms.numbers),
         )
 
+    def cutoff(self, atoms: Atoms) -> float:
+        """The block cutoff r_c (A) for ``atoms``."""
+        if self.r_c is not None:
+            return self.r_c
+        return NEAR_DEPENDENT_RC if set(atoms.numbers) & NEAR_DEPENDENT_Z else DEFAULT_RC
+
     def split_blocks(self, atoms: Atoms, result: TBLiteResult, r_c: float | None = None) -> Blocks:
         """Minimal-image split of Gamma-point F and S into pair blocks within ``r_c``."""
-        r_c = self.r_c if r_c is None else r_c
+        r_c = self.cutoff(atoms) if r_c is None else r_c
         check_cell_for_cutoff(atoms.cell, r_c)
         i, j, shift = pair_list(atoms, r_c)
         norb = result.norb
@@ -161,7 +174,8 @@ class GFN1Reference:
         h, s = table.gather(result.fock, i, j), table.gather(result.overlap, i, j)
         return Blocks(i=i, j=j, R=shift, h=h, s=s, norb=norb.copy(),
                       meta={"source": "GFN1-xTB (tblite)", "r_c_A": r_c, "units": "H: eV",
-                            "electronic_temperature_K": self.electronic_temperature})
+                            "electronic_temperature_K": self.electronic_temperature,
+                            "overlap_floor": OVERLAP_FLOOR if set(atoms.numbers) & NEAR_DEPENDENT_Z else 0.0})
 
     def blocks(self, structures: Sequence[Atoms]) -> list[Blocks]:
         """Hamiltonian-model seam: real-space blocks of every structure."""
