@@ -9,6 +9,10 @@ from ase import Atoms
 from .electrons import BlockTensors, Unfolder, bloch_pair, solve_generalized
 
 
+SOLVE_BYTES = 512 * 2 ** 20  # memory of the matrices of one chunk of a path's solves
+MATRICES_PER_K = 8  # complex (M, M) arrays alive per folded k in a solve: H, S, vectors, temporaries
+
+
 class SpectralMap:
     """The unfolded spectral function A(k, E) of a supercell along the primitive path
     Gamma-M-K-Gamma, for averaging over Monte Carlo samples (docs/physics.md#band-unfolding).
@@ -73,17 +77,42 @@ class SpectralMap:
         e_path, w_path, _ = self._path_states(bt)
         return np.einsum("pn,pne->pe", w_path, self._gaussians(e_path))
 
-    def _path_states(self, bt: BlockTensors):
+    def _path_states(self, bt: BlockTensors, orbital_layer: np.ndarray | None = None, n_layers: int = 0):
         """The complex64 solve of ``spectral_function``: energies (P, nb) eV about E_F and
-        clamped weights (P, nb) along the path, and (c, s, inside) at the folded k-points."""
-        k = torch.as_tensor(self.k_fold, device=bt.h.device)
-        h, s = (x.to(torch.complex64) for x in bloch_pair(bt, k))
+        clamped weights (P, nb) along the path, and with ``orbital_layer`` the clamped layer
+        parts (P, nb, n_layers) of the weights (``unfolded_layer_weights``), else None. The
+        folded k-points are solved a chunk at a time, as many as SOLVE_BYTES holds (a 6x6 MoS2
+        bilayer's 1,944 orbitals take 60 MB per complex matrix); states past a k-point's own
+        count carry weight 0."""
+        from .layers import unfolded_layer_weights
+
         lo, hi = self.e_fermi + self.window[0] - 4 * self.broadening, self.e_fermi + self.window[1] + 4 * self.broadening
-        e, c, inside = solve_generalized(h, s, window=(lo, hi))
-        w = self.unfolder.weights(c, s, self.g, k_index=self.fold_index)  # (P, nb)
-        w_path = (w * inside[self.fold_index]).clamp(min=0.0).double().cpu().numpy()
-        e_path = (e[self.fold_index] - self.e_fermi).double().cpu().numpy()  # (P, nb)
-        return e_path, w_path, (c, s, inside)
+        size = max(1, SOLVE_BYTES // (MATRICES_PER_K * 16 * bt.n_orbitals ** 2))
+        found = []
+        for start in range(0, len(self.k_fold), size):
+            stop = min(start + size, len(self.k_fold))
+            k = torch.as_tensor(self.k_fold[start:stop], device=bt.h.device)
+            h, s = (x.to(torch.complex64) for x in bloch_pair(bt, k))
+            e, c, inside = solve_generalized(h, s, window=(lo, hi))
+            points = np.flatnonzero((self.fold_index >= start) & (self.fold_index < stop))
+            local = self.fold_index[points] - start
+            w = self.unfolder.weights(c, s, self.g[points], k_index=local) * inside[local]  # (p, nb)
+            parts = None
+            if orbital_layer is not None:
+                parts = unfolded_layer_weights(self.unfolder, c, s, self.g[points], orbital_layer, n_layers,
+                                               k_index=local) * inside[local][..., None]
+                parts = parts.clamp(min=0.0).double().cpu().numpy()
+            found.append((points, (e[local] - self.e_fermi).double().cpu().numpy(),
+                          w.clamp(min=0.0).double().cpu().numpy(), parts))
+        nb = max(part[1].shape[1] for part in found)
+        n = len(self.fold_index)
+        e_path, w_path = np.full((n, nb), hi - self.e_fermi), np.zeros((n, nb))
+        layer_parts = np.zeros((n, nb, n_layers)) if orbital_layer is not None else None
+        for points, e, w, parts in found:
+            e_path[points, :e.shape[1]], w_path[points, :w.shape[1]] = e, w
+            if parts is not None:
+                layer_parts[points, :parts.shape[1]] = parts
+        return e_path, w_path, layer_parts
 
     def _gaussians(self, e_path: np.ndarray) -> np.ndarray:
         """g(E - E_n(k)) (P, nb, n_energies) in 1/eV for energies ``e_path`` (P, nb) about E_F."""
@@ -103,12 +132,7 @@ class SpectralMap:
         (equally if no part is positive). With S = 1 the parts are >= 0 and w_nL = W_nL.
         ``orbital_layer`` (M,): the layer of each orbital (``mlepi_core.layers.orbital_layers``).
         """
-        from .layers import unfolded_layer_weights
-
-        e_path, w_path, (c, s, inside) = self._path_states(bt)
-        parts = unfolded_layer_weights(self.unfolder, c, s, self.g, orbital_layer, n_layers,
-                                       k_index=self.fold_index)  # (P, nb, L)
-        parts = (parts * inside[self.fold_index][..., None]).clamp(min=0.0).double().cpu().numpy()
+        e_path, w_path, parts = self._path_states(bt, orbital_layer, n_layers)  # parts (P, nb, L)
         norm = parts.sum(axis=-1, keepdims=True)
         share = np.where(norm > 0, parts / np.where(norm > 0, norm, 1.0), 1.0 / n_layers)
         gauss = self._gaussians(e_path)

@@ -232,7 +232,8 @@ def test_twisted_gallery_entries_start_with_the_slater_koster_trained_network():
 
 def test_other_materials_pick_the_models_that_know_them(tmp_path):
     """hBN and MoS2 (gallery or upload) switch to the models that know their elements (hBN's
-    own electron network; the references where no network knows them), and graphene returns
+    own electron network; the references where no network knows them: GFN1-xTB for MoS2's
+    electrons), and graphene returns
     to the shipped networks; a model the user picked that knows the elements stays."""
     from app.catalogue import GFN1_ML, HBN_ML
 
@@ -250,8 +251,8 @@ def test_other_materials_pick_the_models_that_know_them(tmp_path):
     assert s.system.load_upload("mos2.extxyz", mos2.read_bytes())
     assert s.system.summary()["layers"] == 2
     assert "reference" in s.system.forces and not s.phonons.no_forces()
-    ok, why = s.system.mc_allowed  # no Hamiltonian model knows Mo and S yet (docs/physics.md)
-    assert not ok and "not Mo, S" in why
+    assert s.system.electrons == "GFN1-xTB (reference, slow)"  # no network knows Mo and S: the reference
+    assert s.system.mc_allowed[0]
     s.system.structure = "Twisted hBN 21.8°"  # the moire cell picks what knows B and N too
     assert s.system.atoms.get_chemical_formula() == "B14N14" and s.system.summary()["layers"] == 2
     assert "reference" in s.system.forces and s.system.electrons == HBN_ML and not s.phonons.no_forces()

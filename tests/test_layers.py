@@ -102,6 +102,26 @@ def displaced_bilayer():
     return prim, ideal, b
 
 
+def test_the_spectral_map_solved_one_k_at_a_time_is_the_same_map(displaced_bilayer, monkeypatch):
+    """A path's folded k-points are solved in chunks that fit ``SOLVE_BYTES`` (large cells:
+    a 6x6 MoS2 bilayer's matrices are 60 MB each); one k per chunk gives the same A(k, E) and
+    layer parts as all at once, to the rounding of complex64."""
+    from mlepi_core import spectral
+
+    prim, ideal, b = displaced_bilayer
+    b = with_overlap(pickle.loads(pickle.dumps(b)))
+    unfolder = Unfolder(prim.cell, ideal.positions, ideal.cell, b.norb)
+    sm = SpectralMap(prim, ideal, unfolder, e_fermi=0.8, grid=6)
+    bt = BlockTensors.from_blocks(b, ideal.positions, ideal.cell)
+    layer = orbital_layers(ideal, b)
+    whole, whole_parts = sm.layer_spectral_function(bt, layer, 2, return_total=True)
+    monkeypatch.setattr(spectral, "SOLVE_BYTES", 1)
+    assert len(sm.k_fold) > 1
+    single, single_parts = sm.layer_spectral_function(bt, layer, 2, return_total=True)
+    scale = whole.max()
+    assert np.abs(single - whole).max() < 1e-4 * scale and np.abs(single_parts - whole_parts).max() < 1e-4 * scale
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_layer_parts_of_the_spectral_function_sum_to_it(displaced_bilayer, overlap):
     prim, ideal, b = displaced_bilayer

@@ -109,15 +109,14 @@ class System(pn.viewable.Viewer):
     def _pick_models(self):
         """Models that know the structure's elements: a force or Hamiltonian model that lacks
         one gives way to the first choice that has them all (a reference when no network
-        does); one switched that way returns to the first choice when that knows the new
-        structure again."""
+        does); one switched that way is picked anew for the next structure (the first choice
+        again when that knows it), while a model the user picked stays while it knows the
+        elements."""
         for name, choices in (("forces", force_choices()), ("electrons", electron_choices())):
             knowing = [label for label in choices if not self.unknown_elements(label)]
             current, first = getattr(self, name), next(iter(choices))
-            if knowing and current not in knowing:
+            if knowing and (current not in knowing or name in self._switched):
                 pick = knowing[0]
-            elif name in self._switched and first in knowing:
-                pick = first
             else:
                 continue
             if pick == first:
