@@ -39,7 +39,7 @@ DEFAULT_RC = 6.0  # Angstrom, block cutoff for labels (docs/physics.md#electrons
 # canonical orthogonalisation (electrons.bloch_pair; benchmarks/mos2_gfn1_blocks.py)
 NEAR_DEPENDENT_Z = frozenset({16, 42})
 NEAR_DEPENDENT_RC = 8.0  # Angstrom
-OVERLAP_FLOOR = 0.02
+OVERLAP_FLOOR = 0.01
 ELECTRONIC_T_K = 300.0  # Kelvin, Fermi smearing of the SCF
 P_TO_E3NN = [2, 0, 1]  # tblite (p_y, p_z, p_x)[P_TO_E3NN] = e3nn's (x, y, z)
 # GFN1 valence shells (l) per Z in tblite's order (S: s, p, d; Mo: d, s, p)
