@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -62,3 +63,19 @@ def test_graphene_on_hbn_phonons_run_and_gfn1_s_electrons_are_refused_with_the_r
     assert not (tmp_path / "mc" / "results.json").exists()
     gfn1 = GFN1Reference.__new__(GFN1Reference)  # refuses() reads the structure only
     assert gfn1.refuses(build("GhBN")) and not gfn1.refuses(build("hBN")) and not gfn1.refuses(bilayer("AB"))
+
+
+@pytest.mark.slow
+def test_mos2_monte_carlo_runs_on_gfn1_and_reports_its_indirect_gap(tmp_path):
+    """The 2H MoS2 bilayer through `mlepi mc` on GFN1-xTB (s, p, d basis, split at r_c = 8 A,
+    S(k) by canonical orthogonalisation): the static gap runs from Γ to K, as GFN1 has it in
+    the 6x6 cell, and two samples at 0 K give a gap with an error (~15 min on a shared core)."""
+    run = mlepi("mc", "MoS2", "--forces", "empirical", "--electrons", "reference", "--temperature", "0",
+                "--samples", "2", "--supercell", "6", "--path-points", "0", "--spectral-every", "0",
+                "--out", str(tmp_path), timeout=3000)
+    assert run.returncode == 0, run.stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["static"]["gap_at_reference"] == "Γ -> K"
+    assert 1.0 < result["static"]["gap_reference"] < 2.5
+    row = result["temperatures"][0]["reference"]
+    assert np.isfinite(row["gap"]) and row["gap_se"] > 0 and row["gap_change"] < 0

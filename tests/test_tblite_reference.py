@@ -6,7 +6,7 @@ import scipy.linalg as sl
 from ase import Atoms
 
 from mlepi_core.electrons import bloch_matrices, solve_bands
-from mlepi_core.reference.tblite_electrons import P_TO_E3NN, GFN1Reference
+from mlepi_core.reference.tblite_electrons import P_TO_E3NN, GFN1Reference, TBLiteResult
 from mlepi_core.structures import bilayer, supercell
 
 
@@ -59,6 +59,24 @@ def test_unknown_element_is_refused(reference):
     atoms.numbers[0] = 26
     with pytest.raises(ValueError, match="supports"):
         reference.solve(atoms)
+
+
+def test_mos2_takes_the_d_shells_a_longer_cutoff_and_an_overlap_floor(reference):
+    """GFN1's S (s, p, d) and Mo (d, s, p) have 9 orbitals each; structures with them are
+    split at r_c = 8 A with the floor of canonical orthogonalisation, carbon at 6 A without."""
+    from mlepi_core.reference.tblite_electrons import NEAR_DEPENDENT_RC, orbitals_per_atom
+    from mlepi_core.structures import build
+
+    mos2 = build("MoS2", 6)
+    assert list(orbitals_per_atom(mos2.numbers[:3])) == [9, 9, 9]
+    assert reference.cutoff(mos2) == NEAR_DEPENDENT_RC == 8.0 and reference.cutoff(bilayer("AB")) == 6.0
+    fake = TBLiteResult(energy=0.0, forces=np.zeros((len(mos2), 3)), fock=np.eye(9 * len(mos2)),
+                        overlap=np.eye(9 * len(mos2)), orbital_energies=np.zeros(9 * len(mos2)),
+                        occupations=np.zeros(9 * len(mos2)), norb=orbitals_per_atom(mos2.numbers))
+    blocks = reference.split_blocks(mos2, fake)
+    assert blocks.meta["r_c_A"] == 8.0 and blocks.meta["overlap_floor"] > 0
+    with pytest.raises(ValueError, match="cell too small"):
+        reference.split_blocks(build("MoS2", 5), fake)  # 15.8 A < 2 r_c + 1
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, None])
