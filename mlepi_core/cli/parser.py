@@ -234,7 +234,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=6, help="n x n x 1 supercell")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cutoff", type=number(0.0, strict=True, unit=" A"),
-                   help="block cutoff r_c in Angstrom (default: 6 for gfn1, 7 for gpaw, whose dzp orbitals reach 3.5 A)")
+                   help="block cutoff r_c in Angstrom (default: 6 for gfn1, 8 for gfn1 on MoS2, whose s, p, d basis "
+                        "reaches further; 7 for gpaw, whose dzp orbitals reach 3.5 A)")
     s.add_argument("--forces", default="empirical", help="force model for the thermal sampling")
     s.add_argument("--no-twisted", action="store_true", help="skip the held-out twisted cells (21.8 to 5.1 degrees; with slater-koster also 3.15 and 1.08)")
     s.add_argument("--electrons", default="gfn1", choices=["gfn1", "slater-koster", "gpaw"],

@@ -35,7 +35,7 @@ def cmd_data_electron(args) -> int:
     cfg = ElectronSetConfig(n_configs=args.n, size=args.size, seed=args.seed,
                             twisted=() if args.no_twisted else twisted, material=args.material)
     if args.electrons == "gfn1":
-        reference = GFN1Reference(r_c=6.0 if args.cutoff is None else args.cutoff)
+        reference = GFN1Reference(r_c=args.cutoff)  # None: 6 A, or 8 A with S or Mo
     elif args.electrons == "slater-koster":
         from ..reference.slater_koster import SlaterKosterPz
 
