@@ -145,7 +145,8 @@ class System(pn.viewable.Viewer):
             from app.catalogue import electron_model
             from mlepi_core.seams import refusal
 
-            why = refusal(electron_model(electron_choices()[self.electrons]), self.atoms)
+            model = electron_model(electron_choices()[self.electrons])
+            why = refusal(model, self.atoms) or self._cell_too_small(model)
         if why:
             return False, f"No Monte Carlo for this structure: {why}."
         if len(self.atoms) > MC_MAX_ATOMS:
@@ -153,6 +154,21 @@ class System(pn.viewable.Viewer):
                            f"hBN or MoS2; at most {MC_MAX_ATOMS} atoms); this cell has {len(self.atoms)}. "
                            f"Phonons are shown.")
         return True, ""
+
+    def _cell_too_small(self, model) -> str:
+        """Why the Monte Carlo supercell is too small for a reference that splits its matrices
+        into pair blocks within a cutoff (GFN1-xTB: 8 A for MoS2), else ""."""
+        cutoff = getattr(model, "cutoff", None)
+        if cutoff is None:
+            return ""
+        from mlepi_core.reference.tblite_electrons import check_cell_for_cutoff
+        from mlepi_core.structures import supercell
+
+        try:
+            check_cell_for_cutoff(supercell(self.atoms, self.supercell).cell, cutoff(self.atoms))
+        except ValueError as err:
+            return f"{err} (the supercell setting)"
+        return ""
 
     def lattice(self, force_label: str, size: int):
         """(relaxed cell, phonopy object) of this structure under ``force_label`` on a ``size``-fold cell."""
